@@ -1,0 +1,1 @@
+"""Audiences, their rule trees and members arrive with the audience builder."""

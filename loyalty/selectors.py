@@ -1,0 +1,95 @@
+import re
+from dataclasses import dataclass
+
+from django.db.models import F, Prefetch, Q, QuerySet
+from django.http import Http404
+
+from .models import LineItem, LoyaltyProgram, Persona, PersonaIdentity, PointsEntry, Transaction
+
+# Column key -> ORDER BY. Every sort ends on id so pages never overlap or skip rows.
+PERSONA_SORTS = {
+    "name": ("last_name", "first_name"),
+    "phone": ("phone",),
+    "email": ("email",),
+    "loyalty": ("is_member", "enrolled_at"),
+    "points": ("points_balance",),
+    "store": ("favourite_store__name",),
+    "source": ("sourced_from__name",),
+    "last_purchase": ("last_purchase_at",),
+}
+DEFAULT_SORT = "name"
+
+
+@dataclass
+class PersonaFilters:
+    q: str = ""
+    member: str = ""  # "yes" / "no" / ""
+    store_id: int | None = None
+    source_id: int | None = None
+    sort: str = DEFAULT_SORT
+    descending: bool = False
+
+
+def _search_q(q: str) -> Q:
+    digits = re.sub(r"\D", "", q)
+    if digits and re.fullmatch(r"[\d\s().+-]+", q):
+        # Someone typing a phone number: match it however it was formatted.
+        if len(digits) == 11 and digits.startswith("1"):
+            digits = digits[1:]
+        return Q(phone__contains=digits)
+    if "@" in q:
+        return Q(email__istartswith=q.lower())
+    condition = Q()
+    for word in q.split():
+        condition &= (Q(first_name__istartswith=word) | Q(last_name__istartswith=word)
+                      | Q(email__istartswith=word))
+    return condition
+
+
+def persona_list(*, company, filters: PersonaFilters) -> QuerySet[Persona]:
+    qs = Persona.objects.filter(company=company).select_related("favourite_store", "sourced_from")
+    if filters.q.strip():
+        qs = qs.filter(_search_q(filters.q.strip()))
+    if filters.member == "yes":
+        qs = qs.filter(is_member=True)
+    elif filters.member == "no":
+        qs = qs.filter(is_member=False)
+    if filters.store_id:
+        qs = qs.filter(favourite_store_id=filters.store_id)
+    if filters.source_id:
+        qs = qs.filter(sourced_from_id=filters.source_id)
+    columns = PERSONA_SORTS.get(filters.sort, PERSONA_SORTS[DEFAULT_SORT])
+    if filters.descending:
+        order = [F(c).desc(nulls_last=True) for c in columns] + ["-id"]
+    else:
+        order = [F(c).asc(nulls_last=True) for c in columns] + ["id"]
+    return qs.order_by(*order)
+
+
+def persona_get(*, company, persona_id) -> Persona:
+    """One persona of `company`; another company's id is a 404, as a missing one is."""
+    try:
+        return (Persona.objects.select_related("favourite_store", "sourced_from")
+                .get(company=company, pk=persona_id))
+    except (Persona.DoesNotExist, ValueError, TypeError):
+        raise Http404("No such persona.") from None
+
+
+def persona_identities(*, persona: Persona) -> QuerySet[PersonaIdentity]:
+    return persona.identities.select_related("source").order_by("source__name", "external_id")
+
+
+def persona_ledger(*, persona: Persona, limit: int = 50) -> QuerySet[PointsEntry]:
+    return (persona.points_entries.select_related("staff_user", "transaction")
+            .order_by("-created_at", "-id")[:limit])
+
+
+def persona_orders(*, persona: Persona, limit: int = 20) -> QuerySet[Transaction]:
+    return (persona.transactions.select_related("store", "source")
+            .prefetch_related(Prefetch("line_items", queryset=LineItem.objects.order_by("line_no")),
+                              "payments")
+            .order_by("-occurred_at", "-id")[:limit])
+
+
+def loyalty_program_get(*, company) -> LoyaltyProgram:
+    return LoyaltyProgram.objects.get_or_create(company=company)[0]

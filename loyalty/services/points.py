@@ -1,0 +1,150 @@
+"""The points ledger. Every balance change is one PointsEntry appended under the persona's
+row lock, and the persona's balance moves with it in the same database transaction."""
+
+import uuid
+from decimal import ROUND_FLOOR, Decimal
+
+from django.db import transaction as db
+from django.db.models import Count, Sum
+
+from ..errors import InsufficientPoints, InvalidAdjustment
+from ..locks import persona_lock
+from ..models import LoyaltyProgram, Persona, PointsEntry, Transaction
+
+
+def entry_append_locked(*, persona: Persona, delta: int, kind: str, idempotency_key: str,
+                        transaction: Transaction | None = None, staff_user=None,
+                        reason: str = "") -> PointsEntry:
+    """Append one entry. The caller holds `persona`'s row lock (loyalty.locks)."""
+    entry = entry_build_locked(persona=persona, delta=delta, kind=kind,
+                               idempotency_key=idempotency_key, transaction=transaction,
+                               staff_user=staff_user, reason=reason)
+    entry.save(force_insert=True)
+    return entry
+
+
+def entry_build_locked(*, persona: Persona, delta: int, kind: str, idempotency_key: str,
+                       transaction: Transaction | None = None, staff_user=None,
+                       reason: str = "") -> PointsEntry:
+    """The entry, unsaved, with the persona's balance moved in memory; for callers that
+    insert many entries at once. The caller holds `persona`'s row lock."""
+    if persona.points_balance + delta < 0:
+        raise InsufficientPoints(
+            f"This would take the balance below zero: it is {persona.points_balance} points "
+            f"and {abs(delta)} would be removed.",
+            extra={"balance": persona.points_balance, "delta": delta},
+        )
+    persona.points_balance += delta
+    if kind in PointsEntry.LIFETIME_KINDS:
+        persona.lifetime_points += delta
+    return PointsEntry(
+        company_id=persona.company_id, persona=persona, delta=delta, kind=kind,
+        balance_after=persona.points_balance, transaction=transaction, staff_user=staff_user,
+        reason=reason, idempotency_key=idempotency_key,
+    )
+
+
+DERIVED_FIELDS = ("points_balance", "lifetime_points", "last_purchase_at")
+
+
+def personas_save_derived_locked(personas) -> None:
+    """Write the ledger-derived fields of locked personas, those that changed, in one
+    statement. Every service that appends entries calls this before it commits."""
+    changed = []
+    for persona in personas:
+        current = tuple(getattr(persona, f) for f in DERIVED_FIELDS)
+        if getattr(persona, "_loaded_derived", None) != current:
+            changed.append(persona)
+            persona._loaded_derived = current
+    if len(changed) == 1:
+        Persona.objects.filter(pk=changed[0].pk).update(
+            **{f: getattr(changed[0], f) for f in DERIVED_FIELDS})
+    elif changed:
+        Persona.objects.bulk_update(changed, DERIVED_FIELDS, batch_size=1000)
+
+
+def earning_target(*, transaction: Transaction, program: LoyaltyProgram,
+                   owner: Persona | None) -> int:
+    """What `transaction` should have earned its owner, as things stand."""
+    earns = owner is not None and transaction.status == Transaction.Status.COMPLETED and (
+        owner.is_member or not program.members_only
+    )
+    return points_for_amount(program=program, transaction=transaction) if earns else 0
+
+
+def earning_key(*, transaction: Transaction, persona_id: int, count: int) -> str:
+    # The n-th earn/reverse entry of this transaction for this persona: two writers that
+    # both think they are first collide on the unique key instead of awarding twice.
+    return f"txn:{transaction.pk}:persona:{persona_id}:{count}"
+
+
+def points_for_amount(*, program: LoyaltyProgram, transaction: Transaction) -> int:
+    if program.earn_on == LoyaltyProgram.EarnOn.POST_TAX:
+        base = transaction.total
+    else:
+        base = max(Decimal("0"), transaction.subtotal - transaction.discount_total)
+    return int((base * program.points_per_unit).to_integral_value(rounding=ROUND_FLOOR))
+
+
+def points_sync_for_transaction_locked(*, transaction: Transaction, program: LoyaltyProgram,
+                                       personas: dict[int, Persona],
+                                       new: bool = False) -> list[PointsEntry]:
+    """Bring what `transaction` earned in the ledger to what it should earn now.
+
+    Called every time a transaction is recorded, so a resend with the same amounts writes
+    nothing, a changed amount writes the difference, a void reverses the earning, and a
+    transaction moved to another persona moves its points. The caller holds the row locks
+    of every persona in `personas` (the old and the new owner).
+    """
+    target = earning_target(transaction=transaction, program=program,
+                            owner=personas.get(transaction.persona_id))
+
+    so_far = {} if new else {  # a transaction recorded just now has earned nothing yet
+        row["persona_id"]: (row["points"], row["n"])
+        for row in PointsEntry.objects.filter(
+            transaction=transaction, kind__in=(PointsEntry.Kind.EARN, PointsEntry.Kind.REVERSE)
+        ).values("persona_id").annotate(points=Sum("delta"), n=Count("id"))
+    }
+    entries = []
+    for persona_id, owner in personas.items():
+        earned, count = so_far.get(persona_id, (0, 0))
+        wanted = target if persona_id == transaction.persona_id else 0
+        delta = wanted - earned
+        if delta < 0:
+            # Points already spent cannot be taken back below zero; the rest stays spent.
+            delta = max(delta, -owner.points_balance)
+        if delta == 0:
+            continue
+        entries.append(entry_append_locked(
+            persona=owner, delta=delta,
+            kind=PointsEntry.Kind.EARN if delta > 0 else PointsEntry.Kind.REVERSE,
+            transaction=transaction,
+            idempotency_key=earning_key(transaction=transaction, persona_id=persona_id,
+                                        count=count),
+        ))
+    return entries
+
+
+def points_adjust(*, company, persona_id: int, delta: int, staff_user, reason: str,
+                  idempotency_key: str | None = None) -> PointsEntry:
+    """Staff add or remove points by hand (returns, goodwill, corrections)."""
+    reason = (reason or "").strip()
+    if not isinstance(delta, int) or isinstance(delta, bool) or delta == 0:
+        raise InvalidAdjustment("Enter a whole number of points other than zero.",
+                                extra={"field": "delta"})
+    if not reason:
+        raise InvalidAdjustment("Say why the points are adjusted.", extra={"field": "reason"})
+    if staff_user is None:
+        raise InvalidAdjustment("An adjustment needs the staff member who makes it.")
+    with db.atomic(durable=True):
+        persona = persona_lock(company=company, persona_id=persona_id)
+        key = f"adjust:{persona.pk}:{idempotency_key or uuid.uuid4().hex}"
+        existing = PointsEntry.objects.filter(idempotency_key=key, persona=persona).first()
+        if existing:  # the same form submitted twice
+            return existing
+        entry = entry_append_locked(
+            persona=persona, delta=delta, kind=PointsEntry.Kind.ADJUST, staff_user=staff_user,
+            reason=reason[:300], idempotency_key=key,
+        )
+        personas_save_derived_locked([persona])
+        return entry

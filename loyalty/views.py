@@ -1,0 +1,140 @@
+import uuid
+
+from django import forms
+from django.core.paginator import Paginator
+from django.shortcuts import redirect, render
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_POST
+
+from stores.errors import DomainError
+from stores.tenancy import company_view, role_can
+
+from . import selectors
+from .models import Source
+from .services import points_adjust
+
+PAGE_SIZE = 25
+
+
+class PersonaFilterForm(forms.Form):
+    q = forms.CharField(required=False, label="Search")
+    member = forms.ChoiceField(required=False, label="Loyalty",
+                               choices=[("", "Everyone"), ("yes", "Members"),
+                                        ("no", "Not members")])
+    store = forms.TypedChoiceField(required=False, coerce=int, empty_value=None,
+                                   label="Favourite store")
+    source = forms.TypedChoiceField(required=False, coerce=int, empty_value=None,
+                                    label="Sourced from")
+    sort = forms.ChoiceField(required=False, choices=[(k, k) for k in selectors.PERSONA_SORTS])
+    dir = forms.ChoiceField(required=False, choices=[("asc", "asc"), ("desc", "desc")])
+
+    def __init__(self, *args, company, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["store"].choices = [("", "Any store")] + [
+            (s.pk, s.name) for s in company.stores.order_by("name")
+        ]
+        self.fields["source"].choices = [("", "Any source")] + [
+            (s.pk, s.name) for s in Source.objects.filter(company=company).order_by("name")
+        ]
+
+
+@company_view("personas.view")
+def persona_list(request):
+    form = PersonaFilterForm(request.GET or None, company=request.company)
+    data = form.cleaned_data if form.is_valid() else {}
+    filters = selectors.PersonaFilters(
+        q=data.get("q") or "", member=data.get("member") or "", store_id=data.get("store"),
+        source_id=data.get("source"), sort=data.get("sort") or selectors.DEFAULT_SORT,
+        descending=data.get("dir") == "desc",
+    )
+    page = Paginator(selectors.persona_list(company=request.company, filters=filters),
+                     PAGE_SIZE).get_page(request.GET.get("page"))
+    params = request.GET.copy()
+    params.pop("page", None)
+    context = {
+        "form": form, "page": page, "filters": filters, "query_string": params.urlencode(),
+        "columns": _sort_headers(params, filters),
+    }
+    template = "loyalty/persona_list.html"
+    if request.htmx and request.htmx.target == "persona-results":
+        template += "#persona-results"
+    response = render(request, template, context)
+    patch_vary_headers(response, ["HX-Request", "HX-Target"])
+    return response
+
+
+PERSONA_COLUMNS = [("name", "Name"), ("phone", "Phone"), ("email", "Email"),
+                   ("loyalty", "Loyalty"), ("points", "Points"), ("store", "Favourite store"),
+                   ("source", "Sourced from"), ("last_purchase", "Last purchase")]
+
+
+def _sort_headers(params, filters) -> list[dict]:
+    """Each column header links to the same list sorted by it (again: the other way)."""
+    headers = []
+    for key, label in PERSONA_COLUMNS:
+        current = filters.sort == key
+        query = params.copy()
+        query["sort"] = key
+        query["dir"] = "asc" if current and filters.descending else "desc" if current else "asc"
+        headers.append({
+            "label": label, "query": query.urlencode(),
+            "arrow": ("▼" if filters.descending else "▲") if current else "",
+            "aria": "descending" if filters.descending else "ascending",
+        })
+    return headers
+
+
+class PointsAdjustForm(forms.Form):
+    delta = forms.IntegerField(label="Points", help_text="Negative to remove points",
+                               widget=forms.NumberInput(attrs={"placeholder": "e.g. -120"}))
+    reason = forms.CharField(max_length=300, widget=forms.TextInput(
+        attrs={"placeholder": "e.g. Return of receipt 10422"}))
+    token = forms.CharField(widget=forms.HiddenInput)
+
+
+def _points_context(request, persona, form=None):
+    return {
+        "persona": persona,
+        "ledger": selectors.persona_ledger(persona=persona),
+        "adjust_form": form or PointsAdjustForm(initial={"token": uuid.uuid4().hex}),
+        "can_adjust": role_can(request.membership.role, "points.adjust"),
+    }
+
+
+@company_view("personas.view")
+def persona_detail(request, persona_id):
+    persona = selectors.persona_get(company=request.company, persona_id=persona_id)
+    context = _points_context(request, persona) | {
+        "identities": selectors.persona_identities(persona=persona),
+        "orders": selectors.persona_orders(persona=persona),
+        "program": selectors.loyalty_program_get(company=request.company),
+    }
+    return render(request, "loyalty/persona_detail.html", context)
+
+
+@require_POST
+@company_view("points.adjust")
+def persona_points_adjust(request, persona_id):
+    persona = selectors.persona_get(company=request.company, persona_id=persona_id)
+    form = PointsAdjustForm(request.POST)
+    if form.is_valid():
+        try:
+            points_adjust(company=request.company, persona_id=persona.pk,
+                          delta=form.cleaned_data["delta"], staff_user=request.user,
+                          reason=form.cleaned_data["reason"],
+                          idempotency_key=form.cleaned_data["token"])
+        except DomainError as exc:
+            form.add_error(exc.extra.get("field") if exc.extra.get("field") in form.fields
+                           else None, exc.message)
+        else:
+            if not request.htmx:
+                return redirect("persona_detail", persona_id=persona.pk)
+            persona = selectors.persona_get(company=request.company, persona_id=persona.pk)
+            form = None
+    context = _points_context(request, persona, form)
+    if request.htmx:
+        return render(request, "loyalty/persona_detail.html#points", context)
+    context |= {"identities": selectors.persona_identities(persona=persona),
+                "orders": selectors.persona_orders(persona=persona),
+                "program": selectors.loyalty_program_get(company=request.company)}
+    return render(request, "loyalty/persona_detail.html", context, status=400)

@@ -1,0 +1,13 @@
+class DomainError(Exception):
+    """A business rule said no. `code` is stable for API clients, `message` is for people,
+    `extra` carries the details (which field, which limit)."""
+
+    code = "error"
+    status = 400
+
+    def __init__(self, message: str, *, code: str | None = None, extra: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        self.extra = extra or {}

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("company/switch/", views.company_switch, name="company_switch"),
+    path("settings/stores/", views.store_list, name="store_list"),
+    path("settings/stores/new/", views.store_create_view, name="store_create"),
+    path("settings/stores/<int:store_id>/edit/", views.store_edit, name="store_edit"),
+]

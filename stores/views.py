@@ -1,0 +1,128 @@
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from .errors import DomainError
+from .models import RetailStore
+from .services import store_create, store_update
+from .tenancy import SESSION_KEY, company_view
+
+
+@login_required
+def home(request):
+    if request.membership is None:
+        return render(request, "stores/no_company.html", status=403)
+    return redirect("persona_list")
+
+
+@require_POST
+@login_required
+def company_switch(request):
+    """Act for another of the user's companies from now on."""
+    try:
+        company_id = int(request.POST.get("company", ""))
+    except ValueError:
+        raise Http404("No such company.") from None
+    if not any(m.company_id == company_id for m in request.memberships):
+        raise Http404("No such company.")
+    request.session[SESSION_KEY] = company_id
+    target = request.POST.get("next") or reverse("home")
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        target = reverse("home")
+    # Ids in the old company's URLs mean nothing in the new one: go to a list page.
+    if any(ch.isdigit() for ch in target):
+        target = reverse("home")
+    return redirect(target)
+
+
+class RetailStoreForm(forms.ModelForm):
+    class Meta:
+        model = RetailStore
+        fields = ["name", "address", "city", "state", "postal_code", "timezone",
+                  "opt_in_queue_enabled"]
+        help_texts = {"opt_in_queue_enabled": "Customers can check in to this store's waiting "
+                                              "room and budtenders see them in the queue."}
+
+    # Sections later features add to the "Additional settings" part of the form.
+    additional_fields = ["opt_in_queue_enabled"]
+
+    def __init__(self, *args, company, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.company = company
+        self.fields["timezone"].widget = forms.TextInput(
+            attrs={"placeholder": company.timezone, "list": "timezones"})
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        clash = self.company.stores.filter(name__iexact=name).exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise forms.ValidationError("Another store already has this name.")
+        return name
+
+    def main_fields(self):
+        return [f for f in self if f.name not in self.additional_fields]
+
+    def extra_fields(self):
+        return [f for f in self if f.name in self.additional_fields]
+
+
+def _store_get(request, store_id) -> RetailStore:
+    try:
+        return request.company.stores.get(pk=store_id)
+    except RetailStore.DoesNotExist:
+        raise Http404("No such store.") from None
+
+
+@company_view("settings.manage")
+def store_list(request):
+    stores = request.company.stores.order_by("name")
+    return render(request, "stores/store_list.html", {"stores": stores})
+
+
+def _store_form_page(request, form, store=None, status=200):
+    template = "stores/store_form.html"
+    if request.htmx:
+        template += "#store-form"
+    return render(request, template, {"form": form, "store": store}, status=status)
+
+
+@company_view("settings.manage")
+def store_create_view(request):
+    form = RetailStoreForm(request.POST or None, company=request.company)
+    if request.method == "POST" and form.is_valid():
+        try:
+            store = store_create(company=request.company, **form.cleaned_data)
+        except DomainError as exc:
+            form.add_error(exc.extra.get("field"), exc.message)
+        else:
+            messages.success(request, f"Store “{store.name}” added.")
+            return _redirect(request, "store_list")
+    return _store_form_page(request, form, status=400 if form.errors else 200)
+
+
+@company_view("settings.manage")
+def store_edit(request, store_id):
+    store = _store_get(request, store_id)
+    form = RetailStoreForm(request.POST or None, instance=store, company=request.company)
+    if request.method == "POST" and form.is_valid():
+        try:
+            store_update(store=_store_get(request, store_id), **form.cleaned_data)
+        except DomainError as exc:
+            form.add_error(exc.extra.get("field"), exc.message)
+        else:
+            messages.success(request, f"Store “{store.name}” saved.")
+            return _redirect(request, "store_list")
+    return _store_form_page(request, form, store, status=400 if form.errors else 200)
+
+
+def _redirect(request, name):
+    """After a successful POST: a normal redirect, or an HX-Redirect for htmx."""
+    url = reverse(name)
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
