@@ -1,9 +1,10 @@
 from decimal import Decimal
 
 from django.conf import settings
+from django.contrib.postgres.indexes import OpClass
 from django.db import models
 from django.db.models import F, Q
-from django.db.models.functions import Lower
+from django.db.models.functions import Lower, Upper
 from django.utils import timezone
 
 from stores.models import Company, RetailStore
@@ -88,9 +89,17 @@ class Persona(models.Model):
                          name="persona_name_idx"),
             models.Index(fields=["company", "phone"], name="persona_phone_idx"),
             models.Index(Lower("email"), "company", name="persona_email_idx"),
-            models.Index(fields=["company", "points_balance"], name="persona_points_idx"),
-            models.Index(fields=["company", "last_purchase_at"], name="persona_last_purchase_idx"),
+            models.Index(fields=["company", "points_balance", "id"], name="persona_points_idx"),
+            models.Index(F("company"), F("last_purchase_at").desc(nulls_last=True), F("id").desc(),
+                         name="persona_last_purchase_idx"),
             models.Index(fields=["company", "created_at"], name="persona_created_idx"),
+            # Prefix search (istartswith) on names and email, for the personas list.
+            models.Index(OpClass(Upper("first_name"), name="text_pattern_ops"),
+                         name="persona_first_name_prefix_idx"),
+            models.Index(OpClass(Upper("last_name"), name="text_pattern_ops"),
+                         name="persona_last_name_prefix_idx"),
+            models.Index(OpClass(Upper("email"), name="text_pattern_ops"),
+                         name="persona_email_prefix_idx"),
         ]
 
     def __str__(self) -> str:

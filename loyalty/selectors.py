@@ -18,6 +18,8 @@ PERSONA_SORTS = {
     "last_purchase": ("last_purchase_at",),
 }
 DEFAULT_SORT = "name"
+NULLABLE_SORT_COLUMNS = {"enrolled_at", "favourite_store__name", "sourced_from__name",
+                         "last_purchase_at"}
 
 
 @dataclass
@@ -59,10 +61,13 @@ def persona_list(*, company, filters: PersonaFilters) -> QuerySet[Persona]:
     if filters.source_id:
         qs = qs.filter(sourced_from_id=filters.source_id)
     columns = PERSONA_SORTS.get(filters.sort, PERSONA_SORTS[DEFAULT_SORT])
+    # Blanks sort last either way; NULLS LAST only where a column can be null, so that
+    # PostgreSQL can still walk the (company, column) indexes backwards for the rest.
     if filters.descending:
-        order = [F(c).desc(nulls_last=True) for c in columns] + ["-id"]
+        order = [F(c).desc(nulls_last=True) if c in NULLABLE_SORT_COLUMNS else F(c).desc()
+                 for c in columns] + ["-id"]
     else:
-        order = [F(c).asc(nulls_last=True) for c in columns] + ["id"]
+        order = [F(c).asc() for c in columns] + ["id"]
     return qs.order_by(*order)
 
 

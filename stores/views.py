@@ -85,10 +85,14 @@ def store_list(request):
     return render(request, "stores/store_list.html", {"stores": stores})
 
 
-def _store_form_page(request, form, store=None, status=200):
+def _store_form_page(request, form, store=None):
+    """The form, with its errors when there are any. htmx only swaps 2xx responses, so an
+    htmx re-render with errors is a 200 of the form alone; a plain POST gets a 400 page."""
     template = "stores/store_form.html"
+    status = 400 if form.errors else 200
     if request.htmx:
         template += "#store-form"
+        status = 200
     return render(request, template, {"form": form, "store": store}, status=status)
 
 
@@ -103,7 +107,7 @@ def store_create_view(request):
         else:
             messages.success(request, f"Store “{store.name}” added.")
             return _redirect(request, "store_list")
-    return _store_form_page(request, form, status=400 if form.errors else 200)
+    return _store_form_page(request, form)
 
 
 @company_view("settings.manage")
@@ -118,7 +122,7 @@ def store_edit(request, store_id):
         else:
             messages.success(request, f"Store “{store.name}” saved.")
             return _redirect(request, "store_list")
-    return _store_form_page(request, form, store, status=400 if form.errors else 200)
+    return _store_form_page(request, form, store)
 
 
 def _redirect(request, name):
