@@ -1,6 +1,7 @@
 import uuid
 
 from django import forms
+from django.contrib import messages
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 from django.utils.cache import patch_vary_headers
@@ -11,7 +12,7 @@ from stores.tenancy import company_view, role_can
 
 from . import selectors
 from .models import Source
-from .services import points_adjust
+from .services import persona_enroll, points_adjust
 
 PAGE_SIZE = 25
 
@@ -110,6 +111,17 @@ def persona_detail(request, persona_id):
         "program": selectors.loyalty_program_get(company=request.company),
     }
     return render(request, "loyalty/persona_detail.html", context)
+
+
+@require_POST
+@company_view("personas.enroll")
+def persona_enroll_view(request, persona_id):
+    persona = selectors.persona_get(company=request.company, persona_id=persona_id)
+    was_member = persona.is_member
+    persona = persona_enroll(company=request.company, persona_id=persona.pk)
+    if not was_member:
+        messages.success(request, f"{persona.display_name} is now a loyalty member.")
+    return redirect("persona_detail", persona_id=persona.pk)
 
 
 @require_POST

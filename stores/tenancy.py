@@ -18,6 +18,7 @@ SESSION_KEY = "company_id"
 PERMISSIONS: dict[str, set[str]] = {
     "personas.view": {Role.ADMIN, Role.MARKETER, Role.BUDTENDER},
     "points.adjust": {Role.ADMIN, Role.BUDTENDER},
+    "personas.enroll": {Role.ADMIN, Role.BUDTENDER},
     "settings.manage": {Role.ADMIN},
 }
 

@@ -131,3 +131,22 @@ def test_persona_points_adjust_htmx_returns_the_points_card(admin_client, compan
                                  HTTP_HX_REQUEST="true")
     assert "below zero" in response.content.decode()
     assert Persona.objects.get(pk=persona.pk).points_balance == 40
+
+
+def test_persona_enroll_button_makes_a_member(client, company):
+    from stores.models import Role
+    from tests.factories import MembershipFactory
+
+    guest = PersonaFactory(company=company, is_member=False, enrolled_at=None)
+    url = reverse("persona_detail", kwargs={"persona_id": guest.pk})
+    client.force_login(MembershipFactory(company=company, role=Role.MARKETER).user)
+    assert "Enroll in loyalty" not in client.get(url).content.decode()
+    assert client.post(reverse("persona_enroll", kwargs={"persona_id": guest.pk})
+                       ).status_code == 403
+    client.force_login(MembershipFactory(company=company, role=Role.BUDTENDER).user)
+    assert "Enroll in loyalty" in client.get(url).content.decode()
+    response = client.post(reverse("persona_enroll", kwargs={"persona_id": guest.pk}),
+                           follow=True)
+    assert "is now a loyalty member" in response.content.decode()
+    guest.refresh_from_db()
+    assert guest.is_member and guest.enrolled_at is not None

@@ -23,6 +23,7 @@ def foreign(other_company):
 @pytest.mark.parametrize(("method", "url_name", "kind"), [
     ("get", "persona_detail", "persona"),
     ("post", "persona_points_adjust", "persona"),
+    ("post", "persona_enroll", "persona"),
     ("get", "store_edit", "store"),
     ("post", "store_edit", "store"),
 ])
