@@ -4,11 +4,13 @@ Every tenant-owned read goes through `request.company`; views never take a compa
 from the URL, so another company's row id simply is not found (404).
 """
 
+import zoneinfo
 from functools import wraps
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import render
+from django.utils import timezone
 
 from .models import Membership, Role
 
@@ -46,6 +48,10 @@ class CurrentCompanyMiddleware:
             request.memberships = memberships
             request.membership = current
             request.company = current.company if current else None
+        # Times on every page read in the company's own clock, not the server's.
+        if request.company is not None:
+            with timezone.override(zoneinfo.ZoneInfo(request.company.timezone)):
+                return self.get_response(request)
         return self.get_response(request)
 
 
