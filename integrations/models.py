@@ -1,1 +1,205 @@
-"""Integration connections, store mappings and sync runs arrive with the connectors."""
+"""Connections to report sources, how their files map onto our fields, and every sync."""
+
+import datetime as dt
+import json
+
+from django.db import models
+from django.db.models import Q
+
+from loyalty.models import Source
+from stores.crypto import decrypt, encrypt, last4
+from stores.models import Company, RetailStore
+
+
+class Provider(models.TextChoices):
+    S3 = "s3", "Amazon S3 bucket (or S3-compatible)"
+    ONEDRIVE = "onedrive", "OneDrive folder"
+    FOLDER = "folder", "Folder on the server"
+
+
+class Connection(models.Model):
+    """A company's link to one source of POS reports."""
+
+    Provider = Provider
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="connections")
+    name = models.CharField(max_length=120)
+    provider = models.CharField(max_length=20, choices=Provider.choices)
+    # The loyalty source its customers and sales are recorded under ("Sourced from").
+    source = models.OneToOneField(Source, on_delete=models.PROTECT, related_name="connection")
+    settings = models.JSONField(default=dict, blank=True)
+    credentials_encrypted = models.TextField(blank=True)
+    credentials_hint = models.JSONField(default=dict, blank=True,
+                                        help_text="The last characters of each secret, for display.")
+    # Header in the file -> canonical field name; headers not listed are matched by name.
+    header_map = models.JSONField(default=dict, blank=True)
+    default_store = models.ForeignKey(
+        RetailStore, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="For rows without a store column or value.",
+    )
+    enroll_new_customers = models.BooleanField(
+        default=True, help_text="Customers first seen in a report join the loyalty program.",
+    )
+    is_frozen = models.BooleanField("frozen", default=False)
+    sync_time = models.TimeField(default=dt.time(2, 0),
+                                 help_text="Nightly sync, in the company's time zone.")
+    periodic_task = models.OneToOneField("django_celery_beat.PeriodicTask", null=True, blank=True,
+                                         on_delete=models.SET_NULL, related_name="+")
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["company", "name"], name="connection_name_unique"),
+            models.CheckConstraint(condition=Q(provider__in=Provider.values),
+                                   name="connection_provider_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def credentials_plain(self) -> dict:
+        return json.loads(decrypt(self.credentials_encrypted)) if self.credentials_encrypted else {}
+
+    def set_credentials(self, values: dict) -> None:
+        """Store secrets encrypted; remember only their last characters for the pages."""
+        self.credentials_encrypted = encrypt(json.dumps(values))
+        self.credentials_hint = {name: last4(value) for name, value in values.items() if value}
+
+
+class StoreMapping(models.Model):
+    """Which of our stores a location value in the reports stands for."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="store_mappings")
+    store = models.ForeignKey(RetailStore, on_delete=models.CASCADE, related_name="+")
+    external_location_id = models.CharField("location in the reports", max_length=200)
+
+    class Meta:
+        ordering = ["external_location_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "external_location_id"],
+                                    name="store_mapping_unique_location"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.external_location_id} → {self.store}"
+
+
+class SyncRun(models.Model):
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Nightly schedule"
+        MANUAL = "manual", "Sync now"
+        COMMAND = "command", "Command line"
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="runs")
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    current_file = models.CharField(max_length=500, blank=True)
+    files_seen = models.PositiveIntegerField(default=0)
+    files_imported = models.PositiveIntegerField(default=0)
+    files_skipped = models.PositiveIntegerField(default=0)
+    files_rejected = models.PositiveIntegerField(default=0)
+    files_removed = models.PositiveIntegerField(default=0)
+    rows_accepted = models.PositiveIntegerField(default=0)
+    rows_rejected = models.PositiveIntegerField(default=0)
+    rows_too_old = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(state__in=["queued", "running", "succeeded", "failed"]),
+                                   name="sync_run_state_valid"),
+            models.CheckConstraint(condition=Q(finished_at__isnull=True) | Q(started_at__isnull=False),
+                                   name="sync_run_finished_after_started"),
+        ]
+        indexes = [models.Index(fields=["connection", "-created_at"], name="sync_run_connection_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.connection} {self.get_trigger_display()} {self.created_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in (self.State.QUEUED, self.State.RUNNING)
+
+    @property
+    def duration(self):
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
+
+class ImportedFile(models.Model):
+    """One report file of a connection, as last seen and imported."""
+
+    class State(models.TextChoices):
+        IMPORTED = "imported", "Imported"
+        REJECTED = "rejected", "Rejected"
+        REMOVED = "removed", "Removed from the source"
+        PURGED = "purged", "Data removed"
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="files")
+    key = models.CharField(max_length=1000)
+    etag = models.CharField(max_length=200, blank=True)
+    content_hash = models.CharField(max_length=64, blank=True)
+    size = models.BigIntegerField(default=0)
+    state = models.CharField(max_length=16, choices=State.choices)
+    headers = models.JSONField(default=list, blank=True)
+    encoding = models.CharField(max_length=20, blank=True)
+    delimiter = models.CharField(max_length=4, blank=True)
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_accepted = models.PositiveIntegerField(default=0)
+    rows_rejected = models.PositiveIntegerField(default=0)
+    rows_too_old = models.PositiveIntegerField(default=0)
+    transactions = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True, help_text="Why the whole file was rejected.")
+    last_run = models.ForeignKey(SyncRun, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="files")
+    imported_at = models.DateTimeField(null=True, blank=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+    purged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-imported_at", "key"]
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "key"], name="imported_file_unique_key"),
+            models.CheckConstraint(condition=Q(state__in=["imported", "rejected", "removed", "purged"]),
+                                   name="imported_file_state_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+    @property
+    def name(self) -> str:
+        return self.key.rsplit("/", 1)[-1]
+
+
+class RowError(models.Model):
+    """A row of a file that was skipped, where and why."""
+
+    imported_file = models.ForeignKey(ImportedFile, on_delete=models.CASCADE, related_name="row_errors")
+    row_number = models.PositiveIntegerField(help_text="Line in the file; the header is row 1.")
+    column = models.CharField(max_length=200, blank=True)
+    value = models.TextField(blank=True)
+    reason = models.CharField(max_length=500)
+    row = models.JSONField(default=list, help_text="The row's values as read, for the download.")
+
+    class Meta:
+        ordering = ["row_number", "id"]
+        indexes = [models.Index(fields=["imported_file", "row_number"], name="row_error_file_idx")]
+
+    def __str__(self) -> str:
+        return f"row {self.row_number}: {self.reason}"

@@ -161,6 +161,8 @@ class Transaction(models.Model):
                                 related_name="transactions")
     source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="transactions")
     external_id = models.CharField(max_length=200)
+    # The report file it was imported from, for sources that deliver files.
+    source_file = models.CharField(max_length=1000, blank=True)
     occurred_at = models.DateTimeField()
     channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.IN_STORE)
     fulfillment = models.CharField("fulfillment type", max_length=16, choices=Fulfillment.choices,
@@ -192,6 +194,8 @@ class Transaction(models.Model):
         indexes = [
             models.Index(fields=["persona", "occurred_at"], name="transaction_persona_idx"),
             models.Index(fields=["company", "occurred_at"], name="transaction_company_time_idx"),
+            models.Index(fields=["source", "source_file"], name="transaction_source_file_idx",
+                         condition=~Q(source_file="")),
         ]
 
     def __str__(self) -> str:

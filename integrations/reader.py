@@ -1,0 +1,482 @@
+"""Read a report file as a stream of typed rows, never the whole file at once.
+
+Decoding, delimiter and header handling, and the per-cell parsing rules live here; the
+importer only sees rows that are ready for COPY, and row errors that say where and why.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import csv
+import datetime as dt
+import hashlib
+import io
+import re
+import zoneinfo
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+
+import phonenumbers
+
+from . import fields as F
+
+SNIFF_BYTES = 64 * 1024
+MAX_MONEY = Decimal("9999999999.99")
+csv.field_size_limit(10 * 1024 * 1024)
+
+
+class FileRejected(Exception):
+    """The whole file cannot be imported; `message` says why, for the merchant."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class RowProblem(Exception):
+    def __init__(self, column: str, value: str, reason: str):
+        super().__init__(reason)
+        self.column, self.value, self.reason = column, value, reason
+
+
+def _fallback_decode(exc: UnicodeDecodeError):
+    # A stray Windows-1252 byte in an otherwise UTF-8 file (an apostrophe pasted from
+    # Word) reads as that character instead of failing the file.
+    bad = exc.object[exc.start:exc.end]
+    return bad.decode("cp1252", errors="replace") if bad else "", exc.end
+
+
+codecs.register_error("report_fallback", _fallback_decode)
+
+
+class _Replay(io.RawIOBase):
+    """The bytes already sniffed, then the rest of the source stream; hashes all of it."""
+
+    def __init__(self, head: bytes, stream):
+        self.head, self.stream, self.sha = head, stream, hashlib.sha256(head)
+        self.bytes_read = len(head)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self.head:
+            n = min(len(buffer), len(self.head))
+            buffer[:n] = self.head[:n]
+            self.head = self.head[n:]
+            return n
+        data = self.stream.read(len(buffer))
+        if not data:
+            return 0
+        self.sha.update(data)
+        self.bytes_read += len(data)
+        buffer[:len(data)] = data
+        return len(data)
+
+
+def _read_head(stream) -> bytes:
+    chunks, size = [], 0
+    while size < SNIFF_BYTES:
+        data = stream.read(SNIFF_BYTES - size)
+        if not data:
+            break
+        chunks.append(data)
+        size += len(data)
+    return b"".join(chunks)
+
+
+def detect_encoding(head: bytes) -> str:
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        return "utf-8"
+    except UnicodeDecodeError:
+        return "cp1252"
+
+
+def detect_delimiter(first_line: str) -> str:
+    """The one of comma, semicolon and tab that splits the header line most, outside quotes."""
+    counts = {",": 0, ";": 0, "\t": 0}
+    quoted = False
+    for char in first_line:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in counts:
+            counts[char] += 1
+    best = max(counts, key=lambda c: counts[c])
+    return best if counts[best] else ","
+
+
+def _looks_binary(head: bytes, encoding: str) -> bool:
+    if encoding == "utf-16":
+        return False
+    if b"\x00" in head:
+        return True
+    controls = sum(1 for b in head[:4096] if b < 9 or 13 < b < 32)
+    return controls > 8
+
+
+# --- cell parsers -----------------------------------------------------------------------
+
+_MONEY_JUNK = re.compile(r"[\s$€£¢,]")
+_EURO_NUMBER = re.compile(r"^-?\d{1,3}(\.\d{3})*,\d{1,3}$|^-?\d+,\d{1,3}$")
+
+DATE_FORMATS = ("%m/%d/%Y", "%m/%d/%y", "%Y/%m/%d", "%m-%d-%Y", "%d.%m.%Y")
+DATETIME_FORMATS = (
+    "%m/%d/%Y %I:%M %p", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %I:%M%p", "%m/%d/%Y %H:%M",
+    "%m/%d/%Y %H:%M:%S", "%m/%d/%y %I:%M %p", "%m/%d/%y %H:%M", "%Y/%m/%d %H:%M:%S",
+    "%Y-%m-%d %I:%M %p", "%Y-%m-%d %I:%M:%S %p",
+)
+
+
+def parse_amount(raw: str, *, decimal_comma: bool = False) -> Decimal:
+    """`$1,234.50`, `1234.5`, `(12.00)` (negative) and, in semicolon files, `1.234,50`."""
+    text = raw.strip()
+    negative = text.startswith("(") and text.endswith(")")
+    if negative:
+        text = text[1:-1]
+    if decimal_comma and _EURO_NUMBER.match(text.replace(" ", "")):
+        text = text.replace(" ", "").replace(".", "").replace(",", ".")
+    text = _MONEY_JUNK.sub("", text)
+    if text.startswith("-$") or text.startswith("$-"):
+        text = "-" + text[2:]
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ValueError("is not an amount") from None
+    if not value.is_finite():
+        raise ValueError("is not an amount")
+    return -value if negative else value
+
+
+def parse_datetime(raw: str, tz: zoneinfo.ZoneInfo) -> dt.datetime:
+    """ISO 8601 (with or without offset), US dates with 12- or 24-hour times, or a bare
+    date (taken as noon, so it stays the same day in any US time zone)."""
+    text = raw.strip()
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        value = None
+        for fmt in DATETIME_FORMATS:
+            try:
+                value = dt.datetime.strptime(text.upper(), fmt)
+                break
+            except ValueError:
+                continue
+        if value is None:
+            for fmt in DATE_FORMATS:
+                try:
+                    value = dt.datetime.strptime(text, fmt).replace(hour=12)
+                    break
+                except ValueError:
+                    continue
+        if value is None:
+            raise ValueError("is not a date we can read (use YYYY-MM-DD or MM/DD/YYYY hh:mm AM)") from None
+    else:
+        if len(text) == 10:  # a bare ISO date
+            value = value.replace(hour=12)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=tz)
+    return value
+
+
+def parse_date(raw: str) -> dt.date:
+    text = raw.strip()
+    try:
+        return dt.date.fromisoformat(text[:10])
+    except ValueError:
+        pass
+    for fmt in DATE_FORMATS:
+        try:
+            return dt.datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+    for fmt in DATETIME_FORMATS:
+        try:
+            return dt.datetime.strptime(text.upper(), fmt).date()
+        except ValueError:
+            continue
+    raise ValueError("is not a date we can read")
+
+
+_FULFILLMENT = {
+    "pickup": "pickup", "pick up": "pickup", "pick-up": "pickup", "curbside": "pickup",
+    "in store pickup": "pickup", "online pickup": "pickup", "express": "pickup",
+    "delivery": "delivery", "deliver": "delivery", "shipped": "delivery",
+}
+
+
+def parse_fulfillment(raw: str) -> str:
+    text = re.sub(r"[_\-]+", " ", raw.strip().lower())
+    return _FULFILLMENT.get(text, "delivery" if "deliver" in text else
+                            "pickup" if "pick" in text else "in_store")
+
+
+# --- rows -------------------------------------------------------------------------------
+
+# The columns of the staging table, in COPY order.
+STAGE_COLUMNS = (
+    "row_no", "transaction_id", "customer_id", "occurred_at", "store_id", "first_name",
+    "last_name", "email", "phone", "birth_date", "sku", "product", "brand", "category",
+    "quantity", "unit_price", "discount", "tax", "line_total", "payment_method", "fulfillment",
+    "employee",
+)
+
+
+@dataclass
+class StoreResolver:
+    """Location value in a report -> our store id, by store mapping, then store name."""
+
+    by_value: dict[str, int]
+    timezones: dict[int, zoneinfo.ZoneInfo]
+    default_store_id: int | None
+    company_tz: zoneinfo.ZoneInfo
+
+    def resolve(self, raw: str) -> int | None:
+        text = raw.strip()
+        if not text:
+            return self.default_store_id
+        return self.by_value.get(text.lower())
+
+
+@dataclass
+class RowError:
+    row_number: int
+    column: str
+    value: str
+    reason: str
+    row: list[str]
+
+
+@dataclass
+class ReadStats:
+    rows_total: int = 0
+    rows_accepted: int = 0
+    rows_rejected: int = 0
+    rows_too_old: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+
+class ReportReader:
+    """Iterate `rows()` for COPY-ready tuples; bad rows go to `stats.errors`."""
+
+    MAX_KEPT_ERRORS = 10_000
+    CACHE_LIMIT = 200_000
+
+    def __init__(self, stream, *, file_name: str, provider: str, header_map: dict[str, str],
+                 stores: StoreResolver, country: str = "US", oldest: dt.datetime | None = None):
+        self.file_name = file_name
+        self.provider = provider
+        self.stores = stores
+        self.country = country
+        self.oldest = oldest
+        self.stats = ReadStats()
+        head = _read_head(stream)
+        if not head:
+            raise FileRejected(f"{file_name} is empty (0 bytes).")
+        self.encoding = detect_encoding(head)
+        if _looks_binary(head, self.encoding):
+            raise FileRejected(f"{file_name} is not a CSV text file: it holds binary data.")
+        self._raw = _Replay(head, stream)
+        errors = "strict" if self.encoding == "utf-16" else "report_fallback"
+        self._text = io.TextIOWrapper(io.BufferedReader(self._raw, buffer_size=1 << 20),
+                                      encoding=self.encoding, errors=errors, newline="")
+        first_line = head.decode(self.encoding if self.encoding != "utf-16" else "utf-16",
+                                 errors="ignore").lstrip("\ufeff").split("\n", 1)[0]
+        self.delimiter = detect_delimiter(first_line)
+        self._reader = csv.reader(self._text, delimiter=self.delimiter)
+        try:
+            header = next(self._reader)
+        except StopIteration:
+            raise FileRejected(f"{file_name} has no header row.") from None
+        except (csv.Error, UnicodeError) as exc:
+            raise FileRejected(f"{file_name} cannot be read as CSV: {exc}.") from None
+        self.headers = [h.strip().lstrip("\ufeff") for h in header]
+        if not any(self.headers):
+            raise FileRejected(f"{file_name} has an empty first row; it must hold the column headers.")
+        self.columns = F.resolve_headers(self.headers, header_map)
+        present = set(self.columns.values())
+        missing = [F.BY_NAME[name] for name in F.REQUIRED if name not in present]
+        if missing:
+            wanted = [f.onedrive_header if provider == "onedrive" else f.s3_header for f in missing]
+            raise FileRejected(
+                f"{file_name} is missing the required column{'s' if len(wanted) > 1 else ''} "
+                f"{', '.join(repr(w) for w in wanted)}. Headers found: "
+                f"{', '.join(repr(h) for h in self.headers)}. Rename the headers in the file "
+                f"or map them on the connection's header mapping page."
+            )
+        self.decimal_comma = self.delimiter == ";"
+        self._dates: dict[tuple[str, int | None], dt.datetime] = {}
+        self._amounts: dict[str, Decimal] = {}
+        self._phones: dict[str, str] = {}
+
+    @property
+    def content_hash(self) -> str:
+        return self._raw.sha.hexdigest()
+
+    @property
+    def bytes_read(self) -> int:
+        return self._raw.bytes_read
+
+    def _header(self, field_name: str) -> str:
+        for index, name in self.columns.items():
+            if name == field_name:
+                return self.headers[index]
+        return F.BY_NAME[field_name].label
+
+    def _amount(self, raw: str, column: str, *, allow_blank=True) -> Decimal | None:
+        if not raw or not raw.strip():
+            if allow_blank:
+                return None
+            raise RowProblem(column, raw, "is empty")
+        value = self._amounts.get(raw)
+        if value is None:
+            try:
+                value = parse_amount(raw, decimal_comma=self.decimal_comma)
+            except ValueError as exc:
+                raise RowProblem(column, raw, str(exc)) from None
+            if len(self._amounts) > self.CACHE_LIMIT:
+                self._amounts.clear()
+            self._amounts[raw] = value
+        if value < 0:
+            raise RowProblem(column, raw, "is negative; report returns as their own receipts")
+        if value > MAX_MONEY:
+            raise RowProblem(column, raw, "is too large")
+        return value
+
+    def _phone(self, raw: str) -> str:
+        value = self._phones.get(raw)
+        if value is None:
+            try:
+                number = phonenumbers.parse(raw, self.country)
+                value = (phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+                         if phonenumbers.is_valid_number(number) else "")
+            except phonenumbers.NumberParseException:
+                value = ""  # a bad phone loses the phone, not the sale
+            if len(self._phones) > self.CACHE_LIMIT:
+                self._phones.clear()
+            self._phones[raw] = value
+        return value
+
+    def rows(self):
+        """COPY-ready tuples in STAGE_COLUMNS order, one per good row."""
+        columns = sorted(self.columns.items())
+        width = len(self.headers)
+        stats = self.stats
+        reader = self._reader
+        line = reader.line_num
+        while True:
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise FileRejected(f"{self.file_name} line {reader.line_num}: {exc}.") from None
+            row_number = line + 1  # where the record starts; quoted newlines span lines
+            line = reader.line_num
+            if not any(cells) or all(not c.strip() for c in cells):
+                continue
+            stats.rows_total += 1
+            try:
+                if len(cells) > width and any(c.strip() for c in cells[width:]):
+                    raise RowProblem("", "", f"has {len(cells)} cells but the header has {width}")
+                values = {}
+                for index, name in columns:
+                    values[name] = cells[index] if index < len(cells) else ""
+                parsed = self._parse(values)
+            except RowProblem as problem:
+                stats.rows_rejected += 1
+                if len(stats.errors) < self.MAX_KEPT_ERRORS:
+                    stats.errors.append(RowError(row_number, problem.column, problem.value[:500],
+                                                 problem.reason, cells))
+                continue
+            if parsed is None:
+                stats.rows_too_old += 1
+                continue
+            stats.rows_accepted += 1
+            yield (row_number, *parsed)
+
+    def _parse(self, v: dict[str, str]):
+        get = v.get
+        transaction_id = get("transaction_id", "").strip()
+        if not transaction_id:
+            raise RowProblem(self._header("transaction_id"), "", "is empty; every row needs its receipt id")
+        customer_id = get("customer_id", "").strip()
+        if not customer_id:
+            raise RowProblem(self._header("customer_id"), "", "is empty; every row needs its customer id")
+
+        store_raw = get("store", "")
+        store_id = self.stores.resolve(store_raw)
+        if store_id is None:
+            if store_raw.strip():
+                raise RowProblem(self._header("store"), store_raw,
+                                 "is not a store we know; add it to the connection's store mappings")
+            raise RowProblem(self._header("store"), "",
+                             "is empty and the connection has no default store")
+
+        when_raw = get("occurred_at", "")
+        if not when_raw.strip():
+            raise RowProblem(self._header("occurred_at"), "", "is empty; every row needs its date")
+        key = (when_raw, store_id)
+        occurred_at = self._dates.get(key)
+        if occurred_at is None:
+            try:
+                tz = self.stores.timezones.get(store_id, self.stores.company_tz)
+                occurred_at = parse_datetime(when_raw, tz)
+            except ValueError as exc:
+                raise RowProblem(self._header("occurred_at"), when_raw, str(exc)) from None
+            if len(self._dates) > self.CACHE_LIMIT:
+                self._dates.clear()
+            self._dates[key] = occurred_at
+
+        quantity = self._amount(get("quantity", ""), self._header("quantity"))
+        if quantity is None:
+            quantity = Decimal(1)
+        unit_price = self._amount(get("unit_price", ""), self._header("unit_price"))
+        discount = self._amount(get("discount", ""), self._header("discount")) or Decimal(0)
+        tax = self._amount(get("tax", ""), self._header("tax")) or Decimal(0)
+        line_total = self._amount(get("line_total", ""), self._header("line_total"))
+        if line_total is None and unit_price is None:
+            raise RowProblem(self._header("line_total"), "",
+                             "is empty and so is the unit price; a line needs one of them")
+        if line_total is None:
+            line_total = max(Decimal(0), (quantity * unit_price - discount).quantize(Decimal("0.01")))
+        if unit_price is None:
+            unit_price = (line_total + discount) / quantity if quantity else line_total
+            unit_price = unit_price.quantize(Decimal("0.01"))
+
+        birth_raw = get("birth_date", "").strip()
+        birth_date = None
+        if birth_raw:
+            try:
+                birth_date = parse_date(birth_raw)
+            except ValueError as exc:
+                raise RowProblem(self._header("birth_date"), birth_raw, str(exc)) from None
+
+        if self.oldest is not None and occurred_at < self.oldest:
+            return None
+
+        email = get("email", "").strip().lower()
+        if email and ("@" not in email or " " in email or len(email) > 254):
+            email = ""
+        phone_raw = get("phone", "").strip()
+        phone = self._phone(phone_raw) if phone_raw else ""
+        sku = get("sku", "").strip()[:100]
+        product = (get("product", "").strip() or sku or "Unnamed item")[:300]
+        return (
+            transaction_id[:200], customer_id[:200], occurred_at, store_id,
+            get("first_name", "").strip()[:100], get("last_name", "").strip()[:100], email, phone,
+            birth_date, sku, product, get("brand", "").strip()[:200], get("category", "").strip()[:200],
+            quantity, unit_price, discount, tax, line_total,
+            get("payment_method", "").strip()[:60], parse_fulfillment(get("fulfillment", "")),
+            get("employee", "").strip()[:200],
+        )
+
+    def close(self) -> None:
+        # Closing a half-read network stream may complain; there is nothing left to save.
+        with contextlib.suppress(Exception):
+            self._text.close()

@@ -1,0 +1,1 @@
+"""Every write for connections, syncs and imports goes through these functions."""

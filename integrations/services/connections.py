@@ -1,0 +1,192 @@
+"""Connections: create, change, test, schedule, freeze, map headers and stores, delete."""
+
+from __future__ import annotations
+
+import json
+import zoneinfo
+
+from django.db import IntegrityError
+from django.db import transaction as db
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+from loyalty.models import Source, Transaction
+from stores.errors import DomainError
+from stores.models import RetailStore
+
+from .. import fields as F
+from ..models import Connection, ImportedFile, StoreMapping
+from ..providers import ProviderError, provider_class, provider_for
+from .imports import transactions_remove
+
+SYNC_TASK = "integrations.tasks.connection_sync_scheduled"
+
+
+def _clean_settings(provider: str, values: dict) -> dict:
+    names = [name for name, _, _ in provider_class(provider).setting_fields]
+    return {name: str(values.get(name) or "").strip() for name in names}
+
+
+def connection_create(*, company, name: str, provider: str, settings: dict, credentials: dict,
+                      default_store: RetailStore | None = None) -> Connection:
+    name = (name or "").strip()
+    if not name:
+        raise DomainError("Give the connection a name.", extra={"field": "name"})
+    if provider not in Connection.Provider.values:
+        raise DomainError(f"Unknown provider '{provider}'.", extra={"field": "provider"})
+    if default_store is not None and default_store.company_id != company.pk:
+        raise DomainError("That store belongs to another company.", extra={"field": "default_store"})
+    try:
+        with db.atomic():
+            source = Source.objects.create(company=company, kind=provider, name=name)
+            connection = Connection(company=company, name=name, provider=provider, source=source,
+                                    settings=_clean_settings(provider, settings),
+                                    default_store=default_store)
+            names = [n for n, _, _ in provider_class(provider).credential_fields]
+            connection.set_credentials({n: str(credentials.get(n) or "").strip() for n in names})
+            connection.save()
+            connection_schedule_save(connection=connection)
+    except IntegrityError as exc:
+        raise DomainError(f"There is already a connection or source named '{name}'.",
+                          extra={"field": "name"}) from exc
+    return connection
+
+
+def connection_update(*, connection: Connection, name: str, settings: dict, credentials: dict,
+                      default_store: RetailStore | None, enroll_new_customers: bool,
+                      sync_time=None) -> Connection:
+    """Blank credential fields keep the stored secret: it is never shown again."""
+    name = (name or "").strip()
+    if not name:
+        raise DomainError("Give the connection a name.", extra={"field": "name"})
+    if default_store is not None and default_store.company_id != connection.company_id:
+        raise DomainError("That store belongs to another company.", extra={"field": "default_store"})
+    stored = connection.credentials_plain()
+    for key, value in credentials.items():
+        if value and value.strip():
+            stored[key] = value.strip()
+    try:
+        with db.atomic():
+            connection.name = name
+            connection.settings = _clean_settings(connection.provider, settings)
+            connection.set_credentials(stored)
+            connection.default_store = default_store
+            connection.enroll_new_customers = enroll_new_customers
+            if sync_time is not None:
+                connection.sync_time = sync_time
+            connection.save()
+            Source.objects.filter(pk=connection.source_id).update(name=name)
+            connection_schedule_save(connection=connection)
+    except IntegrityError as exc:
+        raise DomainError(f"There is already a connection or source named '{name}'.",
+                          extra={"field": "name"}) from exc
+    return connection
+
+
+def connection_test(*, connection: Connection) -> tuple[bool, str]:
+    """(worked, what happened) in the merchant's words."""
+    try:
+        return True, provider_for(connection).test()
+    except ProviderError as exc:
+        labels = {
+            "unreachable": "Unreachable", "bad_credentials": "Bad credentials",
+            "not_found": "Not found", "no_permission": "No permission",
+            "misconfigured": "Settings incomplete",
+        }
+        return False, f"{labels.get(exc.problem, 'Failed')}: {exc.message}"
+
+
+def connection_schedule_save(*, connection: Connection) -> PeriodicTask:
+    """The nightly beat entry, at the connection's time in the company's time zone."""
+    crontab, _ = CrontabSchedule.objects.get_or_create(
+        minute=str(connection.sync_time.minute), hour=str(connection.sync_time.hour),
+        day_of_week="*", day_of_month="*", month_of_year="*",
+        timezone=zoneinfo.ZoneInfo(connection.company.timezone),
+    )
+    values = {"crontab": crontab, "task": SYNC_TASK, "args": json.dumps([connection.pk]),
+              "enabled": not connection.is_frozen,
+              "description": f"Nightly sync of {connection.name} ({connection.company.name})"}
+    task = connection.periodic_task
+    if task is None:
+        task = PeriodicTask.objects.create(name=f"connection-{connection.pk}-nightly-sync", **values)
+        Connection.objects.filter(pk=connection.pk).update(periodic_task=task)
+        connection.periodic_task = task
+    else:
+        for key, value in values.items():
+            setattr(task, key, value)
+        task.save()
+    return task
+
+
+def connection_freeze(*, connection: Connection, frozen: bool) -> Connection:
+    connection.is_frozen = frozen
+    connection.save(update_fields=["is_frozen"])
+    connection_schedule_save(connection=connection)
+    return connection
+
+
+def connection_header_map_save(*, connection: Connection, mapping: dict[str, str]) -> Connection:
+    """Header -> canonical field; '' ignores a column. Two headers may not claim one field."""
+    cleaned, claimed = {}, {}
+    for header, field in mapping.items():
+        if field and field not in F.BY_NAME:
+            raise DomainError(f"'{field}' is not a field we import.", extra={"field": header})
+        if field and field in claimed:
+            raise DomainError(
+                f"Columns '{claimed[field]}' and '{header}' are both mapped to "
+                f"{F.BY_NAME[field].label}; pick one.", extra={"field": header})
+        if field:
+            claimed[field] = header
+        cleaned[header] = field
+    missing = [F.BY_NAME[r].label for r in F.REQUIRED if r not in claimed]
+    if missing:
+        raise DomainError(f"Map a column to {' and '.join(missing)}: every report needs it.",
+                          extra={"field": "mapping"})
+    connection.header_map = cleaned
+    connection.save(update_fields=["header_map"])
+    return connection
+
+
+def store_mapping_set(*, connection: Connection, external_location_id: str,
+                      store: RetailStore | None) -> StoreMapping | None:
+    """Map a location value in the reports to a store; no store removes the mapping."""
+    value = (external_location_id or "").strip()
+    if not value:
+        raise DomainError("Enter the location as it appears in the reports.",
+                          extra={"field": "external_location_id"})
+    if store is None:
+        StoreMapping.objects.filter(connection=connection, external_location_id=value).delete()
+        return None
+    if store.company_id != connection.company_id:
+        raise DomainError("That store belongs to another company.", extra={"field": "store"})
+    mapping, _ = StoreMapping.objects.update_or_create(
+        connection=connection, external_location_id=value, defaults={"store": store})
+    return mapping
+
+
+def connection_delete(*, connection: Connection, keep_data: bool) -> int:
+    """Delete the connection. With `keep_data` its customers and sales stay (under its
+    source, renamed); without, its sales go and their points are reversed."""
+    from django.db import connection as db_connection
+
+    removed = 0
+    with db.atomic(durable=True):
+        if not keep_data:
+            with db_connection.cursor() as cursor:
+                cursor.execute("DROP TABLE IF EXISTS connection_txns")
+                cursor.execute("CREATE TEMP TABLE connection_txns ON COMMIT DROP AS "
+                               "SELECT id FROM loyalty_transaction WHERE source_id = %s",
+                               [connection.source_id])
+            removed = transactions_remove(connection, table="connection_txns",
+                                          reason=f"Connection {connection.name} deleted with its data")
+        task = connection.periodic_task
+        source = connection.source
+        ImportedFile.objects.filter(connection=connection).delete()
+        connection.delete()
+        if task is not None:
+            task.delete()
+        if keep_data or Transaction.objects.filter(source=source).exists() or source.personas.exists():
+            source.name = f"{source.name} (deleted connection)"[:120]
+            source.save(update_fields=["name"])
+        else:
+            source.delete()
+    return removed

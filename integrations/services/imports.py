@@ -1,0 +1,417 @@
+"""One report file into customers, sales and points: COPY into a staging table, then merge
+set-wise. One file is one database transaction; it lands whole or not at all."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import time
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.db import connection as db_connection
+from django.db import transaction as db
+from django.utils import timezone
+
+from loyalty.services.points_bulk import points_sync_for_transactions
+from stores.models import RetailStore
+
+from ..models import Connection, ImportedFile, RowError, StoreMapping, SyncRun
+from ..providers import ReportFile
+from ..reader import STAGE_COLUMNS, FileRejected, ReportReader, StoreResolver
+
+HISTORY_DAYS = 365
+COPY_CHUNK_ROWS = 20_000
+PROGRESS_EVERY = 50_000
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class FileOutcome:
+    imported_file: ImportedFile
+    skipped: bool = False
+
+    @property
+    def rejected(self) -> bool:
+        return self.imported_file.state == ImportedFile.State.REJECTED
+
+
+def store_resolver(connection: Connection) -> StoreResolver:
+    company = connection.company
+    stores = list(RetailStore.objects.filter(company=company))
+    company_tz = zoneinfo.ZoneInfo(company.timezone)
+    by_value: dict[str, int] = {}
+    for store in stores:  # a report may name the store, or give our id
+        by_value[store.name.lower()] = store.pk
+        by_value[str(store.pk)] = store.pk
+    for mapping in StoreMapping.objects.filter(connection=connection):
+        by_value[mapping.external_location_id.strip().lower()] = mapping.store_id
+    return StoreResolver(
+        by_value=by_value,
+        timezones={s.pk: zoneinfo.ZoneInfo(s.timezone or company.timezone) for s in stores},
+        default_store_id=connection.default_store_id,
+        company_tz=company_tz,
+    )
+
+
+def report_reader(connection: Connection, stream, *, file_name: str,
+                  now: dt.datetime | None = None) -> ReportReader:
+    now = now or timezone.now()
+    return ReportReader(
+        stream, file_name=file_name, provider=connection.provider,
+        header_map=connection.header_map, stores=store_resolver(connection),
+        country=connection.company.country or "US", oldest=now - dt.timedelta(days=HISTORY_DAYS),
+    )
+
+
+def report_file_import(*, connection: Connection, file: ReportFile, stream, run: SyncRun | None = None,
+                       progress: Progress | None = None, now: dt.datetime | None = None) -> FileOutcome:
+    """Import one file (new or changed) of `connection` from `stream`.
+
+    A file that cannot be read at all is recorded as rejected, and the data an earlier
+    version of it brought stays as it was. Anything that fails halfway rolls the whole
+    file back and propagates."""
+    started = time.monotonic()
+    try:
+        with db.atomic(durable=True):
+            _lock_connection(connection)
+            reader = report_reader(connection, stream, file_name=file.key, now=now)
+            _stage(reader, progress)
+            merged = _merge(connection, file_key=file.key)
+            record = _record_file(connection, file, reader=reader, run=run, transactions=merged)
+    except FileRejected as rejected:
+        with db.atomic():
+            record = _record_rejected(connection, file, run=run, message=rejected.message)
+    record.seconds = time.monotonic() - started
+    return FileOutcome(imported_file=record)
+
+
+def _lock_connection(connection: Connection) -> None:
+    # Two syncs of one connection never merge at the same time.
+    Connection.objects.select_for_update().filter(pk=connection.pk).first()
+
+
+# --- staging ----------------------------------------------------------------------------
+
+_STAGE_TABLE = """
+CREATE TEMP TABLE import_lines (
+    row_no integer, transaction_id text, customer_id text, occurred_at timestamptz,
+    store_id bigint, first_name text, last_name text, email text, phone text, birth_date date,
+    sku text, product text, brand text, category text, quantity numeric, unit_price numeric,
+    discount numeric, tax numeric, line_total numeric, payment_method text, fulfillment text,
+    employee text
+) ON COMMIT DROP
+"""
+
+
+def _stage(reader: ReportReader, progress: Progress | None) -> None:
+    """COPY the reader's good rows into `import_lines`, a chunk at a time."""
+    with db_connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS import_lines")
+        cursor.execute(_STAGE_TABLE)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        columns = ", ".join(STAGE_COLUMNS)
+        with cursor.cursor.copy(f"COPY import_lines ({columns}) FROM STDIN (FORMAT csv)") as copy:
+            pending = 0
+            for row in reader.rows():
+                writer.writerow(row)
+                pending += 1
+                if pending == COPY_CHUNK_ROWS:
+                    copy.write(buffer.getvalue())
+                    buffer.seek(0)
+                    buffer.truncate()
+                    pending = 0
+                    if progress and reader.stats.rows_total % PROGRESS_EVERY < COPY_CHUNK_ROWS:
+                        progress(reader.stats.rows_total)
+            if pending:
+                copy.write(buffer.getvalue())
+        cursor.execute("ANALYZE import_lines")
+    if progress:
+        progress(reader.stats.rows_total)
+
+
+# --- merge ------------------------------------------------------------------------------
+
+_CUSTOMERS = """
+CREATE TEMP TABLE import_customers ON COMMIT DROP AS
+SELECT DISTINCT ON (customer_id)
+       customer_id, coalesce(first_name, '') AS first_name, coalesce(last_name, '') AS last_name,
+       coalesce(email, '') AS email, coalesce(phone, '') AS phone, birth_date,
+       min(occurred_at) OVER (PARTITION BY customer_id) AS first_seen,
+       NULL::bigint AS persona_id, false AS is_new
+FROM import_lines
+ORDER BY customer_id, occurred_at DESC, row_no DESC
+"""
+
+_MATCH_IDENTITY = """
+UPDATE import_customers c SET persona_id = i.persona_id
+FROM loyalty_personaidentity i
+WHERE i.source_id = %(source_id)s AND i.external_id = c.customer_id
+"""
+
+# One balance per customer across channels: a customer id new to this source joins the
+# persona that already has the phone number, else the email address.
+_MATCH_PHONE = """
+UPDATE import_customers c SET persona_id = m.id
+FROM (SELECT DISTINCT ON (phone) phone, id FROM loyalty_persona
+      WHERE company_id = %(company_id)s AND phone <> ''
+        AND phone IN (SELECT phone FROM import_customers WHERE persona_id IS NULL AND phone <> '')
+      ORDER BY phone, id) m
+WHERE c.persona_id IS NULL AND c.phone = m.phone
+"""
+
+_MATCH_EMAIL = """
+UPDATE import_customers c SET persona_id = m.id
+FROM (SELECT DISTINCT ON (lower(email)) lower(email) AS email, id FROM loyalty_persona
+      WHERE company_id = %(company_id)s AND email <> ''
+        AND lower(email) IN (SELECT email FROM import_customers WHERE persona_id IS NULL AND email <> '')
+      ORDER BY lower(email), id) m
+WHERE c.persona_id IS NULL AND c.email = m.email
+"""
+
+_NEW_IDS = """
+UPDATE import_customers SET persona_id = nextval(pg_get_serial_sequence('loyalty_persona', 'id')),
+                            is_new = true
+WHERE persona_id IS NULL
+"""
+
+_NEW_PERSONAS = """
+INSERT INTO loyalty_persona (
+    id, company_id, first_name, last_name, phone, email, birth_date, market, is_member, enrolled_at,
+    sms_opt_in, email_opt_in, favourite_store_id, sourced_from_id, custom_traits, points_balance,
+    lifetime_points, tier, last_purchase_at, created_at, updated_at)
+SELECT persona_id, %(company_id)s, left(first_name, 100), left(last_name, 100), phone, email,
+       birth_date, '', %(enroll)s, CASE WHEN %(enroll)s THEN first_seen END, false, false, NULL,
+       %(source_id)s, '{}'::jsonb, 0, 0, '', NULL, first_seen, now()
+FROM import_customers WHERE is_new
+"""
+
+_IDENTITIES = """
+INSERT INTO loyalty_personaidentity (company_id, persona_id, source_id, external_id, created_at)
+SELECT %(company_id)s, persona_id, %(source_id)s, customer_id, now() FROM import_customers
+ON CONFLICT (source_id, external_id) DO NOTHING
+"""
+
+# Contact details follow the newest report; a blank cell keeps what we know.
+_CONTACTS = """
+UPDATE loyalty_persona p SET
+    first_name = CASE WHEN c.first_name <> '' THEN left(c.first_name, 100) ELSE p.first_name END,
+    last_name = CASE WHEN c.last_name <> '' THEN left(c.last_name, 100) ELSE p.last_name END,
+    email = CASE WHEN c.email <> '' THEN c.email ELSE p.email END,
+    phone = CASE WHEN c.phone <> '' THEN c.phone ELSE p.phone END,
+    birth_date = coalesce(c.birth_date, p.birth_date),
+    updated_at = now()
+FROM import_customers c
+WHERE p.id = c.persona_id AND NOT c.is_new
+  AND (c.first_name <> '' AND c.first_name IS DISTINCT FROM p.first_name
+       OR c.last_name <> '' AND c.last_name IS DISTINCT FROM p.last_name
+       OR c.email <> '' AND c.email IS DISTINCT FROM p.email
+       OR c.phone <> '' AND c.phone IS DISTINCT FROM p.phone
+       OR c.birth_date IS DISTINCT FROM coalesce(c.birth_date, p.birth_date))
+"""
+
+_TRANSACTIONS = """
+CREATE TEMP TABLE import_txns ON COMMIT DROP AS
+WITH upserted AS (
+    INSERT INTO loyalty_transaction (
+        company_id, store_id, persona_id, source_id, external_id, source_file, occurred_at, channel,
+        fulfillment, employee, subtotal, discount_total, tax_total, total, status, created_at, updated_at)
+    SELECT %(company_id)s, (array_agg(l.store_id ORDER BY l.row_no))[1],
+           (array_agg(c.persona_id ORDER BY l.row_no))[1], %(source_id)s, l.transaction_id,
+           %(file_key)s, min(l.occurred_at), 'in_store',
+           (array_agg(l.fulfillment ORDER BY l.row_no))[1],
+           coalesce((array_agg(l.employee ORDER BY l.row_no))[1], ''),
+           sum(round(l.quantity * l.unit_price, 2)), sum(l.discount), sum(l.tax),
+           sum(l.line_total) + sum(l.tax), 'completed', now(), now()
+    FROM import_lines l JOIN import_customers c ON c.customer_id = l.customer_id
+    GROUP BY l.transaction_id
+    ON CONFLICT (company_id, source_id, external_id) DO UPDATE SET
+        store_id = EXCLUDED.store_id, persona_id = EXCLUDED.persona_id,
+        source_file = EXCLUDED.source_file, occurred_at = EXCLUDED.occurred_at,
+        fulfillment = EXCLUDED.fulfillment, employee = EXCLUDED.employee,
+        subtotal = EXCLUDED.subtotal, discount_total = EXCLUDED.discount_total,
+        tax_total = EXCLUDED.tax_total, total = EXCLUDED.total, status = 'completed',
+        updated_at = now()
+    RETURNING id, external_id, (xmax = 0) AS inserted, total
+)
+SELECT * FROM upserted
+"""
+
+_OLD_LINES = """
+DELETE FROM loyalty_lineitem WHERE transaction_id IN (SELECT id FROM import_txns WHERE NOT inserted)
+"""
+_OLD_PAYMENTS = """
+DELETE FROM loyalty_payment WHERE transaction_id IN (SELECT id FROM import_txns WHERE NOT inserted)
+"""
+
+_LINES = """
+INSERT INTO loyalty_lineitem (transaction_id, line_no, sku, product, brand, category, quantity,
+                              unit_price, discount, tax, tax_included, total)
+SELECT t.id, row_number() OVER (PARTITION BY t.id ORDER BY l.row_no), coalesce(l.sku, ''),
+       coalesce(l.product, ''), coalesce(l.brand, ''), coalesce(l.category, ''), l.quantity,
+       l.unit_price, l.discount, l.tax, false, l.line_total
+FROM import_lines l JOIN import_txns t ON t.external_id = l.transaction_id
+"""
+
+_PAYMENTS = """
+INSERT INTO loyalty_payment (transaction_id, method, amount)
+SELECT t.id, p.method, t.total
+FROM import_txns t
+JOIN (SELECT DISTINCT ON (transaction_id) transaction_id, payment_method AS method
+      FROM import_lines WHERE payment_method IS NOT NULL ORDER BY transaction_id, row_no) p
+  ON p.transaction_id = t.external_id
+"""
+
+# Sales an earlier version of this file brought that the new version no longer has.
+_DROPPED = """
+CREATE TEMP TABLE import_dropped ON COMMIT DROP AS
+SELECT id FROM loyalty_transaction
+WHERE source_id = %(source_id)s AND source_file = %(file_key)s
+  AND id NOT IN (SELECT id FROM import_txns)
+"""
+
+
+def _merge(connection: Connection, *, file_key: str) -> int:
+    params = {
+        "company_id": connection.company_id, "source_id": connection.source_id,
+        "file_key": file_key, "enroll": connection.enroll_new_customers,
+    }
+    with db_connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS import_customers, import_txns, import_dropped, points_txns")
+        cursor.execute(_CUSTOMERS)
+        cursor.execute("CREATE INDEX ON import_customers (customer_id)")
+        for statement in (_MATCH_IDENTITY, _MATCH_PHONE, _MATCH_EMAIL, _NEW_IDS, _NEW_PERSONAS,
+                          _IDENTITIES, _CONTACTS, _TRANSACTIONS):
+            cursor.execute(statement, params)
+        cursor.execute("SELECT count(*) FROM import_txns")
+        transactions = cursor.fetchone()[0]
+        cursor.execute("CREATE INDEX ON import_txns (external_id)")
+        cursor.execute(_OLD_LINES)
+        cursor.execute(_OLD_PAYMENTS)
+        cursor.execute(_LINES)
+        cursor.execute(_PAYMENTS)
+        cursor.execute(_DROPPED, params)
+        cursor.execute("CREATE TEMP TABLE points_txns ON COMMIT DROP AS "
+                       "SELECT id FROM import_txns UNION ALL SELECT id FROM import_dropped")
+        cursor.execute("UPDATE loyalty_transaction SET status = 'voided', updated_at = now() "
+                       "WHERE id IN (SELECT id FROM import_dropped)")
+    points_sync_for_transactions(company=connection.company, table="points_txns",
+                                 reason=f"Receipt no longer in {file_key}")
+    _personas_refresh(table="points_txns")
+    _transactions_delete(table="import_dropped")
+    return transactions
+
+
+def transactions_remove(connection: Connection, *, table: str, reason: str) -> int:
+    """Delete the sales whose ids are in temp table `table` (one column, `id`), reversing
+    the points they earned. Runs inside the caller's database transaction."""
+    with db_connection.cursor() as cursor:
+        cursor.execute(f"UPDATE loyalty_transaction SET status = 'voided', updated_at = now() "
+                       f"WHERE id IN (SELECT id FROM {table})")
+        count = cursor.rowcount
+    # Voided first, so the points sync reverses their earnings and the personas' last
+    # purchase and favourite store no longer count them; then they go.
+    points_sync_for_transactions(company=connection.company, table=table, reason=reason)
+    _personas_refresh(table=table)
+    _transactions_delete(table=table)
+    return count
+
+
+def _transactions_delete(*, table: str) -> None:
+    # The foreign keys' on_delete rules live in Django, not in the database, so the rows
+    # that point at these sales are dealt with here: lines and payments go with them, the
+    # ledger keeps its entries (the points history) without the link.
+    ids = f"(SELECT id FROM {table})"
+    with db_connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM loyalty_lineitem WHERE transaction_id IN {ids}")
+        cursor.execute(f"DELETE FROM loyalty_payment WHERE transaction_id IN {ids}")
+        cursor.execute(f"UPDATE loyalty_pointsentry SET transaction_id = NULL WHERE transaction_id IN {ids}")
+        cursor.execute(f"DELETE FROM loyalty_transaction WHERE id IN {ids}")
+
+
+_PERSONAS_REFRESH = """
+UPDATE loyalty_persona p SET
+    last_purchase_at = s.last_purchase_at,
+    favourite_store_id = coalesce(s.favourite_store_id, p.favourite_store_id),
+    market = CASE WHEN p.market = '' THEN coalesce(s.market, '') ELSE p.market END
+FROM (
+    SELECT p2.id,
+           (SELECT max(t.occurred_at) FROM loyalty_transaction t
+             WHERE t.persona_id = p2.id AND t.status = 'completed') AS last_purchase_at,
+           (SELECT t.store_id FROM loyalty_transaction t
+             WHERE t.persona_id = p2.id AND t.status = 'completed' AND t.store_id IS NOT NULL
+             GROUP BY t.store_id ORDER BY count(*) DESC, max(t.occurred_at) DESC LIMIT 1)
+             AS favourite_store_id,
+           (SELECT s.state FROM loyalty_transaction t JOIN stores_retailstore s ON s.id = t.store_id
+             WHERE t.persona_id = p2.id AND t.status = 'completed'
+             ORDER BY t.occurred_at DESC LIMIT 1) AS market
+    FROM loyalty_persona p2 WHERE p2.id IN ({personas})
+) s
+WHERE p.id = s.id
+"""
+
+
+def _personas_refresh(*, table: str) -> None:
+    """Last purchase, favourite store and market of the personas these sales touch."""
+    personas = (f"SELECT persona_id FROM loyalty_transaction WHERE id IN (SELECT id FROM {table}) "
+                f"AND persona_id IS NOT NULL")
+    with db_connection.cursor() as cursor:
+        cursor.execute(_PERSONAS_REFRESH.format(personas=personas))
+
+
+def _record_file(connection: Connection, file: ReportFile, *, reader: ReportReader, run: SyncRun | None,
+                 transactions: int) -> ImportedFile:
+    stats = reader.stats
+    record, _ = ImportedFile.objects.update_or_create(
+        connection=connection, key=file.key,
+        defaults={
+            "etag": file.etag, "content_hash": reader.content_hash, "size": reader.bytes_read,
+            "state": ImportedFile.State.IMPORTED, "headers": reader.headers,
+            "encoding": reader.encoding, "delimiter": reader.delimiter,
+            "rows_total": stats.rows_total, "rows_accepted": stats.rows_accepted,
+            "rows_rejected": stats.rows_rejected, "rows_too_old": stats.rows_too_old,
+            "transactions": transactions, "error": "", "last_run": run,
+            "imported_at": timezone.now(), "removed_at": None, "purged_at": None,
+        },
+    )
+    record.row_errors.all().delete()
+    RowError.objects.bulk_create(
+        [RowError(imported_file=record, row_number=e.row_number, column=e.column[:200],
+                  value=e.value, reason=e.reason[:500], row=e.row) for e in stats.errors],
+        batch_size=2000,
+    )
+    return record
+
+
+def _record_rejected(connection: Connection, file: ReportFile, *, run: SyncRun | None,
+                     message: str) -> ImportedFile:
+    record, _ = ImportedFile.objects.update_or_create(
+        connection=connection, key=file.key,
+        defaults={"etag": file.etag, "size": file.size, "state": ImportedFile.State.REJECTED,
+                  "error": message, "last_run": run, "imported_at": timezone.now(),
+                  "rows_total": 0, "rows_accepted": 0, "rows_rejected": 0, "rows_too_old": 0,
+                  "transactions": 0},
+    )
+    record.row_errors.all().delete()
+    return record
+
+
+def imported_file_data_remove(*, imported_file: ImportedFile, reason: str) -> int:
+    """Remove every sale a file brought, and reverse the points they earned. Returns how
+    many sales went."""
+    connection = imported_file.connection
+    with db.atomic():
+        _lock_connection(connection)
+        with db_connection.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS file_txns")
+            cursor.execute("CREATE TEMP TABLE file_txns ON COMMIT DROP AS SELECT id FROM loyalty_transaction "
+                           "WHERE source_id = %s AND source_file = %s",
+                           [connection.source_id, imported_file.key])
+        removed = transactions_remove(connection, table="file_txns", reason=reason)
+        with db_connection.cursor() as cursor:
+            cursor.execute("DROP TABLE file_txns")
+    return removed

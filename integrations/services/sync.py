@@ -1,0 +1,151 @@
+"""A sync run: list the source's files, import what is new or changed, deal with what
+disappeared, and record every step on the SyncRun."""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.cache import cache
+from django.db import transaction as db
+from django.db.models import F
+from django.utils import timezone
+
+from stores.errors import DomainError
+
+from ..models import Connection, ImportedFile, SyncRun
+from ..providers import ProviderError, ReportFile, provider_for
+from ..signals import sync_completed
+from .imports import imported_file_data_remove, report_file_import
+
+log = logging.getLogger(__name__)
+
+
+class SyncFailed(Exception):
+    def __init__(self, message: str, *, retryable: bool):
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+
+
+def progress_key(run_id: int) -> str:
+    return f"sync-run:{run_id}:rows"
+
+
+def sync_run_create(*, connection: Connection, trigger: str) -> SyncRun:
+    """A queued run; refused while another run of the connection is queued or running."""
+    if connection.is_frozen and trigger != SyncRun.Trigger.COMMAND:
+        raise DomainError(f"{connection.name} is frozen: unfreeze it to sync.", code="frozen")
+    with db.atomic():
+        Connection.objects.select_for_update().get(pk=connection.pk)
+        active = connection.runs.filter(state__in=[SyncRun.State.QUEUED, SyncRun.State.RUNNING]).first()
+        if active is not None:
+            raise DomainError(f"A sync of {connection.name} is already {active.state}.", code="sync_active",
+                              extra={"run_id": active.pk})
+        return SyncRun.objects.create(company_id=connection.company_id, connection=connection,
+                                      trigger=trigger)
+
+
+def _bump(run: SyncRun, **counts) -> None:
+    SyncRun.objects.filter(pk=run.pk).update(**{k: F(k) + v for k, v in counts.items()})
+    for name, value in counts.items():
+        setattr(run, name, getattr(run, name) + value)
+
+
+def sync_file(*, run: SyncRun, file: ReportFile, open_stream) -> ImportedFile | None:
+    """Import one file unless it is already in, as it is now. Counts go on the run."""
+    connection = run.connection
+    known = ImportedFile.objects.filter(connection=connection, key=file.key).first()
+    _bump(run, files_seen=1)
+    if known and known.etag == file.etag and known.state in (ImportedFile.State.IMPORTED,
+                                                             ImportedFile.State.REJECTED):
+        _bump(run, files_skipped=1)
+        return None
+    SyncRun.objects.filter(pk=run.pk).update(current_file=file.key)
+    cache.set(progress_key(run.pk), 0, 3600)
+    stream = open_stream(file)
+    try:
+        outcome = report_file_import(
+            connection=connection, file=file, stream=stream, run=run,
+            progress=lambda rows: cache.set(progress_key(run.pk), rows, 3600),
+        )
+    finally:
+        stream.close()
+    record = outcome.imported_file
+    if outcome.rejected:
+        _bump(run, files_rejected=1)
+    else:
+        _bump(run, files_imported=1, rows_accepted=record.rows_accepted,
+              rows_rejected=record.rows_rejected, rows_too_old=record.rows_too_old)
+    return record
+
+
+def sync_run_execute(*, run_id: int) -> SyncRun:
+    """Do the run. A ProviderError or any failure mid-file ends it as failed with the
+    reason (the file in progress rolls back whole) and raises SyncFailed."""
+    run = SyncRun.objects.select_related("connection__company").get(pk=run_id)
+    connection = run.connection
+    SyncRun.objects.filter(pk=run.pk).update(
+        state=SyncRun.State.RUNNING, started_at=run.started_at or timezone.now(),
+        attempts=F("attempts") + 1, error="", finished_at=None)
+    run.refresh_from_db()
+    try:
+        provider = provider_for(connection)
+        files = provider.list_files()
+        for file in files:
+            sync_file(run=run, file=file, open_stream=provider.open)
+        present = {f.key for f in files}
+        for gone in connection.files.exclude(key__in=present).filter(removed_at__isnull=True):
+            _file_disappeared(run, gone, removes_data=provider.deletion_removes_data)
+    except ProviderError as exc:
+        _finish(run, SyncRun.State.FAILED, error=exc.message)
+        raise SyncFailed(exc.message, retryable=exc.retryable) from exc
+    except Exception as exc:  # a broken stream or database error: the file rolled back
+        log.exception("sync run %s failed", run.pk)
+        message = f"Failed while importing {run.current_file or 'the file list'}: {exc}"
+        _finish(run, SyncRun.State.FAILED, error=message)
+        raise SyncFailed(message, retryable=True) from exc
+    _finish(run, SyncRun.State.SUCCEEDED)
+    Connection.objects.filter(pk=connection.pk).update(last_synced_at=run.finished_at)
+    sync_completed.send(sender=Connection, connection=connection, run=run)
+    return run
+
+
+def _file_disappeared(run: SyncRun, imported_file: ImportedFile, *, removes_data: bool) -> None:
+    now = timezone.now()
+    if removes_data:
+        with db.atomic():
+            imported_file_data_remove(imported_file=imported_file,
+                                      reason=f"{imported_file.key} was deleted from the source")
+            ImportedFile.objects.filter(pk=imported_file.pk).update(
+                state=ImportedFile.State.PURGED, removed_at=now, purged_at=now, last_run=run)
+    else:  # OneDrive: the data stays until support purges it
+        ImportedFile.objects.filter(pk=imported_file.pk).update(
+            state=ImportedFile.State.REMOVED, removed_at=now, last_run=run)
+    _bump(run, files_removed=1)
+
+
+def _finish(run: SyncRun, state: str, *, error: str = "") -> None:
+    run.state, run.error, run.finished_at, run.current_file = state, error, timezone.now(), ""
+    SyncRun.objects.filter(pk=run.pk).update(state=state, error=error, finished_at=run.finished_at,
+                                             current_file="")
+    cache.delete(progress_key(run.pk))
+
+
+def sync_run_requeue(*, run: SyncRun, error: str, retry_in: int) -> None:
+    """A failed attempt that will be tried again: queued, with why and when."""
+    SyncRun.objects.filter(pk=run.pk).update(
+        state=SyncRun.State.QUEUED, finished_at=None,
+        error=f"{error} Retrying in {retry_in} s (attempt {run.attempts + 1}).")
+
+
+def imported_file_purge(*, imported_file: ImportedFile) -> int:
+    """Support's action for a file deleted from OneDrive: its sales go, points reversed."""
+    if imported_file.state == ImportedFile.State.PURGED:
+        raise DomainError(f"The data of {imported_file.key} was already removed.", code="already_purged")
+    with db.atomic(durable=True):
+        removed = imported_file_data_remove(imported_file=imported_file,
+                                            reason=f"Data of {imported_file.key} removed on request")
+        now = timezone.now()
+        ImportedFile.objects.filter(pk=imported_file.pk).update(
+            state=ImportedFile.State.PURGED, purged_at=now, removed_at=imported_file.removed_at or now)
+    return removed
