@@ -122,6 +122,7 @@ def cmd_run() -> int:
     with services(redis_name="run") as env:
         subprocess.run([python, manage, "migrate", "--no-input"], env=env, check=True)
         subprocess.run([python, manage, "load_demo"], env=env, check=True)
+        subprocess.run([python, manage, "load_demo_reports"], env=env, check=True)
         commands = {
             "web": [python, manage, "runserver", f"{host}:{port}"],
             "worker": [python, "-m", "celery", "-A", "config", "worker", "-l", "info",

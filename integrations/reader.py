@@ -253,6 +253,14 @@ class RowError:
 
 
 @dataclass
+class PreviewRow:
+    row_number: int
+    cells: list[str]
+    problems: dict[int, str]  # column index -> why that cell rejects the row
+    too_old: bool = False
+
+
+@dataclass
 class ReadStats:
     rows_total: int = 0
     rows_accepted: int = 0
@@ -268,7 +276,8 @@ class ReportReader:
     CACHE_LIMIT = 200_000
 
     def __init__(self, stream, *, file_name: str, provider: str, header_map: dict[str, str],
-                 stores: StoreResolver, country: str = "US", oldest: dt.datetime | None = None):
+                 stores: StoreResolver, country: str = "US", oldest: dt.datetime | None = None,
+                 check_required: bool = True):
         self.file_name = file_name
         self.provider = provider
         self.stores = stores
@@ -301,7 +310,9 @@ class ReportReader:
         self.columns = F.resolve_headers(self.headers, header_map)
         present = set(self.columns.values())
         missing = [F.BY_NAME[name] for name in F.REQUIRED if name not in present]
-        if missing:
+        self.missing_required = [f.onedrive_header if provider == "onedrive" else f.s3_header
+                                 for f in missing]
+        if missing and check_required:
             wanted = [f.onedrive_header if provider == "onedrive" else f.s3_header for f in missing]
             raise FileRejected(
                 f"{file_name} is missing the required column{'s' if len(wanted) > 1 else ''} "
@@ -475,6 +486,54 @@ class ReportReader:
             get("payment_method", "").strip()[:60], parse_fulfillment(get("fulfillment", "")),
             get("employee", "").strip()[:200],
         )
+
+    def cell_problem(self, name: str, raw: str) -> str:
+        """Why this one cell would reject its row, or ''."""
+        text = raw.strip()
+        try:
+            if name in F.REQUIRED_VALUES and not text:
+                return "is empty; every row needs it"
+            if name == "occurred_at":
+                parse_datetime(text, self.stores.company_tz)
+            elif name == "store" and self.stores.resolve(raw) is None:
+                return ("is not a store we know; add it to the store mappings" if text
+                        else "is empty and the connection has no default store")
+            elif name in ("quantity", "unit_price", "discount", "tax", "line_total"):
+                self._amount(raw, name)
+            elif name == "birth_date" and text:
+                parse_date(text)
+        except RowProblem as problem:
+            return problem.reason
+        except ValueError as exc:
+            return str(exc)
+        return ""
+
+    def preview(self, limit: int = 20) -> list[PreviewRow]:
+        """The first `limit` data rows as they would be imported, every problem on its cell."""
+        out: list[PreviewRow] = []
+        line = self._reader.line_num
+        for cells in self._reader:
+            row_number, line = line + 1, self._reader.line_num
+            if all(not c.strip() for c in cells):
+                continue
+            problems: dict[int, str] = {}
+            values: dict[str, str] = {}
+            for index, name in self.columns.items():
+                values[name] = cells[index] if index < len(cells) else ""
+                reason = self.cell_problem(name, values[name])
+                if reason:
+                    problems[index] = reason
+            too_old = False
+            if not problems:
+                try:
+                    too_old = self._parse(values) is None
+                except RowProblem as problem:  # a rule across cells, e.g. no total and no price
+                    where = next((i for i, n in self.columns.items() if self.headers[i] == problem.column), 0)
+                    problems[where] = problem.reason
+            out.append(PreviewRow(row_number, cells, problems, too_old))
+            if len(out) >= limit:
+                break
+        return out
 
     def close(self) -> None:
         # Closing a half-read network stream may complain; there is nothing left to save.

@@ -22,6 +22,8 @@ PERMISSIONS: dict[str, set[str]] = {
     "points.adjust": {Role.ADMIN, Role.BUDTENDER},
     "personas.enroll": {Role.ADMIN, Role.BUDTENDER},
     "settings.manage": {Role.ADMIN},
+    "integrations.manage": {Role.ADMIN},
+    "integrations.purge": {Role.ADMIN},
 }
 
 

@@ -57,13 +57,14 @@ def store_resolver(connection: Connection) -> StoreResolver:
     )
 
 
-def report_reader(connection: Connection, stream, *, file_name: str,
-                  now: dt.datetime | None = None) -> ReportReader:
+def report_reader(connection: Connection, stream, *, file_name: str, now: dt.datetime | None = None,
+                  header_map: dict | None = None, check_required: bool = True) -> ReportReader:
     now = now or timezone.now()
     return ReportReader(
         stream, file_name=file_name, provider=connection.provider,
-        header_map=connection.header_map, stores=store_resolver(connection),
-        country=connection.company.country or "US", oldest=now - dt.timedelta(days=HISTORY_DAYS),
+        header_map=connection.header_map if header_map is None else header_map,
+        stores=store_resolver(connection), country=connection.company.country or "US",
+        oldest=now - dt.timedelta(days=HISTORY_DAYS), check_required=check_required,
     )
 
 

@@ -1,0 +1,117 @@
+"""Reads shared by the connection pages, the API and the command line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
+from django.shortcuts import get_object_or_404
+
+from . import fields as F
+from .models import Connection, ImportedFile, RowError, SyncRun
+from .reader import FileRejected, PreviewRow
+from .services.imports import report_reader
+
+
+def connection_list(*, company):
+    return Connection.objects.filter(company=company).select_related("default_store")
+
+
+def connection_get(*, company, connection_id) -> Connection:
+    """Another company's connection is a 404."""
+    return get_object_or_404(Connection.objects.select_related("company", "source", "default_store"),
+                             company=company, pk=connection_id)
+
+
+def sync_run_get(*, company, run_id) -> SyncRun:
+    return get_object_or_404(SyncRun.objects.select_related("connection"), company=company, pk=run_id)
+
+
+def imported_file_get(*, company, file_id) -> ImportedFile:
+    return get_object_or_404(ImportedFile.objects.select_related("connection__company"),
+                             connection__company=company, pk=file_id)
+
+
+def sync_runs(*, connection, limit: int = 30):
+    return connection.runs.all()[:limit]
+
+
+@dataclass
+class Preview:
+    file_name: str
+    headers: list[str]
+    mapped: dict[int, str]  # column index -> canonical field (saved map, else suggestion)
+    suggested: dict[int, str]  # column index -> what the header's name suggests
+    missing_required: list[str]
+    rows: list[PreviewRow]
+    encoding: str
+    delimiter: str
+    error: str = ""
+
+    @property
+    def problem_count(self) -> int:
+        return sum(len(r.problems) for r in self.rows)
+
+
+def report_preview(*, connection: Connection, stream, file_name: str,
+                   header_map: dict[str, str] | None = None, limit: int = 20) -> Preview:
+    """How the first rows of a sample file would import under `header_map` (default: the
+    connection's saved map)."""
+    try:
+        reader = report_reader(connection, stream, file_name=file_name, header_map=header_map,
+                               check_required=False)
+    except FileRejected as exc:
+        return Preview(file_name, [], {}, {}, [], [], "", "", error=exc.message)
+    suggested = {i: F.suggest(h) for i, h in enumerate(reader.headers)}
+    try:
+        rows = reader.preview(limit)
+    except (FileRejected, UnicodeError) as exc:
+        return Preview(file_name, reader.headers, reader.columns, suggested, reader.missing_required, [],
+                       reader.encoding, reader.delimiter, error=str(exc))
+    return Preview(file_name, reader.headers, reader.columns, suggested, reader.missing_required, rows,
+                   reader.encoding, reader.delimiter)
+
+
+# -- the connection pages --------------------------------------------------------------
+
+def connections_overview(*, company):
+    """The connection list: each with its number of files and its latest run."""
+    latest = SyncRun.objects.filter(connection=OuterRef("pk")).order_by("-created_at", "-id")
+    return connection_list(company=company).annotate(
+        file_count=Count("files", filter=Q(files__removed_at__isnull=True), distinct=True),
+        last_run_id=Subquery(latest.values("pk")[:1]),
+        last_run_state=Subquery(latest.values("state")[:1]),
+        last_run_at=Subquery(latest.annotate(
+            at=Coalesce("finished_at", "started_at", "created_at")).values("at")[:1]),
+    )
+
+
+def connection_files(*, connection):
+    return connection.files.select_related("last_run").order_by("-imported_at", "key")
+
+
+def sync_run_files(*, run):
+    return run.files.order_by("key")
+
+
+def imported_file_row_errors(*, imported_file):
+    return imported_file.row_errors.order_by("row_number", "id")
+
+
+UNKNOWN_STORE_REASON = "is not a store we know"
+
+
+def unknown_store_values(*, connection, limit: int = 50) -> list[dict]:
+    """Location values the latest imports of this connection did not know, most rows first,
+    leaving out those mapped (or named like a store) since."""
+    known = {m.external_location_id.strip().lower() for m in connection.store_mappings.all()}
+    known |= {s.name.strip().lower() for s in connection.company.stores.all()}
+    values = (RowError.objects
+              .filter(imported_file__connection=connection, imported_file__state=ImportedFile.State.IMPORTED,
+                      reason__startswith=UNKNOWN_STORE_REASON)
+              .exclude(value="")
+              .values("value")
+              .annotate(rows=Count("id"), files=Count("imported_file", distinct=True))
+              .order_by("-rows", "value"))
+    return [v for v in values[: limit * 2] if v["value"].strip().lower() not in known][:limit]
