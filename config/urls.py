@@ -15,4 +15,5 @@ urlpatterns = [
     path("healthz", healthz),
     path("", include("stores.urls")),
     path("", include("loyalty.urls")),
+    path("settings/integrations/", include("integrations.urls")),
 ]

@@ -123,6 +123,7 @@ def _looks_binary(head: bytes, encoding: str) -> bool:
 # --- cell parsers -----------------------------------------------------------------------
 
 _MONEY_JUNK = re.compile(r"[\s$€£¢,]")
+_CURRENCY_AND_SPACE = re.compile(r"[\s$€£¢]")
 _EURO_NUMBER = re.compile(r"^-?\d{1,3}(\.\d{3})*,\d{1,3}$|^-?\d+,\d{1,3}$")
 
 DATE_FORMATS = ("%m/%d/%Y", "%m/%d/%y", "%Y/%m/%d", "%m-%d-%Y", "%d.%m.%Y")
@@ -139,8 +140,11 @@ def parse_amount(raw: str, *, decimal_comma: bool = False) -> Decimal:
     negative = text.startswith("(") and text.endswith(")")
     if negative:
         text = text[1:-1]
-    if decimal_comma and _EURO_NUMBER.match(text.replace(" ", "")):
-        text = text.replace(" ", "").replace(".", "").replace(",", ".")
+    if decimal_comma:
+        # "€12,50" and "12,50 €" are 12.50 too: look past the currency sign.
+        bare = _CURRENCY_AND_SPACE.sub("", text)
+        if _EURO_NUMBER.match(bare):
+            text = bare.replace(".", "").replace(",", ".")
     text = _MONEY_JUNK.sub("", text)
     if text.startswith("-$") or text.startswith("$-"):
         text = "-" + text[2:]
@@ -153,10 +157,36 @@ def parse_amount(raw: str, *, decimal_comma: bool = False) -> Decimal:
     return -value if negative else value
 
 
+_US_DATETIME = re.compile(
+    r"(\d{1,2})/(\d{1,2})/(\d{4})(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2}))?\s*([AaPp][Mm])?)?")
+
+
+def _us_datetime(text: str) -> dt.datetime | None:
+    """MM/DD/YYYY with an optional 12- or 24-hour time, without strptime's cost."""
+    match = _US_DATETIME.fullmatch(text)
+    if match is None:
+        return None
+    month, day, year, hour, minute, second, meridiem = match.groups()
+    if hour is None:
+        return dt.datetime(int(year), int(month), int(day), 12)
+    hour = int(hour)
+    if meridiem:
+        if not 1 <= hour <= 12:
+            raise ValueError(f"has hour {hour} with {meridiem.upper()}")
+        hour = hour % 12 + (12 if meridiem.lower() == "pm" else 0)
+    return dt.datetime(int(year), int(month), int(day), hour, int(minute), int(second or 0))
+
+
 def parse_datetime(raw: str, tz: zoneinfo.ZoneInfo) -> dt.datetime:
     """ISO 8601 (with or without offset), US dates with 12- or 24-hour times, or a bare
     date (taken as noon, so it stays the same day in any US time zone)."""
     text = raw.strip()
+    try:
+        value = _us_datetime(text)
+    except ValueError:
+        raise ValueError("is not a date we can read (use YYYY-MM-DD or MM/DD/YYYY hh:mm AM)") from None
+    if value is not None:
+        return value.replace(tzinfo=tz)
     try:
         value = dt.datetime.fromisoformat(text)
     except ValueError:
@@ -324,6 +354,8 @@ class ReportReader:
         self._dates: dict[tuple[str, int | None], dt.datetime] = {}
         self._amounts: dict[str, Decimal] = {}
         self._phones: dict[str, str] = {}
+        self._birth_dates: dict[str, dt.date] = {}
+        self._header_names: dict[str, str] = {}
 
     @property
     def content_hash(self) -> str:
@@ -334,29 +366,32 @@ class ReportReader:
         return self._raw.bytes_read
 
     def _header(self, field_name: str) -> str:
-        for index, name in self.columns.items():
-            if name == field_name:
-                return self.headers[index]
-        return F.BY_NAME[field_name].label
+        header = self._header_names.get(field_name)
+        if header is None:
+            header = F.BY_NAME[field_name].label
+            for index, name in self.columns.items():
+                if name == field_name:
+                    header = self.headers[index]
+            self._header_names[field_name] = header
+        return header
 
-    def _amount(self, raw: str, column: str, *, allow_blank=True) -> Decimal | None:
-        if not raw or not raw.strip():
-            if allow_blank:
-                return None
-            raise RowProblem(column, raw, "is empty")
+    def _amount(self, raw: str, field_name: str) -> Decimal | None:
         value = self._amounts.get(raw)
         if value is None:
+            if not raw or not raw.strip():
+                return None
             try:
                 value = parse_amount(raw, decimal_comma=self.decimal_comma)
             except ValueError as exc:
-                raise RowProblem(column, raw, str(exc)) from None
+                raise RowProblem(self._header(field_name), raw, str(exc)) from None
             if len(self._amounts) > self.CACHE_LIMIT:
                 self._amounts.clear()
             self._amounts[raw] = value
         if value < 0:
-            raise RowProblem(column, raw, "is negative; report returns as their own receipts")
+            raise RowProblem(self._header(field_name), raw,
+                             "is negative; report returns as their own receipts")
         if value > MAX_MONEY:
-            raise RowProblem(column, raw, "is too large")
+            raise RowProblem(self._header(field_name), raw, "is too large")
         return value
 
     def _phone(self, raw: str) -> str:
@@ -444,13 +479,13 @@ class ReportReader:
                 self._dates.clear()
             self._dates[key] = occurred_at
 
-        quantity = self._amount(get("quantity", ""), self._header("quantity"))
+        quantity = self._amount(get("quantity", ""), "quantity")
         if quantity is None:
             quantity = Decimal(1)
-        unit_price = self._amount(get("unit_price", ""), self._header("unit_price"))
-        discount = self._amount(get("discount", ""), self._header("discount")) or Decimal(0)
-        tax = self._amount(get("tax", ""), self._header("tax")) or Decimal(0)
-        line_total = self._amount(get("line_total", ""), self._header("line_total"))
+        unit_price = self._amount(get("unit_price", ""), "unit_price")
+        discount = self._amount(get("discount", ""), "discount") or Decimal(0)
+        tax = self._amount(get("tax", ""), "tax") or Decimal(0)
+        line_total = self._amount(get("line_total", ""), "line_total")
         if line_total is None and unit_price is None:
             raise RowProblem(self._header("line_total"), "",
                              "is empty and so is the unit price; a line needs one of them")
@@ -463,10 +498,15 @@ class ReportReader:
         birth_raw = get("birth_date", "").strip()
         birth_date = None
         if birth_raw:
-            try:
-                birth_date = parse_date(birth_raw)
-            except ValueError as exc:
-                raise RowProblem(self._header("birth_date"), birth_raw, str(exc)) from None
+            birth_date = self._birth_dates.get(birth_raw)
+            if birth_date is None:
+                try:
+                    birth_date = parse_date(birth_raw)
+                except ValueError as exc:
+                    raise RowProblem(self._header("birth_date"), birth_raw, str(exc)) from None
+                if len(self._birth_dates) > self.CACHE_LIMIT:
+                    self._birth_dates.clear()
+                self._birth_dates[birth_raw] = birth_date
 
         if self.oldest is not None and occurred_at < self.oldest:
             return None

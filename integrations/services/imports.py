@@ -130,7 +130,10 @@ def _stage(reader: ReportReader, progress: Progress | None) -> None:
                         progress(reader.stats.rows_total)
             if pending:
                 copy.write(buffer.getvalue())
+        # A small sample is plenty for the planner to pick hash joins over nested loops.
+        cursor.execute("SET LOCAL default_statistics_target = 10")
         cursor.execute("ANALYZE import_lines")
+        cursor.execute("RESET default_statistics_target")
     if progress:
         progress(reader.stats.rows_total)
 
@@ -212,7 +215,7 @@ WHERE p.id = c.persona_id AND NOT c.is_new
        OR c.last_name <> '' AND c.last_name IS DISTINCT FROM p.last_name
        OR c.email <> '' AND c.email IS DISTINCT FROM p.email
        OR c.phone <> '' AND c.phone IS DISTINCT FROM p.phone
-       OR c.birth_date IS DISTINCT FROM coalesce(c.birth_date, p.birth_date))
+       OR c.birth_date IS NOT NULL AND c.birth_date IS DISTINCT FROM p.birth_date)
 """
 
 _TRANSACTIONS = """
@@ -335,33 +338,37 @@ def _transactions_delete(*, table: str) -> None:
 
 
 _PERSONAS_REFRESH = """
+WITH affected AS (
+    SELECT DISTINCT persona_id FROM loyalty_transaction
+    WHERE id IN (SELECT id FROM {table}) AND persona_id IS NOT NULL
+), per_store AS (
+    SELECT t.persona_id, t.store_id, count(*) AS n, max(t.occurred_at) AS latest
+    FROM loyalty_transaction t JOIN affected a ON a.persona_id = t.persona_id
+    WHERE t.status = 'completed'
+    GROUP BY t.persona_id, t.store_id
+), favourite AS (
+    SELECT DISTINCT ON (persona_id) persona_id, store_id FROM per_store
+    WHERE store_id IS NOT NULL ORDER BY persona_id, n DESC, latest DESC
+), latest AS (
+    SELECT DISTINCT ON (p.persona_id) p.persona_id, p.latest, s.state
+    FROM per_store p LEFT JOIN stores_retailstore s ON s.id = p.store_id
+    ORDER BY p.persona_id, p.latest DESC
+)
 UPDATE loyalty_persona p SET
-    last_purchase_at = s.last_purchase_at,
-    favourite_store_id = coalesce(s.favourite_store_id, p.favourite_store_id),
-    market = CASE WHEN p.market = '' THEN coalesce(s.market, '') ELSE p.market END
-FROM (
-    SELECT p2.id,
-           (SELECT max(t.occurred_at) FROM loyalty_transaction t
-             WHERE t.persona_id = p2.id AND t.status = 'completed') AS last_purchase_at,
-           (SELECT t.store_id FROM loyalty_transaction t
-             WHERE t.persona_id = p2.id AND t.status = 'completed' AND t.store_id IS NOT NULL
-             GROUP BY t.store_id ORDER BY count(*) DESC, max(t.occurred_at) DESC LIMIT 1)
-             AS favourite_store_id,
-           (SELECT s.state FROM loyalty_transaction t JOIN stores_retailstore s ON s.id = t.store_id
-             WHERE t.persona_id = p2.id AND t.status = 'completed'
-             ORDER BY t.occurred_at DESC LIMIT 1) AS market
-    FROM loyalty_persona p2 WHERE p2.id IN ({personas})
-) s
-WHERE p.id = s.id
+    last_purchase_at = l.latest,
+    favourite_store_id = coalesce(f.store_id, p.favourite_store_id),
+    market = CASE WHEN p.market = '' THEN coalesce(l.state, '') ELSE p.market END
+FROM affected a
+LEFT JOIN latest l ON l.persona_id = a.persona_id
+LEFT JOIN favourite f ON f.persona_id = a.persona_id
+WHERE p.id = a.persona_id
 """
 
 
 def _personas_refresh(*, table: str) -> None:
     """Last purchase, favourite store and market of the personas these sales touch."""
-    personas = (f"SELECT persona_id FROM loyalty_transaction WHERE id IN (SELECT id FROM {table}) "
-                f"AND persona_id IS NOT NULL")
     with db_connection.cursor() as cursor:
-        cursor.execute(_PERSONAS_REFRESH.format(personas=personas))
+        cursor.execute(_PERSONAS_REFRESH.format(table=table))
 
 
 def _record_file(connection: Connection, file: ReportFile, *, reader: ReportReader, run: SyncRun | None,
