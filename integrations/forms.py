@@ -57,6 +57,10 @@ class ConnectionForm(forms.Form):
     def provider_label(self) -> str:
         return Provider(self.provider).label
 
+    @property
+    def required_headers(self) -> tuple[str, ...]:
+        return provider_class(self.provider).required_headers
+
     def setting_fields(self):
         return [self[name] for name in self.setting_names]
 

@@ -154,8 +154,7 @@ def _detail_context(request, connection, **extra) -> dict:
                           for name, label, _ in cls.setting_fields],
         "credential_rows": [(label, connection.credentials_hint.get(name, ""))
                             for name, label, _ in cls.credential_fields],
-        "custom_headers": [(header, F.BY_NAME[field].label if field else "ignored")
-                           for header, field in connection.header_map.items() if field != F.suggest(header)],
+        "custom_headers": _custom_headers(connection),
         "store_mapping_count": connection.store_mappings.count(),
         "runs": runs,
         "active_run": next((r for r in runs if r.is_active), None),
@@ -163,6 +162,12 @@ def _detail_context(request, connection, **extra) -> dict:
         "can_purge": role_can(request.membership.role, "integrations.purge"),
         "required_headers": cls.required_headers,
     } | extra
+
+
+def _custom_headers(connection) -> list[tuple[str, str]]:
+    """The saved header mappings a file's names alone would not give: (header, field label)."""
+    return [(header, F.BY_NAME[field].label if field else "ignored")
+            for header, field in connection.header_map.items() if field != F.suggest(header)]
 
 
 @company_view("integrations.manage")
@@ -195,7 +200,7 @@ def connection_sync_now(request, connection_id):
         run = sync_run_create(connection=connection, trigger=SyncRun.Trigger.MANUAL)
     except DomainError as exc:  # frozen, or a run is already queued or running
         if request.htmx:
-            return render(request, "integrations/connection_detail.html#sync-now", {
+            return render(request, "integrations/connection_detail.html#sync-error", {
                 "connection": connection, "sync_error": exc.message,
                 "busy_run_id": exc.extra.get("run_id")})
         messages.error(request, exc.message)
@@ -347,7 +352,7 @@ def header_mapping(request, connection_id):
     if request.htmx and request.method == "POST":
         response = render(request, "integrations/header_mapping.html#mapping", context)
     else:
-        context |= _source_files(connection)
+        context |= _source_files(connection) | {"custom_headers": _custom_headers(connection)}
         response = render(request, "integrations/header_mapping.html", context, status=status)
     patch_vary_headers(response, ["HX-Request"])
     return response

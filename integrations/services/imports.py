@@ -140,15 +140,24 @@ def _stage(reader: ReportReader, progress: Progress | None) -> None:
 
 # --- merge ------------------------------------------------------------------------------
 
+# Each contact field from the customer's newest row that has it: a blank cell on a later
+# row of the file does not hide what an earlier row said.
 _CUSTOMERS = """
 CREATE TEMP TABLE import_customers ON COMMIT DROP AS
-SELECT DISTINCT ON (customer_id)
-       customer_id, coalesce(first_name, '') AS first_name, coalesce(last_name, '') AS last_name,
-       coalesce(email, '') AS email, coalesce(phone, '') AS phone, birth_date,
-       min(occurred_at) OVER (PARTITION BY customer_id) AS first_seen,
-       NULL::bigint AS persona_id, false AS is_new
+SELECT customer_id,
+       coalesce((array_agg(first_name ORDER BY occurred_at DESC, row_no DESC)
+                 FILTER (WHERE first_name <> ''))[1], '') AS first_name,
+       coalesce((array_agg(last_name ORDER BY occurred_at DESC, row_no DESC)
+                 FILTER (WHERE last_name <> ''))[1], '') AS last_name,
+       coalesce((array_agg(email ORDER BY occurred_at DESC, row_no DESC)
+                 FILTER (WHERE email <> ''))[1], '') AS email,
+       coalesce((array_agg(phone ORDER BY occurred_at DESC, row_no DESC)
+                 FILTER (WHERE phone <> ''))[1], '') AS phone,
+       (array_agg(birth_date ORDER BY occurred_at DESC, row_no DESC)
+        FILTER (WHERE birth_date IS NOT NULL))[1] AS birth_date,
+       min(occurred_at) AS first_seen, NULL::bigint AS persona_id, false AS is_new
 FROM import_lines
-ORDER BY customer_id, occurred_at DESC, row_no DESC
+GROUP BY customer_id
 """
 
 _MATCH_IDENTITY = """
@@ -402,7 +411,7 @@ def _record_rejected(connection: Connection, file: ReportFile, *, run: SyncRun |
         defaults={"etag": file.etag, "size": file.size, "state": ImportedFile.State.REJECTED,
                   "error": message, "last_run": run, "imported_at": timezone.now(),
                   "rows_total": 0, "rows_accepted": 0, "rows_rejected": 0, "rows_too_old": 0,
-                  "transactions": 0},
+                  "transactions": 0, "removed_at": None},  # it is back at the source
     )
     record.row_errors.all().delete()
     return record

@@ -58,8 +58,10 @@ def sync_file(*, run: SyncRun, file: ReportFile, open_stream) -> ImportedFile | 
     _bump(run, files_seen=1)
     if known and known.etag == file.etag and known.state in (ImportedFile.State.IMPORTED,
                                                              ImportedFile.State.REJECTED):
-        _bump(run, files_skipped=1)
+        if known.last_run_id != run.pk:  # else an earlier attempt of this run brought it in
+            _bump(run, files_skipped=1)
         return None
+    run.current_file = file.key  # the failure message names it
     SyncRun.objects.filter(pk=run.pk).update(current_file=file.key)
     cache.set(progress_key(run.pk), 0, 3600)
     stream = open_stream(file)
@@ -86,7 +88,9 @@ def sync_run_execute(*, run_id: int) -> SyncRun:
     connection = run.connection
     SyncRun.objects.filter(pk=run.pk).update(
         state=SyncRun.State.RUNNING, started_at=run.started_at or timezone.now(),
-        attempts=F("attempts") + 1, error="", finished_at=None)
+        attempts=F("attempts") + 1, error="", finished_at=None,
+        # Each attempt looks at every file again; what earlier ones imported stays counted.
+        files_seen=0, files_skipped=0)
     run.refresh_from_db()
     try:
         provider = provider_for(connection)

@@ -126,9 +126,9 @@ def test_a_stray_windows_1252_byte_after_the_sniffed_head_of_a_utf8_file_reads_a
 
 
 def test_semicolon_file_with_decimal_commas():
-    data = ("ReceiptId;customerId;TransactionDate;Location;Quantity;UnitPrice;LineTotal;LineTax\n"
-            "R1;C1;2026-03-07 10:00;Denver;2;6,25;12,50;1,05\n"
-            "R2;C2;2026-03-07 10:00;Denver;1;1.234,50;1.234,50;0\n").encode()
+    data = (b"ReceiptId;customerId;TransactionDate;Location;Quantity;UnitPrice;LineTotal;LineTax\n"
+            b"R1;C1;2026-03-07 10:00;Denver;2;6,25;12,50;1,05\n"
+            b"R2;C2;2026-03-07 10:00;Denver;1;1.234,50;1.234,50;0\n")
 
     reader, rows = read(data)
 
@@ -140,8 +140,8 @@ def test_semicolon_file_with_decimal_commas():
 
 
 def test_tab_delimited_file():
-    data = ("ReceiptId\tcustomerId\tTransactionDate\tLocation\tProductName\tLineTotal\n"
-            "R1\tC1\t2026-03-07 10:00\tDenver\tFlower, 3.5g\t$35.00\n").encode()
+    data = (b"ReceiptId\tcustomerId\tTransactionDate\tLocation\tProductName\tLineTotal\n"
+            b"R1\tC1\t2026-03-07 10:00\tDenver\tFlower, 3.5g\t$35.00\n")
 
     reader, rows = read(data)
 
@@ -364,9 +364,9 @@ def test_store_is_found_by_mapping_or_name_in_any_case():
 
 
 def test_phone_is_normalised_and_a_bad_phone_or_email_loses_only_that_cell():
-    data = ("ReceiptId,customerId,TransactionDate,Location,Phone,Email,LineTotal\n"
-            "R1,C1,2026-03-07 10:00,Denver,(303) 555-0142,Ana@Example.COM,1\n"
-            "R2,C2,2026-03-07 10:00,Denver,12,not-an-email,1\n").encode()
+    data = (b"ReceiptId,customerId,TransactionDate,Location,Phone,Email,LineTotal\n"
+            b"R1,C1,2026-03-07 10:00,Denver,(303) 555-0142,Ana@Example.COM,1\n"
+            b"R2,C2,2026-03-07 10:00,Denver,12,not-an-email,1\n")
 
     reader, rows = read(data)
 
