@@ -93,15 +93,11 @@ def connection_create_view(request):
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            with transaction.atomic():
-                connection = connection_create(
-                    company=request.company, name=data["name"], provider=provider,
-                    settings=form.settings_data(), credentials=form.credentials_data(),
-                    default_store=data["default_store"])
-                connection_update(
-                    connection=connection, name=connection.name, settings=connection.settings,
-                    credentials={}, default_store=data["default_store"],
-                    enroll_new_customers=data["enroll_new_customers"], sync_time=data["sync_time"])
+            connection = connection_create(
+                company=request.company, name=data["name"], provider=provider,
+                settings=form.settings_data(), credentials=form.credentials_data(),
+                default_store=data["default_store"], enroll_new_customers=data["enroll_new_customers"],
+                sync_time=data["sync_time"])
         except DomainError as exc:
             _add_error(form, exc)
         else:

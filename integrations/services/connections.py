@@ -27,7 +27,8 @@ def _clean_settings(provider: str, values: dict) -> dict:
 
 
 def connection_create(*, company, name: str, provider: str, settings: dict, credentials: dict,
-                      default_store: RetailStore | None = None) -> Connection:
+                      default_store: RetailStore | None = None, enroll_new_customers: bool = True,
+                      sync_time=None) -> Connection:
     name = (name or "").strip()
     if not name:
         raise DomainError("Give the connection a name.", extra={"field": "name"})
@@ -40,7 +41,10 @@ def connection_create(*, company, name: str, provider: str, settings: dict, cred
             source = Source.objects.create(company=company, kind=provider, name=name)
             connection = Connection(company=company, name=name, provider=provider, source=source,
                                     settings=_clean_settings(provider, settings),
-                                    default_store=default_store)
+                                    default_store=default_store,
+                                    enroll_new_customers=enroll_new_customers)
+            if sync_time is not None:
+                connection.sync_time = sync_time
             names = [n for n, _, _ in provider_class(provider).credential_fields]
             connection.set_credentials({n: str(credentials.get(n) or "").strip() for n in names})
             connection.save()
@@ -60,7 +64,12 @@ def connection_update(*, connection: Connection, name: str, settings: dict, cred
         raise DomainError("Give the connection a name.", extra={"field": "name"})
     if default_store is not None and default_store.company_id != connection.company_id:
         raise DomainError("That store belongs to another company.", extra={"field": "default_store"})
-    stored = connection.credentials_plain()
+    try:
+        stored = connection.credentials_plain()
+    except DomainError:
+        # Saved under another FIELD_ENCRYPTION_KEY: unreadable, so what is typed now is all
+        # there is (the page asks for every secret again).
+        stored = {}
     for key, value in credentials.items():
         if value and value.strip():
             stored[key] = value.strip()

@@ -254,6 +254,15 @@ WITH upserted AS (
 SELECT * FROM upserted
 """
 
+# Who owned the receipts before this file: a receipt that moves to another customer
+# changes the old owner's last purchase and favourite store too.
+_PREVIOUS_OWNERS = """
+CREATE TEMP TABLE import_previous_owners ON COMMIT DROP AS
+SELECT DISTINCT persona_id FROM loyalty_transaction
+WHERE company_id = %(company_id)s AND source_id = %(source_id)s AND persona_id IS NOT NULL
+  AND external_id IN (SELECT DISTINCT transaction_id FROM import_lines)
+"""
+
 _OLD_LINES = """
 DELETE FROM loyalty_lineitem WHERE transaction_id IN (SELECT id FROM import_txns WHERE NOT inserted)
 """
@@ -294,11 +303,12 @@ def _merge(connection: Connection, *, file_key: str) -> int:
         "file_key": file_key, "enroll": connection.enroll_new_customers,
     }
     with db_connection.cursor() as cursor:
-        cursor.execute("DROP TABLE IF EXISTS import_customers, import_txns, import_dropped, points_txns")
+        cursor.execute("DROP TABLE IF EXISTS import_customers, import_txns, import_dropped, points_txns, "
+                       "import_previous_owners")
         cursor.execute(_CUSTOMERS)
         cursor.execute("CREATE INDEX ON import_customers (customer_id)")
         for statement in (_MATCH_IDENTITY, _MATCH_PHONE, _MATCH_EMAIL, _NEW_IDS, _NEW_PERSONAS,
-                          _IDENTITIES, _CONTACTS, _TRANSACTIONS):
+                          _IDENTITIES, _CONTACTS, _PREVIOUS_OWNERS, _TRANSACTIONS):
             cursor.execute(statement, params)
         cursor.execute("SELECT count(*) FROM import_txns")
         transactions = cursor.fetchone()[0]
@@ -314,7 +324,7 @@ def _merge(connection: Connection, *, file_key: str) -> int:
                        "WHERE id IN (SELECT id FROM import_dropped)")
     points_sync_for_transactions(company=connection.company, table="points_txns",
                                  reason=f"Receipt no longer in {file_key}")
-    _personas_refresh(table="points_txns")
+    _personas_refresh(table="points_txns", previous_owners="import_previous_owners")
     _transactions_delete(table="import_dropped")
     return transactions
 
@@ -348,8 +358,10 @@ def _transactions_delete(*, table: str) -> None:
 
 _PERSONAS_REFRESH = """
 WITH affected AS (
-    SELECT DISTINCT persona_id FROM loyalty_transaction
+    SELECT persona_id FROM loyalty_transaction
     WHERE id IN (SELECT id FROM {table}) AND persona_id IS NOT NULL
+    UNION
+    SELECT persona_id FROM {previous_owners}
 ), per_store AS (
     SELECT t.persona_id, t.store_id, count(*) AS n, max(t.occurred_at) AS latest
     FROM loyalty_transaction t JOIN affected a ON a.persona_id = t.persona_id
@@ -374,10 +386,12 @@ WHERE p.id = a.persona_id
 """
 
 
-def _personas_refresh(*, table: str) -> None:
-    """Last purchase, favourite store and market of the personas these sales touch."""
+def _personas_refresh(*, table: str, previous_owners: str | None = None) -> None:
+    """Last purchase, favourite store and market of the personas these sales touch, and
+    of those in temp table `previous_owners` (one column, `persona_id`)."""
+    others = previous_owners or "(SELECT NULL::bigint AS persona_id WHERE false) AS none"
     with db_connection.cursor() as cursor:
-        cursor.execute(_PERSONAS_REFRESH.format(table=table))
+        cursor.execute(_PERSONAS_REFRESH.format(table=table, previous_owners=others))
 
 
 def _record_file(connection: Connection, file: ReportFile, *, reader: ReportReader, run: SyncRun | None,

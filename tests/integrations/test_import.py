@@ -745,8 +745,6 @@ def test_store_mappings_and_a_saved_header_map_apply_to_the_import(
     assert persona_of(folder_connection, "M1").points_balance == 12
 
 
-@pytest.mark.xfail(strict=True, reason="known bug, not fixed here: _personas_refresh refreshes only a "
-                   "receipt's new owner, so the previous owner keeps a stale last purchase")
 def test_a_receipt_moved_to_another_customer_no_longer_counts_as_the_old_customers_last_purchase(
         folder_connection, write_report, run_sync, store):
     write_report("day1.csv", f"{HEADER}\nR1,C1,{us()},{store.name},Ana,,,,Gummies,1,,10.00,0,Cash\n")
