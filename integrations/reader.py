@@ -564,12 +564,13 @@ class ReportReader:
                 if reason:
                     problems[index] = reason
             too_old = False
-            if not problems:
+            if not problems and not self.missing_required:
                 try:
                     too_old = self._parse(values) is None
                 except RowProblem as problem:  # a rule across cells, e.g. no total and no price
-                    where = next((i for i, n in self.columns.items() if self.headers[i] == problem.column), 0)
-                    problems[where] = problem.reason
+                    where = next((i for i in self.columns if self.headers[i] == problem.column), None)
+                    if where is not None:
+                        problems[where] = problem.reason
             out.append(PreviewRow(row_number, cells, problems, too_old))
             if len(out) >= limit:
                 break

@@ -7,6 +7,7 @@ import zoneinfo
 
 from django.db import IntegrityError
 from django.db import transaction as db
+from django.db.models import Q
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from loyalty.models import Source, Transaction
@@ -150,9 +151,19 @@ def connection_header_map_save(*, connection: Connection, mapping: dict[str, str
     if missing:
         raise DomainError(f"Map a column to {' and '.join(missing)}: every report needs it.",
                           extra={"field": "mapping"})
-    connection.header_map = cleaned
-    connection.save(update_fields=["header_map"])
+    with db.atomic():
+        connection.header_map = cleaned
+        connection.save(update_fields=["header_map"])
+        _files_retry(connection)
     return connection
+
+
+def _files_retry(connection: Connection) -> int:
+    """After a mapping changes, files that were rejected or had rejected rows are read
+    again on the next sync (a re-import replaces what the file brought before)."""
+    return (ImportedFile.objects.filter(connection=connection, removed_at__isnull=True)
+            .filter(Q(state=ImportedFile.State.REJECTED) | Q(rows_rejected__gt=0))
+            .update(etag=""))
 
 
 def store_mapping_set(*, connection: Connection, external_location_id: str,
@@ -167,8 +178,10 @@ def store_mapping_set(*, connection: Connection, external_location_id: str,
         return None
     if store.company_id != connection.company_id:
         raise DomainError("That store belongs to another company.", extra={"field": "store"})
-    mapping, _ = StoreMapping.objects.update_or_create(
-        connection=connection, external_location_id=value, defaults={"store": store})
+    with db.atomic():
+        mapping, _ = StoreMapping.objects.update_or_create(
+            connection=connection, external_location_id=value, defaults={"store": store})
+        _files_retry(connection)
     return mapping
 
 

@@ -27,3 +27,29 @@ def test_create_takes_the_nightly_time_and_enrolment(company, db):
                                    enroll_new_customers=False, sync_time=dt.time(3, 30))
     assert connection.enroll_new_customers is False
     assert (connection.periodic_task.crontab.hour, connection.periodic_task.crontab.minute) == ("3", "30")
+
+
+def test_a_rejected_file_imports_on_the_next_sync_once_its_headers_are_mapped(
+        folder_connection, reports_dir, store, db):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from integrations.models import ImportedFile
+    from integrations.services.connections import connection_header_map_save
+    from integrations.services.sync import sync_run_create, sync_run_execute
+
+    day = (timezone.localdate() - dt.timedelta(days=2)).strftime("%m/%d/%Y")
+    (reports_dir / "raw.csv").write_text(f"Ticket No.,Patient,Date,Location,Net\nT1,P1,{day},{store.name},20.00\n")
+
+    def sync():
+        return sync_run_execute(run_id=sync_run_create(connection=folder_connection, trigger="manual").pk)
+
+    assert sync().files_rejected == 1
+    assert sync().files_skipped == 1  # unchanged and nothing new to read it with
+    connection_header_map_save(connection=folder_connection, mapping={
+        "Ticket No.": "transaction_id", "Patient": "customer_id", "Date": "occurred_at",
+        "Location": "store", "Net": "line_total"})
+    run = sync()
+    assert (run.files_imported, run.rows_accepted) == (1, 1)
+    assert ImportedFile.objects.get(key="raw.csv").state == "imported"

@@ -466,3 +466,16 @@ def test_random_bytes_without_nuls_are_rejected_as_binary_too():
     assert b"\x00" not in data
     with pytest.raises(FileRejected, match="binary data"):
         reader_for(data)
+
+
+def test_preview_marks_the_bad_cell_and_leaves_an_unmapped_required_column_to_the_banner():
+    data = (b"Ticket,customerId,TransactionDate,LineTotal\n"
+            b"T1,C1,13/45/2026,10.00\n"
+            b"T2,C2,03/07/2026 02:15 PM,-4.00\n")
+    reader = ReportReader(io.BytesIO(data), file_name="s.csv", provider="s3",
+                          header_map={"Ticket": ""}, stores=resolver(default_store_id=1),
+                          check_required=False)
+    assert reader.missing_required == ["ReceiptId"]
+    first, second = reader.preview()
+    assert list(first.problems) == [2] and "date" in first.problems[2]
+    assert list(second.problems) == [3] and "negative" in second.problems[3]

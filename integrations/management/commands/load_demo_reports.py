@@ -95,7 +95,7 @@ class Command(BaseCommand):
         # A raw export straight from the POS: its headers need mapping before it imports.
         with open(folder / "pos-export-raw.csv", "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["Receipt #", "Patient", "Sold At", "Store", "Item", "Qty", "Each", "Net"])
+            writer.writerow(["Receipt #", "Cust #", "Sold At", "Store", "Item", "Qty", "Each", "Net"])
             day = today - dt.timedelta(days=1)
             for i in range(10):
                 cid, *_ = customers[i]
