@@ -40,7 +40,8 @@ def test_a_rejected_file_imports_on_the_next_sync_once_its_headers_are_mapped(
     from integrations.services.sync import sync_run_create, sync_run_execute
 
     day = (timezone.localdate() - dt.timedelta(days=2)).strftime("%m/%d/%Y")
-    (reports_dir / "raw.csv").write_text(f"Ticket No.,Patient,Date,Location,Net\nT1,P1,{day},{store.name},20.00\n")
+    (reports_dir / "raw.csv").write_text(
+        f"Ticket No.,Cust #,Date,Location,Net\nT1,P1,{day},{store.name},20.00\n")
 
     def sync():
         return sync_run_execute(run_id=sync_run_create(connection=folder_connection, trigger="manual").pk)
@@ -48,7 +49,7 @@ def test_a_rejected_file_imports_on_the_next_sync_once_its_headers_are_mapped(
     assert sync().files_rejected == 1
     assert sync().files_skipped == 1  # unchanged and nothing new to read it with
     connection_header_map_save(connection=folder_connection, mapping={
-        "Ticket No.": "transaction_id", "Patient": "customer_id", "Date": "occurred_at",
+        "Ticket No.": "transaction_id", "Cust #": "customer_id", "Date": "occurred_at",
         "Location": "store", "Net": "line_total"})
     run = sync()
     assert (run.files_imported, run.rows_accepted) == (1, 1)
