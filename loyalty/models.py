@@ -154,11 +154,14 @@ class Transaction(models.Model):
     Fulfillment = Fulfillment
     Status = TransactionStatus
 
-    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="transactions")
+    # company and persona lead the unique and (persona, occurred_at) indexes below; a
+    # separate index on each would only slow every insert down.
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="transactions",
+                                db_index=False)
     store = models.ForeignKey(RetailStore, null=True, blank=True, on_delete=models.PROTECT,
                               related_name="transactions")
     persona = models.ForeignKey(Persona, null=True, blank=True, on_delete=models.SET_NULL,
-                                related_name="transactions")
+                                related_name="transactions", db_index=False)
     source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="transactions")
     external_id = models.CharField(max_length=200)
     # The report file it was imported from, for sources that deliver files.
@@ -203,8 +206,9 @@ class Transaction(models.Model):
 
 
 class LineItem(models.Model):
+    # The (transaction, line_no) unique index serves lookups by transaction.
     transaction = models.ForeignKey(Transaction, on_delete=models.CASCADE,
-                                    related_name="line_items")
+                                    related_name="line_items", db_index=False)
     line_no = models.PositiveIntegerField()
     sku = models.CharField(max_length=100, blank=True)
     product = models.CharField(max_length=300)
@@ -265,7 +269,8 @@ class PointsEntry(models.Model):
     LIFETIME_KINDS = (PointsKind.EARN, PointsKind.REVERSE, PointsKind.ADJUST)
 
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
-    persona = models.ForeignKey(Persona, on_delete=models.CASCADE, related_name="points_entries")
+    persona = models.ForeignKey(Persona, on_delete=models.CASCADE, related_name="points_entries",
+                                db_index=False)  # (persona, -created_at) below serves it
     delta = models.IntegerField()
     kind = models.CharField(max_length=16, choices=PointsKind.choices)
     balance_after = models.IntegerField()

@@ -227,21 +227,32 @@ WHERE p.id = c.persona_id AND NOT c.is_new
        OR c.birth_date IS NOT NULL AND c.birth_date IS DISTINCT FROM p.birth_date)
 """
 
+# One row per receipt: its sums, and the store, customer and kind of its first line.
+_RECEIPTS = """
+CREATE TEMP TABLE import_receipts ON COMMIT DROP AS
+WITH sums AS (
+    SELECT transaction_id, min(row_no) AS first_row, min(occurred_at) AS occurred_at,
+           sum(round(quantity * unit_price, 2)) AS subtotal, sum(discount) AS discount_total,
+           sum(tax) AS tax_total, sum(line_total) + sum(tax) AS total
+    FROM import_lines GROUP BY transaction_id
+)
+SELECT s.*, f.store_id, c.persona_id, f.fulfillment, coalesce(f.employee, '') AS employee,
+       f.payment_method
+FROM sums s
+JOIN import_lines f ON f.row_no = s.first_row
+JOIN import_customers c ON c.customer_id = f.customer_id
+"""
+
 _TRANSACTIONS = """
 CREATE TEMP TABLE import_txns ON COMMIT DROP AS
 WITH upserted AS (
     INSERT INTO loyalty_transaction (
         company_id, store_id, persona_id, source_id, external_id, source_file, occurred_at, channel,
         fulfillment, employee, subtotal, discount_total, tax_total, total, status, created_at, updated_at)
-    SELECT %(company_id)s, (array_agg(l.store_id ORDER BY l.row_no))[1],
-           (array_agg(c.persona_id ORDER BY l.row_no))[1], %(source_id)s, l.transaction_id,
-           %(file_key)s, min(l.occurred_at), 'in_store',
-           (array_agg(l.fulfillment ORDER BY l.row_no))[1],
-           coalesce((array_agg(l.employee ORDER BY l.row_no))[1], ''),
-           sum(round(l.quantity * l.unit_price, 2)), sum(l.discount), sum(l.tax),
-           sum(l.line_total) + sum(l.tax), 'completed', now(), now()
-    FROM import_lines l JOIN import_customers c ON c.customer_id = l.customer_id
-    GROUP BY l.transaction_id
+    SELECT %(company_id)s, store_id, persona_id, %(source_id)s, transaction_id, %(file_key)s,
+           occurred_at, 'in_store', fulfillment, employee, subtotal, discount_total, tax_total, total,
+           'completed', now(), now()
+    FROM import_receipts
     ON CONFLICT (company_id, source_id, external_id) DO UPDATE SET
         store_id = EXCLUDED.store_id, persona_id = EXCLUDED.persona_id,
         source_file = EXCLUDED.source_file, occurred_at = EXCLUDED.occurred_at,
@@ -251,7 +262,8 @@ WITH upserted AS (
         updated_at = now()
     RETURNING id, external_id, (xmax = 0) AS inserted, total
 )
-SELECT * FROM upserted
+SELECT u.*, r.first_row, r.payment_method FROM upserted u
+JOIN import_receipts r ON r.transaction_id = u.external_id
 """
 
 # Who owned the receipts before this file: a receipt that moves to another customer
@@ -270,22 +282,20 @@ _OLD_PAYMENTS = """
 DELETE FROM loyalty_payment WHERE transaction_id IN (SELECT id FROM import_txns WHERE NOT inserted)
 """
 
+# Line numbers follow the file: a receipt's first row is line 1 (a skipped bad row
+# leaves a gap, never a clash).
 _LINES = """
 INSERT INTO loyalty_lineitem (transaction_id, line_no, sku, product, brand, category, quantity,
                               unit_price, discount, tax, tax_included, total)
-SELECT t.id, row_number() OVER (PARTITION BY t.id ORDER BY l.row_no), coalesce(l.sku, ''),
-       coalesce(l.product, ''), coalesce(l.brand, ''), coalesce(l.category, ''), l.quantity,
-       l.unit_price, l.discount, l.tax, false, l.line_total
+SELECT t.id, l.row_no - t.first_row + 1, coalesce(l.sku, ''), coalesce(l.product, ''),
+       coalesce(l.brand, ''), coalesce(l.category, ''), l.quantity, l.unit_price, l.discount, l.tax,
+       false, l.line_total
 FROM import_lines l JOIN import_txns t ON t.external_id = l.transaction_id
 """
 
 _PAYMENTS = """
 INSERT INTO loyalty_payment (transaction_id, method, amount)
-SELECT t.id, p.method, t.total
-FROM import_txns t
-JOIN (SELECT DISTINCT ON (transaction_id) transaction_id, payment_method AS method
-      FROM import_lines WHERE payment_method IS NOT NULL ORDER BY transaction_id, row_no) p
-  ON p.transaction_id = t.external_id
+SELECT id, payment_method, total FROM import_txns WHERE payment_method IS NOT NULL
 """
 
 # Sales an earlier version of this file brought that the new version no longer has.
@@ -304,11 +314,11 @@ def _merge(connection: Connection, *, file_key: str) -> int:
     }
     with db_connection.cursor() as cursor:
         cursor.execute("DROP TABLE IF EXISTS import_customers, import_txns, import_dropped, points_txns, "
-                       "import_previous_owners")
+                       "import_previous_owners, import_receipts")
         cursor.execute(_CUSTOMERS)
         cursor.execute("CREATE INDEX ON import_customers (customer_id)")
         for statement in (_MATCH_IDENTITY, _MATCH_PHONE, _MATCH_EMAIL, _NEW_IDS, _NEW_PERSONAS,
-                          _IDENTITIES, _CONTACTS, _PREVIOUS_OWNERS, _TRANSACTIONS):
+                          _IDENTITIES, _CONTACTS, _PREVIOUS_OWNERS, _RECEIPTS, _TRANSACTIONS):
             cursor.execute(statement, params)
         cursor.execute("SELECT count(*) FROM import_txns")
         transactions = cursor.fetchone()[0]
