@@ -97,13 +97,20 @@ def raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def stop_on_signals() -> None:
+    # Set explicitly: a shell that starts us in the background hands down SIGINT ignored,
+    # and Ctrl-C, `kill -INT` and `kill` must all stop what we started.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, raise_interrupt)
+
+
 def cmd_exec(argv: list[str]) -> int:
     if argv and argv[0] == "--":
         argv = argv[1:]
     if not argv:
         say("exec needs a command")
         return 2
-    signal.signal(signal.SIGTERM, raise_interrupt)
+    stop_on_signals()
     with services(redis_name="exec") as env:
         proc = subprocess.Popen(argv, env=env, start_new_session=True)
         try:
@@ -114,7 +121,7 @@ def cmd_exec(argv: list[str]) -> int:
 
 
 def cmd_run() -> int:
-    signal.signal(signal.SIGTERM, raise_interrupt)
+    stop_on_signals()
     python = sys.executable
     manage = str(BASE_DIR / "manage.py")
     host = os.environ.get("HOST", "127.0.0.1")

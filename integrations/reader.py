@@ -12,6 +12,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import operator
 import re
 import zoneinfo
 from dataclasses import dataclass, field
@@ -411,6 +412,9 @@ class ReportReader:
     def rows(self):
         """COPY-ready tuples in STAGE_COLUMNS order, one per good row."""
         columns = sorted(self.columns.items())
+        names = [name for _, name in columns]
+        indexes = [index for index, _ in columns]
+        pick = operator.itemgetter(*indexes) if len(indexes) > 1 else (lambda cells: (cells[indexes[0]],))
         width = len(self.headers)
         stats = self.stats
         reader = self._reader
@@ -430,9 +434,10 @@ class ReportReader:
             try:
                 if len(cells) > width and any(c.strip() for c in cells[width:]):
                     raise RowProblem("", "", f"has {len(cells)} cells but the header has {width}")
-                values = {}
-                for index, name in columns:
-                    values[name] = cells[index] if index < len(cells) else ""
+                if len(cells) >= width:
+                    values = dict(zip(names, pick(cells), strict=True))
+                else:  # a short row: the missing cells are blank
+                    values = {name: cells[i] if i < len(cells) else "" for i, name in columns}
                 parsed = self._parse(values)
             except RowProblem as problem:
                 stats.rows_rejected += 1
