@@ -19,6 +19,7 @@ from integrations.services.imports import report_file_import
 from loyalty.models import LineItem, Payment, Persona, PersonaIdentity, PointsEntry, Transaction
 from loyalty.services import points_adjust
 from tests.factories import PersonaFactory, RetailStoreFactory
+from tests.integrations.streams import BreaksOff
 
 HEADER = ("ReceiptId,customerId,TransactionDate,Location,FirstName,LastName,Email,Phone,ProductName,"
           "Quantity,UnitPrice,LineTotal,LineTax,PaymentMethod")
@@ -520,25 +521,6 @@ def test_non_members_earn_nothing_when_the_connection_does_not_enroll(
 
 
 # --- one file, one database transaction -----------------------------------------------------------
-
-
-class BreaksOff:
-    """A byte stream that delivers `limit` bytes of `inner` and then fails, as a dropped
-    connection does."""
-
-    def __init__(self, inner, limit: int):
-        self.inner, self.limit, self.delivered = inner, limit, 0
-
-    def read(self, n=-1):
-        if self.delivered >= self.limit:
-            raise ConnectionResetError(104, "Connection reset by peer")
-        room = self.limit - self.delivered
-        chunk = self.inner.read(room if n is None or n < 0 else min(n, room))
-        self.delivered += len(chunk)
-        return chunk
-
-    def close(self):
-        self.inner.close()
 
 
 def big_report(store, customers: int = 1500, receipt_prefix: str = "R") -> bytes:

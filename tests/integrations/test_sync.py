@@ -29,6 +29,7 @@ from integrations.tasks import MAX_ATTEMPTS, connection_sync, connection_sync_sc
 from loyalty.models import LineItem, Payment, Persona, PersonaIdentity, PointsEntry, Transaction
 from loyalty.services import points_adjust
 from stores.errors import DomainError
+from tests.integrations.streams import BreaksOff
 
 from . import graph_fake
 from . import s3_server as s3
@@ -334,24 +335,6 @@ def test_missing_folder_fails_the_run_not_retryable_and_sends_no_signal(
     run.refresh_from_db()
     assert (run.state, run.error) == ("failed", f"Folder {reports_dir} does not exist.")
     assert completed == []
-
-
-class BreaksOff:
-    """The real file's bytes up to `limit`, then the read fails as a dropped connection does."""
-
-    def __init__(self, inner, limit: int):
-        self.inner, self.limit, self.delivered = inner, limit, 0
-
-    def read(self, n=-1):
-        if self.delivered >= self.limit:
-            raise ConnectionResetError(104, "Connection reset by peer")
-        room = self.limit - self.delivered
-        chunk = self.inner.read(room if n is None or n < 0 else min(n, room))
-        self.delivered += len(chunk)
-        return chunk
-
-    def close(self):
-        self.inner.close()
 
 
 def big_report(store, rows: int, prefix: str) -> str:
