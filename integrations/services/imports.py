@@ -301,9 +301,10 @@ SELECT id, payment_method, total FROM import_txns WHERE payment_method IS NOT NU
 # Sales an earlier version of this file brought that the new version no longer has.
 _DROPPED = """
 CREATE TEMP TABLE import_dropped ON COMMIT DROP AS
-SELECT id FROM loyalty_transaction
-WHERE source_id = %(source_id)s AND source_file = %(file_key)s
-  AND id NOT IN (SELECT id FROM import_txns)
+SELECT t.id FROM loyalty_transaction t
+WHERE t.source_id = %(source_id)s AND t.source_file = %(file_key)s
+  -- NOT EXISTS plans as an anti-join; NOT IN turns quadratic once import_txns outgrows work_mem.
+  AND NOT EXISTS (SELECT 1 FROM import_txns i WHERE i.id = t.id)
 """
 
 
@@ -315,21 +316,30 @@ def _merge(connection: Connection, *, file_key: str) -> int:
     with db_connection.cursor() as cursor:
         cursor.execute("DROP TABLE IF EXISTS import_customers, import_txns, import_dropped, points_txns, "
                        "import_previous_owners, import_receipts")
+        # Autovacuum never analyzes temporary tables: without statistics the planner takes
+        # them for tiny and picks nested loops, which turn quadratic on big files.
         cursor.execute(_CUSTOMERS)
         cursor.execute("CREATE INDEX ON import_customers (customer_id)")
+        cursor.execute("ANALYZE import_customers")
         for statement in (_MATCH_IDENTITY, _MATCH_PHONE, _MATCH_EMAIL, _NEW_IDS, _NEW_PERSONAS,
-                          _IDENTITIES, _CONTACTS, _PREVIOUS_OWNERS, _RECEIPTS, _TRANSACTIONS):
+                          _IDENTITIES, _CONTACTS, _PREVIOUS_OWNERS, _RECEIPTS):
             cursor.execute(statement, params)
+        cursor.execute("ANALYZE import_receipts")
+        cursor.execute(_TRANSACTIONS, params)
+        cursor.execute("CREATE INDEX ON import_txns (external_id)")
+        cursor.execute("CREATE INDEX ON import_txns (id)")
+        cursor.execute("ANALYZE import_txns")
         cursor.execute("SELECT count(*) FROM import_txns")
         transactions = cursor.fetchone()[0]
-        cursor.execute("CREATE INDEX ON import_txns (external_id)")
         cursor.execute(_OLD_LINES)
         cursor.execute(_OLD_PAYMENTS)
         cursor.execute(_LINES)
         cursor.execute(_PAYMENTS)
         cursor.execute(_DROPPED, params)
+        cursor.execute("ANALYZE import_dropped")
         cursor.execute("CREATE TEMP TABLE points_txns ON COMMIT DROP AS "
                        "SELECT id FROM import_txns UNION ALL SELECT id FROM import_dropped")
+        cursor.execute("ANALYZE points_txns")
         cursor.execute("UPDATE loyalty_transaction SET status = 'voided', updated_at = now() "
                        "WHERE id IN (SELECT id FROM import_dropped)")
     points_sync_for_transactions(company=connection.company, table="points_txns",
@@ -343,6 +353,7 @@ def transactions_remove(connection: Connection, *, table: str, reason: str) -> i
     """Delete the sales whose ids are in temp table `table` (one column, `id`), reversing
     the points they earned. Runs inside the caller's database transaction."""
     with db_connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {table}")
         cursor.execute(f"UPDATE loyalty_transaction SET status = 'voided', updated_at = now() "
                        f"WHERE id IN (SELECT id FROM {table})")
         count = cursor.rowcount

@@ -98,7 +98,11 @@ def points_sync_for_transactions(*, company, table: str, reason: str = "") -> in
         # Lock before reading balances and membership, in pk order like every other writer.
         cursor.execute(_LOCK.format(table=table))
         cursor.execute(_TARGETS.format(table=table), params)
+        # Temporary tables get no statistics unless asked; the planner needs them to join
+        # a few hundred thousand rows with hashes rather than nested loops.
+        cursor.execute("ANALYZE points_moves")
         cursor.execute(_ENTRIES)
+        cursor.execute("ANALYZE points_new")
         cursor.execute(_INSERT, params)
         written = cursor.rowcount
         cursor.execute(_BALANCES)
