@@ -151,6 +151,15 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "DESCRIPTION": (
+        "The POS API. Authenticate every call with `X-Account-UID: <your company's account UID>` "
+        "and `Authorization: Bearer <API key>` (Settings › API keys). Every POST accepts an "
+        "`Idempotency-Key` header: the same key and body replay the first response."),
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "APPEND_COMPONENTS": {"securitySchemes": {
+        "apiKey": {"type": "http", "scheme": "bearer"},
+        "accountUid": {"type": "apiKey", "in": "header", "name": "X-Account-UID"}}},
+    "SECURITY": [{"apiKey": [], "accountUid": []}],
 }
 
 CELERY_BROKER_URL = REDIS_URL
@@ -158,6 +167,11 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Fixed jobs; per-connection nightly syncs are added to the database schedule by the app.
+CELERY_BEAT_SCHEDULE = {
+    "release-expired-locks": {"task": "loyalty.tasks.locks_release_expired", "schedule": 60.0},
+    "refresh-tiers": {"task": "loyalty.tasks.tiers_refresh", "schedule": 6 * 3600.0},
+}
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

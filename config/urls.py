@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.http import HttpResponse
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 
 def healthz(request):
@@ -16,4 +17,8 @@ urlpatterns = [
     path("", include("stores.urls")),
     path("", include("loyalty.urls")),
     path("settings/integrations/", include("integrations.urls")),
+    path("settings/webhooks/", include("loyalty.urls_webhooks")),
+    path("api/pos/v1/", include("loyalty.urls_api")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
 ]

@@ -16,3 +16,14 @@ class InsufficientPoints(DomainError):
 
 class InvalidAdjustment(DomainError):
     code = "invalid_adjustment"
+
+
+class InvalidWebhookEndpoint(DomainError):
+    code = "invalid_webhook_endpoint"
+
+
+class WebhookDeliveryFailed(DomainError):
+    """One delivery attempt did not get a 2xx answer; the task retries it."""
+
+    code = "webhook_delivery_failed"
+    status = 502

@@ -324,12 +324,295 @@ class LoyaltyProgram(models.Model):
     members_only = models.BooleanField(
         default=True, help_text="Only enrolled loyalty members earn points.",
     )
+    rounding = models.CharField(max_length=8, default="down",
+                                choices=[("down", "Round down"), ("nearest", "Round to nearest")])
+    discount_applies = models.CharField(
+        max_length=12, choices=[("before_tax", "Before tax"), ("after_tax", "After tax")],
+        default="before_tax", help_text="Where an offer's discount applies unless the offer says otherwise.")
+    lock_ttl_minutes = models.PositiveIntegerField(default=15, help_text="How long a POS lock holds points.")
+    refund_policy = models.CharField(
+        max_length=12, choices=[("keep", "Refunds keep their points (remove by hand)"),
+                                ("reverse", "Refunds reverse their points automatically")],
+        default="keep")
+    signup_bonus = models.PositiveIntegerField(default=0, help_text="Points given on enrolment.")
+    expiry_months = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Points expire after this many months without activity; blank: never.")
+    budtenders_see_queue = models.BooleanField("budtenders can see the waiting-room queue", default=True)
 
     class Meta:
         constraints = [
             models.CheckConstraint(condition=Q(points_per_unit__gte=0),
                                    name="program_points_per_unit_not_negative"),
+            models.CheckConstraint(condition=Q(lock_ttl_minutes__gte=1, lock_ttl_minutes__lte=1440),
+                                   name="program_lock_ttl_range"),
         ]
 
     def __str__(self) -> str:
         return f"Loyalty program of {self.company}"
+
+
+class Tier(models.Model):
+    class Threshold(models.TextChoices):
+        LIFETIME_POINTS = "lifetime_points", "Lifetime points"
+        SPEND_12M = "spend_12m", "Spend in the last 12 months"
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="tiers")
+    name = models.CharField(max_length=64)
+    threshold_kind = models.CharField(max_length=20, choices=Threshold.choices,
+                                      default=Threshold.LIFETIME_POINTS)
+    threshold = models.DecimalField(max_digits=12, decimal_places=2)
+    earn_multiplier = models.DecimalField(max_digits=5, decimal_places=2, default=Decimal("1"))
+
+    class Meta:
+        ordering = ["threshold"]
+        constraints = [
+            models.UniqueConstraint(fields=["company", "name"], name="tier_name_unique"),
+            models.UniqueConstraint(fields=["company", "threshold_kind", "threshold"],
+                                    name="tier_threshold_unique"),
+            models.CheckConstraint(condition=Q(threshold__gte=0, earn_multiplier__gte=0),
+                                   name="tier_values_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DiscountKind(models.TextChoices):
+    FLAT = "flat", "Flat amount off the cart"
+    PERCENT = "percent", "Percent off the cart"
+
+
+class Offer(models.Model):
+    """A reward: a cart discount a persona gets for points, or that staff grant."""
+
+    Kind = DiscountKind
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="offers")
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True)
+    kind = models.CharField(max_length=8, choices=DiscountKind.choices)
+    amount = models.DecimalField(**MONEY, help_text="Currency amount, or percent for percent offers.")
+    points_cost = models.PositiveIntegerField(default=0)
+    applies = models.CharField(max_length=12, blank=True,
+                               choices=[("before_tax", "Before tax"), ("after_tax", "After tax")],
+                               help_text="Blank: the loyalty program's default.")
+    starts_at = models.DateTimeField(null=True, blank=True)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    min_subtotal = models.DecimalField(**MONEY, default=Decimal("0"))
+    categories = models.JSONField(default=list, blank=True, help_text="Basket must hold one of these.")
+    brands = models.JSONField(default=list, blank=True, help_text="Basket must hold one of these.")
+    stores = models.ManyToManyField(RetailStore, blank=True, related_name="+")
+    tiers = models.ManyToManyField(Tier, blank=True, related_name="offers")
+    limit_per_persona = models.PositiveIntegerField(null=True, blank=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["company", "name"], name="offer_name_unique"),
+            models.CheckConstraint(condition=Q(kind__in=DiscountKind.values), name="offer_kind_valid"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="offer_amount_positive"),
+            models.CheckConstraint(condition=~Q(kind="percent") | Q(amount__lte=100),
+                                   name="offer_percent_at_most_100"),
+            models.CheckConstraint(condition=Q(ends_at__isnull=True) | Q(starts_at__isnull=True)
+                                   | Q(ends_at__gt=F("starts_at")), name="offer_window_ordered"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class WalletItem(models.Model):
+    """An offer a persona holds: bought with points or granted by staff."""
+
+    class State(models.TextChoices):
+        AVAILABLE = "available", "Available"
+        USED = "used", "Used"
+        EXPIRED = "expired", "Expired"
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
+    persona = models.ForeignKey(Persona, on_delete=models.CASCADE, related_name="wallet")
+    offer = models.ForeignKey(Offer, on_delete=models.PROTECT, related_name="wallet_items")
+    state = models.CharField(max_length=12, choices=State.choices, default=State.AVAILABLE)
+    points_paid = models.PositiveIntegerField(default=0)
+    granted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(state__in=["available", "used", "expired"]),
+                                   name="wallet_item_state_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.offer} for {self.persona}"
+
+
+class Redemption(models.Model):
+    """A reward applied to a POS cart. `locked -> redeemed | unlocked | expired` and
+    `redeemed -> reinstated`; points leave the balance when it is locked or redeemed and
+    come back when it is unlocked, expires or is reinstated."""
+
+    class State(models.TextChoices):
+        LOCKED = "locked", "Locked"
+        REDEEMED = "redeemed", "Redeemed"
+        UNLOCKED = "unlocked", "Unlocked"
+        EXPIRED = "expired", "Expired"
+        REINSTATED = "reinstated", "Reinstated"
+
+    HOLDING = ("locked", "redeemed")
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
+    persona = models.ForeignKey(Persona, on_delete=models.CASCADE, related_name="redemptions")
+    offer = models.ForeignKey(Offer, on_delete=models.PROTECT, related_name="redemptions")
+    wallet_item = models.ForeignKey(WalletItem, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="redemptions")
+    store = models.ForeignKey(RetailStore, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    cart_id = models.CharField(max_length=200, help_text="The POS's open cart or transaction id.")
+    transaction = models.ForeignKey(Transaction, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="redemptions")
+    state = models.CharField(max_length=12, choices=State.choices)
+    points = models.PositiveIntegerField()
+    discount_amount = models.DecimalField(**MONEY)
+    locked_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(state__in=["locked", "redeemed", "unlocked", "expired",
+                                                          "reinstated"]),
+                                   name="redemption_state_valid"),
+            models.CheckConstraint(condition=Q(discount_amount__gte=0),
+                                   name="redemption_discount_not_negative"),
+            models.CheckConstraint(condition=~Q(state="locked") | Q(locked_until__isnull=False),
+                                   name="redemption_lock_has_expiry"),
+            # At most one loyalty discount per order.
+            models.UniqueConstraint(fields=["company", "cart_id"],
+                                    condition=Q(state__in=["locked", "redeemed"]),
+                                    name="redemption_one_per_cart"),
+        ]
+        indexes = [
+            models.Index(fields=["state", "locked_until"], name="redemption_lock_expiry_idx",
+                         condition=Q(state="locked")),
+            models.Index(fields=["persona", "-created_at"], name="redemption_persona_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.offer} on cart {self.cart_id} ({self.state})"
+
+
+class PromptCondition(models.TextChoices):
+    CATEGORY = "category", "Basket has a category"
+    BRAND = "brand", "Basket has a brand / manufacturer"
+    SKU = "sku", "Basket has a SKU"
+    ITEM_PRICE_OVER = "item_price_over", "An item costs at least"
+    BASKET_TOTAL_OVER = "basket_total_over", "Basket subtotal is at least"
+    NOT_ENROLLED = "not_enrolled", "Customer is not a loyalty member"
+    MISSING_EMAIL = "missing_email", "Customer has no email"
+    MISSING_PHONE = "missing_phone", "Customer has no phone"
+    MISSING_BIRTHDAY = "missing_birthday", "Customer has no birth date"
+    BIRTHDAY_THIS_MONTH = "birthday_this_month", "Customer's birthday is this month"
+    TIER = "tier", "Customer is in a tier"
+
+
+class Prompt(models.Model):
+    """A POS trigger: when the basket or the persona matches, the cashier sees `message`."""
+
+    Condition = PromptCondition
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="prompts")
+    name = models.CharField(max_length=120)
+    condition = models.CharField(max_length=24, choices=PromptCondition.choices)
+    value = models.CharField(max_length=200, blank=True,
+                             help_text="Category, brand, SKU, amount or tier name.")
+    message = models.CharField(max_length=300)
+    suggested_sku = models.CharField(max_length=100, blank=True)
+    is_active = models.BooleanField(default=True)
+    times_fired = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["company", "name"], name="prompt_name_unique"),
+            models.CheckConstraint(condition=Q(condition__in=PromptCondition.values),
+                                   name="prompt_condition_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class WebhookEndpoint(models.Model):
+    """Where a level-2 POS wants to hear about changes, signed with `secret`."""
+
+    EVENTS = ("persona.updated", "points.changed", "offer.issued", "redemption.changed")
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="webhook_endpoints")
+    url = models.URLField(max_length=500)
+    secret = models.CharField(max_length=128)
+    events = models.JSONField(default=list)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["url"]
+        constraints = [
+            models.UniqueConstraint(fields=["company", "url"], name="webhook_endpoint_unique_url"),
+        ]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebhookDelivery(models.Model):
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.CharField(max_length=40)
+    payload = models.JSONField()
+    state = models.CharField(max_length=12, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "webhook deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.event} → {self.endpoint} ({self.state})"
+
+
+class IdempotencyRecord(models.Model):
+    """The first response to a POST with an Idempotency-Key, replayed for the same key."""
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
+    api_key = models.ForeignKey("stores.ApiKey", on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=200)
+    method_path = models.CharField(max_length=300)
+    request_hash = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField()
+    response_body = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["api_key", "key"], name="idempotency_key_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.method_path} {self.key}"

@@ -98,3 +98,69 @@ def persona_orders(*, persona: Persona, limit: int = 20) -> QuerySet[Transaction
 
 def loyalty_program_get(*, company) -> LoyaltyProgram:
     return LoyaltyProgram.objects.get_or_create(company=company)[0]
+
+
+# --- loyalty engine settings pages and the persona card ---------------------------------------
+
+def _scoped_get(model, *, company, pk, what: str):
+    try:
+        return model.objects.get(company=company, pk=pk)
+    except (model.DoesNotExist, ValueError, TypeError):
+        raise Http404(f"No such {what}.") from None
+
+
+def tier_get(*, company, tier_id):
+    from .models import Tier
+
+    return _scoped_get(Tier, company=company, pk=tier_id, what="tier")
+
+
+def offer_get(*, company, offer_id):
+    from .models import Offer
+
+    return _scoped_get(Offer, company=company, pk=offer_id, what="offer")
+
+
+def prompt_get(*, company, prompt_id):
+    from .models import Prompt
+
+    return _scoped_get(Prompt, company=company, pk=prompt_id, what="prompt")
+
+
+def offers_list(*, company):
+    from django.db.models import Count
+
+    from .models import Offer
+
+    return (Offer.objects.filter(company=company).prefetch_related("stores", "tiers")
+            .annotate(held=Count("wallet_items", distinct=True)).order_by("name"))
+
+
+def offers_grantable(*, company):
+    """Active offers a staff member can put in a wallet now."""
+    from django.utils import timezone
+
+    from .models import Offer
+
+    now = timezone.now()
+    return (Offer.objects.filter(company=company, is_active=True)
+            .filter(Q(starts_at__isnull=True) | Q(starts_at__lte=now))
+            .filter(Q(ends_at__isnull=True) | Q(ends_at__gt=now)).order_by("name"))
+
+
+def prompts_list(*, company):
+    from .models import Prompt
+
+    return Prompt.objects.filter(company=company).order_by("name")
+
+
+def persona_wallet(*, persona: Persona, limit: int = 50):
+    return (persona.wallet.select_related("offer", "granted_by")
+            .order_by("-created_at", "-id")[:limit])
+
+
+def persona_redemptions(*, persona: Persona, limit: int = 50):
+    from .models import Redemption
+
+    return (Redemption.objects.filter(persona=persona).select_related("offer", "store", "transaction")
+            .order_by("-created_at", "-id")[:limit])

@@ -11,8 +11,11 @@ from stores.errors import DomainError
 from stores.tenancy import company_view, role_can
 
 from . import selectors
+from .forms import WalletGrantForm
 from .models import Source
 from .services import persona_enroll, points_adjust
+from .services.offers import wallet_grant
+from .services.program import tier_progress, tiers_recompute
 
 PAGE_SIZE = 25
 
@@ -99,18 +102,65 @@ def _points_context(request, persona, form=None):
         "ledger": selectors.persona_ledger(persona=persona),
         "adjust_form": form or PointsAdjustForm(initial={"token": uuid.uuid4().hex}),
         "can_adjust": role_can(request.membership.role, "points.adjust"),
+        "tier": tier_progress(persona),
+    }
+
+
+def _wallet_context(request, persona, grant_form=None, grant_note=""):
+    can_grant = role_can(request.membership.role, "loyalty.manage")
+    return {
+        "persona": persona,
+        "wallet": selectors.persona_wallet(persona=persona),
+        "can_grant": can_grant,
+        "grant_form": grant_form,
+        # The select is drawn from this list: one query, whether there are offers or not.
+        "grant_offers": list(selectors.offers_grantable(company=request.company)) if can_grant else [],
+        "grant_note": grant_note,
+    }
+
+
+def _card_context(request, persona) -> dict:
+    """Everything on the persona card besides the points block."""
+    return _wallet_context(request, persona) | {
+        "identities": selectors.persona_identities(persona=persona),
+        "orders": selectors.persona_orders(persona=persona),
+        "program": selectors.loyalty_program_get(company=request.company),
+        "redemptions": selectors.persona_redemptions(persona=persona),
     }
 
 
 @company_view("personas.view")
 def persona_detail(request, persona_id):
     persona = selectors.persona_get(company=request.company, persona_id=persona_id)
-    context = _points_context(request, persona) | {
-        "identities": selectors.persona_identities(persona=persona),
-        "orders": selectors.persona_orders(persona=persona),
-        "program": selectors.loyalty_program_get(company=request.company),
-    }
+    context = _card_context(request, persona) | _points_context(request, persona)
     return render(request, "loyalty/persona_detail.html", context)
+
+
+@require_POST
+@company_view("loyalty.manage")
+def persona_wallet_grant(request, persona_id):
+    """Staff put an offer in the persona's wallet, free of points."""
+    persona = selectors.persona_get(company=request.company, persona_id=persona_id)
+    form = WalletGrantForm(request.POST, offers=selectors.offers_grantable(company=request.company))
+    note = ""
+    if form.is_valid():
+        offer = form.cleaned_data["offer"]
+        try:
+            wallet_grant(company=request.company, persona_id=persona.pk, offer_id=offer.pk,
+                         staff_user=request.user)
+        except DomainError as exc:
+            form.add_error("offer" if exc.extra.get("field") == "offer" else None, exc.message)
+        else:
+            note = f"“{offer.name}” is in {persona.display_name}'s wallet."
+            if not request.htmx:
+                messages.success(request, note)
+                return redirect("persona_detail", persona_id=persona.pk)
+            form = None
+    if request.htmx:
+        return render(request, "loyalty/persona_detail.html#wallet",
+                      _wallet_context(request, persona, form, note))
+    context = _card_context(request, persona) | _points_context(request, persona) | {"grant_form": form}
+    return render(request, "loyalty/persona_detail.html", context, status=400)
 
 
 @require_POST
@@ -139,6 +189,7 @@ def persona_points_adjust(request, persona_id):
             form.add_error(exc.extra.get("field") if exc.extra.get("field") in form.fields
                            else None, exc.message)
         else:
+            tiers_recompute(company=request.company, persona_ids=[persona.pk])
             if not request.htmx:
                 return redirect("persona_detail", persona_id=persona.pk)
             persona = selectors.persona_get(company=request.company, persona_id=persona.pk)
@@ -146,7 +197,5 @@ def persona_points_adjust(request, persona_id):
     context = _points_context(request, persona, form)
     if request.htmx:
         return render(request, "loyalty/persona_detail.html#points", context)
-    context |= {"identities": selectors.persona_identities(persona=persona),
-                "orders": selectors.persona_orders(persona=persona),
-                "program": selectors.loyalty_program_get(company=request.company)}
+    context = _card_context(request, persona) | context
     return render(request, "loyalty/persona_detail.html", context, status=400)

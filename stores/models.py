@@ -107,3 +107,42 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} @ {self.company} ({self.role})"
+
+
+class IntegrationLevel(models.IntegerChoices):
+    PUSH = 0, "Level 0 — push only (send_transaction)"
+    PUSH_PULL = 1, "Level 1 — push and pull (lookup, balance, redeem)"
+    TWO_WAY = 2, "Level 2 — two-way (also webhooks to the POS)"
+
+
+class ApiKey(models.Model):
+    """How a POS authenticates: the company's account UID plus one of these keys. Only a
+    hash of the key is kept; the key itself is shown once, when it is created."""
+
+    Level = IntegrationLevel
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=120)
+    prefix = models.CharField(max_length=16, unique=True,
+                              help_text="The key's first characters, shown in lists.")
+    key_hash = models.CharField(max_length=64, unique=True)
+    level = models.PositiveSmallIntegerField(choices=IntegrationLevel.choices,
+                                             default=IntegrationLevel.PUSH_PULL)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(level__in=[0, 1, 2]), name="api_key_level_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -68,3 +68,60 @@ def membership_create(*, company: Company, username: str, password: str | None, 
         _clean(membership, exclude=["user", "company"])
         membership.stores.set(stores)
     return membership
+
+
+# --- API keys ------------------------------------------------------------------------------
+
+API_KEY_PREFIX_LEN = 8
+
+
+def _key_hash(raw_key: str) -> str:
+    import hashlib
+
+    # Keys are 32 random bytes, so a plain SHA-256 is enough: there is nothing to guess.
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def api_key_create(*, company: Company, name: str, level: int, created_by=None):
+    """A new key for a POS. Returns (ApiKey, the key itself); the key is never shown again."""
+    import secrets
+
+    from .models import ApiKey
+
+    name = (name or "").strip()
+    if not name:
+        raise DomainError("Name the key after the POS or register that uses it.", extra={"field": "name"})
+    if level not in ApiKey.Level.values:
+        raise DomainError("Pick an integration level: 0, 1 or 2.", extra={"field": "level"})
+    raw = "lk_" + secrets.token_urlsafe(32)
+    key = ApiKey.objects.create(company=company, name=name[:120], prefix=raw[:API_KEY_PREFIX_LEN + 3],
+                                key_hash=_key_hash(raw), level=level, created_by=created_by)
+    return key, raw
+
+
+def api_key_revoke(*, api_key) -> None:
+    from django.utils import timezone
+
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+
+
+def api_key_authenticate(*, account_uid: str, raw_key: str):
+    """The active key matching both, or None. Marks it used (at most once a minute)."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from .models import ApiKey
+
+    if not account_uid or not raw_key:
+        return None
+    key = (ApiKey.objects.select_related("company")
+           .filter(key_hash=_key_hash(raw_key), revoked_at__isnull=True).first())
+    if key is None or str(key.company.account_uid) != str(account_uid).strip():
+        return None
+    now = timezone.now()
+    if key.last_used_at is None or now - key.last_used_at > dt.timedelta(minutes=1):
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    return key

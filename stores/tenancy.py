@@ -24,6 +24,8 @@ PERMISSIONS: dict[str, set[str]] = {
     "settings.manage": {Role.ADMIN},
     "integrations.manage": {Role.ADMIN},
     "integrations.purge": {Role.ADMIN},
+    "loyalty.manage": {Role.ADMIN},
+    "webhooks.manage": {Role.ADMIN},
 }
 
 

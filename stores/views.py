@@ -9,8 +9,8 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from .errors import DomainError
-from .models import RetailStore
-from .services import store_create, store_update
+from .models import ApiKey, RetailStore
+from .services import api_key_create, api_key_revoke, store_create, store_update
 from .tenancy import SESSION_KEY, company_view
 
 
@@ -130,3 +130,61 @@ def _redirect(request, name):
     url = reverse(name)
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
+
+
+# -- Settings › API keys ---------------------------------------------------------------------
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(max_length=120, help_text="The POS or register that uses it.",
+                           widget=forms.TextInput(attrs={"placeholder": "e.g. Cova – Denver"}))
+    level = forms.TypedChoiceField(label="Integration level", coerce=int, choices=ApiKey.Level.choices,
+                                   initial=ApiKey.Level.PUSH_PULL)
+
+
+def _api_keys_page(request, *, form=None, created=None, raw_key="", status=200):
+    context = {
+        "keys": request.company.api_keys.select_related("created_by").order_by("-created_at"),
+        "form": form or ApiKeyForm(), "created": created, "raw_key": raw_key,
+    }
+    template = "stores/api_keys.html" + ("#api-keys" if request.htmx else "")
+    response = render(request, template, context, status=200 if request.htmx else status)
+    if raw_key:  # the key itself is in this page: no cache may keep it
+        response["Cache-Control"] = "no-store"
+    return response
+
+
+@company_view("settings.manage")
+def api_key_list(request):
+    """Keys a POS authenticates with. A new key is shown once, in the response to the
+    POST that created it; after that only its prefix."""
+    if request.method != "POST":
+        return _api_keys_page(request)
+    form = ApiKeyForm(request.POST)
+    if form.is_valid():
+        try:
+            key, raw = api_key_create(company=request.company, name=form.cleaned_data["name"],
+                                      level=form.cleaned_data["level"], created_by=request.user)
+        except DomainError as exc:
+            field = exc.extra.get("field")
+            form.add_error(field if field in form.fields else None, exc.message)
+        else:
+            return _api_keys_page(request, created=key, raw_key=raw)
+    return _api_keys_page(request, form=form, status=400)
+
+
+def _api_key_get(request, key_id) -> ApiKey:
+    try:
+        return request.company.api_keys.get(pk=key_id)
+    except ApiKey.DoesNotExist:
+        raise Http404("No such API key.") from None
+
+
+@require_POST
+@company_view("settings.manage")
+def api_key_revoke_view(request, key_id):
+    key = _api_key_get(request, key_id)
+    api_key_revoke(api_key=key)
+    if request.htmx:
+        return _api_keys_page(request)
+    messages.success(request, f"Key “{key.name}” revoked: a POS using it is refused from now on.")
+    return redirect("api_key_list")

@@ -72,3 +72,36 @@ class PersonaFactory(factory.django.DjangoModelFactory):
     is_member = True
     enrolled_at = factory.LazyFunction(timezone.now)
     sourced_from = factory.LazyAttribute(lambda o: SourceFactory(company=o.company))
+
+
+class TierFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "loyalty.Tier"
+
+    company = factory.SubFactory(CompanyFactory)
+    name = factory.Sequence(lambda n: f"Tier {n}")
+    threshold_kind = "lifetime_points"
+    threshold = factory.Sequence(lambda n: f"{(n + 1) * 100}.00")
+    earn_multiplier = "1.00"
+
+
+class OfferFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "loyalty.Offer"
+
+    company = factory.SubFactory(CompanyFactory)
+    name = factory.Sequence(lambda n: f"Offer {n}")
+    kind = "flat"
+    amount = "5.00"
+    points_cost = 100
+
+
+class PromptFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "loyalty.Prompt"
+
+    company = factory.SubFactory(CompanyFactory)
+    name = factory.Sequence(lambda n: f"Prompt {n}")
+    condition = "category"
+    value = "Flower"
+    message = "Mention the grinder sale"

@@ -10,6 +10,7 @@ from stores.errors import DomainError
 from ..locks import persona_lock
 from ..models import Persona, PersonaIdentity, Source
 from ..phone import phone_normalize
+from .webhooks import persona_updated_emit
 
 
 def source_get_or_create(*, company, kind: str, name: str | None = None) -> Source:
@@ -73,4 +74,5 @@ def persona_enroll(*, company, persona_id: int, when: datetime | None = None) ->
             persona.is_member = True
             persona.enrolled_at = when or timezone.now()
             persona.save(update_fields=["is_member", "enrolled_at", "updated_at"])
+            persona_updated_emit(persona, change="enrolled")
         return persona

@@ -2,14 +2,15 @@
 row lock, and the persona's balance moves with it in the same database transaction."""
 
 import uuid
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 from django.db import transaction as db
 from django.db.models import Count, Sum
 
 from ..errors import InsufficientPoints, InvalidAdjustment
 from ..locks import persona_lock
-from ..models import LoyaltyProgram, Persona, PointsEntry, Transaction
+from ..models import LoyaltyProgram, Persona, PointsEntry, Tier, Transaction
+from .webhooks import points_changed_emit
 
 
 def entry_append_locked(*, persona: Persona, delta: int, kind: str, idempotency_key: str,
@@ -49,18 +50,24 @@ DERIVED_FIELDS = ("points_balance", "lifetime_points", "last_purchase_at")
 
 def personas_save_derived_locked(personas) -> None:
     """Write the ledger-derived fields of locked personas, those that changed, in one
-    statement. Every service that appends entries calls this before it commits."""
-    changed = []
+    statement. Every service that appends entries calls this before it commits, so this
+    is also where `points.changed` webhooks are emitted (sent only if the caller commits)."""
+    changed, points_moved = [], []
     for persona in personas:
         current = tuple(getattr(persona, f) for f in DERIVED_FIELDS)
-        if getattr(persona, "_loaded_derived", None) != current:
+        loaded = getattr(persona, "_loaded_derived", None)
+        if loaded != current:
             changed.append(persona)
             persona._loaded_derived = current
+            if loaded is None or loaded[:2] != current[:2]:
+                points_moved.append(persona)
     if len(changed) == 1:
         Persona.objects.filter(pk=changed[0].pk).update(
             **{f: getattr(changed[0], f) for f in DERIVED_FIELDS})
     elif changed:
         Persona.objects.bulk_update(changed, DERIVED_FIELDS, batch_size=1000)
+    if points_moved:
+        points_changed_emit(points_moved)
 
 
 def earning_target(*, transaction: Transaction, program: LoyaltyProgram,
@@ -69,7 +76,13 @@ def earning_target(*, transaction: Transaction, program: LoyaltyProgram,
     earns = owner is not None and transaction.status == Transaction.Status.COMPLETED and (
         owner.is_member or not program.members_only
     )
-    return points_for_amount(program=program, transaction=transaction) if earns else 0
+    if not earns:
+        return 0
+    multiplier = Decimal("1")
+    if owner.tier:  # the tier's earn multiplier, e.g. 1.5 for Gold
+        multiplier = Tier.objects.filter(company_id=owner.company_id, name=owner.tier).values_list(
+            "earn_multiplier", flat=True).first() or Decimal("1")
+    return points_for_amount(program=program, transaction=transaction, multiplier=multiplier)
 
 
 def earning_key(*, transaction: Transaction, persona_id: int, count: int) -> str:
@@ -78,12 +91,14 @@ def earning_key(*, transaction: Transaction, persona_id: int, count: int) -> str
     return f"txn:{transaction.pk}:persona:{persona_id}:{count}"
 
 
-def points_for_amount(*, program: LoyaltyProgram, transaction: Transaction) -> int:
+def points_for_amount(*, program: LoyaltyProgram, transaction: Transaction,
+                      multiplier: Decimal = Decimal("1")) -> int:
     if program.earn_on == LoyaltyProgram.EarnOn.POST_TAX:
         base = transaction.total
     else:
         base = max(Decimal("0"), transaction.subtotal - transaction.discount_total)
-    return int((base * program.points_per_unit).to_integral_value(rounding=ROUND_FLOOR))
+    rounding = ROUND_HALF_UP if program.rounding == "nearest" else ROUND_FLOOR
+    return int((base * program.points_per_unit * multiplier).to_integral_value(rounding=rounding))
 
 
 def points_sync_for_transaction_locked(*, transaction: Transaction, program: LoyaltyProgram,

@@ -12,13 +12,17 @@ CREATE TEMP TABLE points_moves ON COMMIT DROP AS
 WITH targets AS (
     SELECT t.id AS txn_id, t.persona_id,
            CASE WHEN t.status = 'completed' AND (p.is_member OR NOT %(members_only)s)
-                THEN floor((CASE WHEN %(post_tax)s THEN t.total
-                                 ELSE greatest(0, t.subtotal - t.discount_total) END)
-                           * %(per_unit)s)::int
+                THEN (CASE WHEN %(nearest)s THEN round(earnable) ELSE floor(earnable) END)::int
                 ELSE 0 END AS target
     FROM loyalty_transaction t
     JOIN {table} x ON x.id = t.id
     JOIN loyalty_persona p ON p.id = t.persona_id
+    -- The owner's tier multiplies what a sale earns.
+    LEFT JOIN loyalty_tier tier ON tier.company_id = p.company_id AND tier.name = p.tier AND p.tier <> ''
+    CROSS JOIN LATERAL (
+        SELECT (CASE WHEN %(post_tax)s THEN t.total ELSE greatest(0, t.subtotal - t.discount_total) END)
+               * %(per_unit)s * coalesce(tier.earn_multiplier, 1) AS earnable
+    ) amount
 ), earned AS (
     SELECT e.transaction_id AS txn_id, e.persona_id, sum(e.delta)::int AS points, count(*)::int AS n
     FROM loyalty_pointsentry e
@@ -90,6 +94,7 @@ def points_sync_for_transactions(*, company, table: str, reason: str = "") -> in
         "members_only": program.members_only,
         "post_tax": program.earn_on == LoyaltyProgram.EarnOn.POST_TAX,
         "per_unit": program.points_per_unit,
+        "nearest": program.rounding == "nearest",
         "company_id": company.pk,
         "reason": reason[:300],
     }

@@ -1,0 +1,503 @@
+"""The POS API (/api/pos/v1/): lookup, offers, redeem / reinstate, lock / unlock,
+send_transaction, balance and ledger. Thin views: serializers validate, services act."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from decimal import Decimal
+
+from django.db import IntegrityError
+from django.db import transaction as db
+from django.http import Http404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, serializers, status
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from stores.errors import DomainError
+from stores.models import ApiKey
+from stores.services import api_key_authenticate
+
+from .models import IdempotencyRecord, Persona, PersonaIdentity, PointsEntry, Redemption
+from .phone import phone_normalize
+from .services.pos import PosTransaction, pos_transaction_send
+from .services.redemptions import (
+    Basket,
+    BasketItem,
+    locks_expire,
+    offer_purchase,
+    redemption_apply,
+    redemption_reinstate,
+    redemption_unlock,
+    rewards_usable,
+)
+from .services.transactions import LineItemData, PaymentData
+
+CENT = Decimal("0.01")
+MONEY = {"max_digits": 12, "decimal_places": 2, "min_value": 0, "coerce_to_string": True}
+
+
+# --- authentication, levels, errors -------------------------------------------------------
+
+class PosClient:
+    """Who is calling: a company's POS, through one API key."""
+
+    is_authenticated = True
+
+    def __init__(self, api_key: ApiKey):
+        self.api_key = api_key
+        self.company = api_key.company
+
+    def __str__(self) -> str:
+        return f"POS key {self.api_key.prefix}"
+
+
+class PosKeyAuthentication(BaseAuthentication):
+    """`X-Account-UID: <company account UID>` and `Authorization: Bearer <API key>`."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = get_authorization_header(request).decode("latin-1").split()
+        bearer = len(header) == 2 and header[0] == self.keyword
+        raw = header[1] if bearer else request.headers.get("X-Api-Key")
+        account_uid = request.headers.get("X-Account-UID", "")
+        if not raw and not account_uid:
+            return None
+        key = api_key_authenticate(account_uid=account_uid, raw_key=raw or "")
+        if key is None:
+            raise exceptions.AuthenticationFailed("Unknown account UID or API key, or the key was revoked.")
+        return PosClient(key), key
+
+    def authenticate_header(self, request):
+        return self.keyword
+
+
+class LevelAtLeast(BasePermission):
+    level = 0
+    message = "This API key's integration level does not allow this call."
+
+    def has_permission(self, request, view):
+        client = request.user
+        return isinstance(client, PosClient) and client.api_key.level >= getattr(view, "min_level", 0)
+
+
+def pos_exception_handler(exc, context):
+    """DRF-shaped JSON for every refusal: {"code", "detail", "field"?, ...}."""
+    if isinstance(exc, DomainError):
+        body = {"code": exc.code, "detail": exc.message, **{k: v for k, v in exc.extra.items()}}
+        return Response(body, status=404 if exc.code == "not_found" else exc.status)
+    if isinstance(exc, Http404):
+        return Response({"code": "not_found", "detail": str(exc) or "Not found."}, status=404)
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(exc, exceptions.ValidationError):
+        response.data = {"code": "invalid", "detail": "Some fields are not valid.", "fields": response.data}
+    elif response is not None and isinstance(response.data, dict) and "detail" in response.data:
+        response.data = {"code": getattr(exc, "default_code", "error"),
+                         "detail": str(response.data["detail"])}
+    return response
+
+
+class PosView(APIView):
+    authentication_classes = [PosKeyAuthentication]
+    permission_classes = [LevelAtLeast]
+    min_level = 1
+
+    def get_exception_handler(self):
+        return pos_exception_handler
+
+    @property
+    def company(self):
+        return self.request.user.company
+
+    def valid(self, serializer_class):
+        serializer = serializer_class(data=self.request.data)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+    def post(self, request, *args, **kwargs):
+        """Every POST honours Idempotency-Key: the same key and body replay the first
+        response; the same key with another body is a 409."""
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if not key:
+            return self.handle(request, *args, **kwargs)
+        if len(key) > 200:
+            raise DomainError("Idempotency-Key: at most 200 characters.", extra={"field": "Idempotency-Key"})
+        body_hash = hashlib.sha256(json.dumps(request.data, sort_keys=True, default=str).encode()).hexdigest()
+        api_key = request.user.api_key
+        previous = IdempotencyRecord.objects.filter(api_key=api_key, key=key).first()
+        if previous is None:
+            response = self.handle(request, *args, **kwargs)
+            if response.status_code >= 500:
+                return response
+            try:
+                with db.atomic():
+                    IdempotencyRecord.objects.create(
+                        company=self.company, api_key=api_key, key=key, method_path=request.path,
+                        request_hash=body_hash, response_status=response.status_code,
+                        response_body=json.loads(json.dumps(response.data, default=str)))
+                return response
+            except IntegrityError:  # the same key raced us: answer as the first did
+                previous = IdempotencyRecord.objects.get(api_key=api_key, key=key)
+        if previous.request_hash != body_hash or previous.method_path != request.path:
+            return Response({"code": "idempotency_key_reused",
+                             "detail": "This Idempotency-Key was used with a different request."},
+                            status=status.HTTP_409_CONFLICT)
+        replay = Response(previous.response_body, status=previous.response_status)
+        replay["Idempotent-Replayed"] = "true"
+        return replay
+
+
+# --- serializers --------------------------------------------------------------------------
+
+class BasketItemSerializer(serializers.Serializer):
+    line_id = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    sku = serializers.CharField(required=False, allow_blank=True, max_length=100, default="")
+    product = serializers.CharField(required=False, allow_blank=True, max_length=300, default="")
+    brand = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
+    category = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
+    quantity = serializers.DecimalField(max_digits=12, decimal_places=3, min_value=0, coerce_to_string=True)
+    unit_price = serializers.DecimalField(**MONEY)
+    subtotal = serializers.DecimalField(**MONEY, required=False)
+    tax_included = serializers.DecimalField(**MONEY, required=False, default=0)
+
+
+class BasketSerializer(serializers.Serializer):
+    store_id = serializers.IntegerField(min_value=1, max_value=2**62, required=False)
+    items = BasketItemSerializer(many=True, max_length=500)
+    subtotal = serializers.DecimalField(**MONEY, required=False)
+    tax_total = serializers.DecimalField(**MONEY, required=False, default=0)
+
+
+def basket_from(data: dict | None) -> Basket | None:
+    if data is None:
+        return None
+    return Basket(
+        items=[BasketItem(sku=i.get("sku", ""), product=i.get("product", ""), brand=i.get("brand", ""),
+                          category=i.get("category", ""), quantity=i["quantity"], unit_price=i["unit_price"],
+                          subtotal=i.get("subtotal"), tax_included=i.get("tax_included") or 0)
+               for i in data["items"]],
+        subtotal=data.get("subtotal"), tax_total=data.get("tax_total") or 0, store_id=data.get("store_id"))
+
+
+class LookupSerializer(serializers.Serializer):
+    phone = serializers.CharField(required=False, max_length=40)
+    email = serializers.EmailField(required=False, max_length=254)
+    persona_id = serializers.IntegerField(required=False, min_value=1, max_value=2**62)
+    external_id = serializers.CharField(required=False, max_length=200)
+    basket = BasketSerializer(required=False)
+
+    def validate(self, attrs):
+        given = [k for k in ("phone", "email", "persona_id", "external_id") if attrs.get(k) not in (None, "")]
+        if len(given) != 1:
+            raise serializers.ValidationError(
+                {"non_field_errors": ["Send exactly one of phone, email, persona_id, external_id."]})
+        return attrs
+
+
+class PurchaseSerializer(serializers.Serializer):
+    persona_id = serializers.IntegerField(min_value=1, max_value=2**62)
+    offer_id = serializers.IntegerField(min_value=1, max_value=2**62)
+
+
+class ApplySerializer(serializers.Serializer):
+    persona_id = serializers.IntegerField(min_value=1, max_value=2**62)
+    cart_id = serializers.CharField(max_length=200)
+    offer_id = serializers.IntegerField(min_value=1, max_value=2**62, required=False)
+    wallet_item_id = serializers.IntegerField(min_value=1, max_value=2**62, required=False)
+    basket = BasketSerializer()
+
+    def validate(self, attrs):
+        if ("offer_id" in attrs) == ("wallet_item_id" in attrs):
+            raise serializers.ValidationError({"offer_id": ["Send either offer_id or wallet_item_id."]})
+        return attrs
+
+
+class ReleaseSerializer(serializers.Serializer):
+    redemption_id = serializers.IntegerField(min_value=1, max_value=2**62, required=False)
+    cart_id = serializers.CharField(max_length=200, required=False)
+
+    def validate(self, attrs):
+        if not attrs.get("redemption_id") and not attrs.get("cart_id"):
+            raise serializers.ValidationError({"redemption_id": ["Send redemption_id or cart_id."]})
+        return attrs
+
+
+class PaymentSerializer(serializers.Serializer):
+    method = serializers.CharField(max_length=60)
+    amount = serializers.DecimalField(**MONEY)
+
+
+class DiscountSerializer(serializers.Serializer):
+    redemption_id = serializers.IntegerField(min_value=1, max_value=2**62, required=False)
+    amount = serializers.DecimalField(**MONEY)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=200)
+
+
+class TransactionItemSerializer(BasketItemSerializer):
+    product = serializers.CharField(max_length=300)
+
+
+class SendTransactionSerializer(serializers.Serializer):
+    transaction_id = serializers.CharField(max_length=150)
+    store_id = serializers.IntegerField(min_value=1, max_value=2**62)
+    persona_id = serializers.IntegerField(min_value=1, max_value=2**62, required=False, allow_null=True)
+    channel = serializers.ChoiceField(choices=["in_store", "online", "phone"], default="in_store")
+    fulfillment = serializers.ChoiceField(choices=["in_store", "pickup", "delivery"], default="in_store")
+    status = serializers.ChoiceField(choices=["open", "closed", "voided"], default="closed")
+    employee = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    opened_at = serializers.DateTimeField(required=False)
+    modified_at = serializers.DateTimeField(required=False)
+    subtotal = serializers.DecimalField(**MONEY)
+    tax_total = serializers.DecimalField(**MONEY, required=False, default=0)
+    items = TransactionItemSerializer(many=True, max_length=500)
+    payments = PaymentSerializer(many=True, required=False, default=list, max_length=50)
+    discounts = DiscountSerializer(many=True, required=False, default=list, max_length=20)
+    original_transaction_id = serializers.CharField(max_length=150, required=False, allow_blank=True,
+                                                    default="")
+
+
+# --- responses ------------------------------------------------------------------------------
+
+def _masked(persona: Persona) -> dict:
+    phone = persona.phone[-4:] if persona.phone else ""
+    email = persona.email
+    if "@" in email:
+        name, domain = email.split("@", 1)
+        email = f"{name[:1]}***@{domain}"
+    return {"id": persona.pk, "name": f"{persona.first_name[:1]}. {persona.last_name[:1]}.".strip(),
+            "phone_last4": phone, "email": email}
+
+
+def _persona_body(persona: Persona, basket: Basket | None, company) -> dict:
+    from .services.program import tier_progress
+    from .services.prompts import prompts_firing
+
+    current, upcoming, to_next = tier_progress(persona)
+    rewards = rewards_usable(company=company, persona=persona, basket=basket)
+    prompts = prompts_firing(company=company, persona=persona, basket=[
+        {"sku": i.sku, "product": i.product, "brand": i.brand, "category": i.category,
+         "quantity": i.quantity, "unit_price": i.unit_price} for i in (basket.items if basket else [])])
+    return {
+        "persona": {"id": persona.pk, "first_name": persona.first_name, "last_name": persona.last_name,
+                    "phone": persona.phone, "email": persona.email, "is_member": persona.is_member},
+        "points_balance": persona.points_balance,
+        "lifetime_points": persona.lifetime_points,
+        "tier": current.name if current else None,
+        "next_tier": upcoming.name if upcoming else None,
+        "to_next_tier": str(to_next) if to_next is not None else None,
+        "wallet": [{"wallet_item_id": r.wallet_item.pk, "offer_id": r.offer.pk, "name": r.offer.name,
+                    "discount": str(r.discount) if basket else None}
+                   for r in rewards if r.wallet_item is not None],
+        "rewards": [{"offer_id": r.offer.pk, "wallet_item_id": r.wallet_item.pk if r.wallet_item else None,
+                     "name": r.offer.name, "points_cost": r.points, "affordable": r.affordable,
+                     "discount": str(r.discount) if basket else None}
+                    for r in rewards],
+        "prompts": [{"id": p.pk, "message": p.message, "suggested_sku": p.suggested_sku} for p in prompts],
+    }
+
+
+def _redemption_body(redemption: Redemption, persona: Persona | None = None) -> dict:
+    persona = persona or Persona.objects.get(pk=redemption.persona_id)
+    return {"redemption_id": redemption.pk, "state": redemption.state, "cart_id": redemption.cart_id,
+            "offer_id": redemption.offer_id, "points": redemption.points,
+            "discount_amount": str(redemption.discount_amount),
+            "locked_until": redemption.locked_until.isoformat() if redemption.locked_until else None,
+            "points_balance": persona.points_balance}
+
+
+# --- views ----------------------------------------------------------------------------------
+
+class PingView(PosView):
+    min_level = 0
+
+    @extend_schema(responses={200: dict}, summary="Check the credentials: which company and key level")
+    def get(self, request):
+        key = request.user.api_key
+        return Response({"company": self.company.name, "key": key.prefix, "level": key.level})
+
+
+class LookupView(PosView):
+    @extend_schema(request=LookupSerializer, responses={200: dict, 404: dict, 409: dict},
+                   summary="Find a customer; with a basket, the rewards and prompts for it")
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
+
+    def handle(self, request):
+        data = self.valid(LookupSerializer)
+        personas = Persona.objects.filter(company=self.company)
+        if data.get("persona_id"):
+            matches = list(personas.filter(pk=data["persona_id"])[:6])
+        elif data.get("phone"):
+            try:
+                phone = phone_normalize(data["phone"], country=self.company.country or "US")
+            except DomainError as exc:
+                raise DomainError(exc.message, code="invalid", extra={"field": "phone"}) from None
+            matches = list(personas.filter(phone=phone)[:6])
+        elif data.get("email"):
+            matches = list(personas.filter(email__iexact=data["email"].strip())[:6])
+        else:
+            ids = PersonaIdentity.objects.filter(company=self.company,
+                                                 external_id=data["external_id"].strip())
+            matches = list(personas.filter(pk__in=ids.values("persona_id"))[:6])
+        if not matches:
+            raise Http404("No customer matches.")
+        if len(matches) > 1:
+            return Response({"code": "several_matches",
+                             "detail": "Several customers match; ask for another detail or use persona_id.",
+                             "candidates": [_masked(p) for p in matches[:5]]}, status=409)
+        persona = matches[0]
+        if locks_expire(company=self.company, persona_id=persona.pk):
+            persona.refresh_from_db()
+        return Response(_persona_body(persona, basket_from(data.get("basket")), self.company))
+
+
+class OfferPurchaseView(PosView):
+    @extend_schema(request=PurchaseSerializer, responses={201: dict, 404: dict, 409: dict},
+                   summary="Spend points to put an offer in the customer's wallet")
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
+
+    def handle(self, request):
+        data = self.valid(PurchaseSerializer)
+        item = offer_purchase(company=self.company, persona_id=data["persona_id"], offer_id=data["offer_id"])
+        persona = Persona.objects.get(pk=item.persona_id)
+        return Response({"wallet_item_id": item.pk, "offer_id": item.offer_id,
+                         "points_paid": item.points_paid, "points_balance": persona.points_balance},
+                        status=201)
+
+
+class ApplyView(PosView):
+    lock = False
+
+    def handle(self, request):
+        data = self.valid(ApplySerializer)
+        redemption = redemption_apply(
+            company=self.company, persona_id=data["persona_id"], cart_id=data["cart_id"],
+            basket=basket_from(data["basket"]), offer_id=data.get("offer_id"),
+            wallet_item_id=data.get("wallet_item_id"), lock=self.lock)
+        return Response(_redemption_body(redemption), status=201)
+
+
+class RedeemView(ApplyView):
+    @extend_schema(request=ApplySerializer, responses={201: dict, 404: dict, 409: dict},
+                   summary="Apply a reward to an open cart now; its points are deducted at once")
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
+
+
+class LockView(ApplyView):
+    lock = True
+
+    @extend_schema(request=ApplySerializer, responses={201: dict, 404: dict, 409: dict},
+                   summary="Hold a reward's points on a cart for the lock time; again after a cart change")
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
+
+
+class ReinstateView(PosView):
+    release = staticmethod(redemption_reinstate)
+
+    @extend_schema(request=ReleaseSerializer, responses={200: dict, 404: dict, 409: dict},
+                   summary="Take a redeemed discount off the cart: the points come back")
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
+
+    def handle(self, request):
+        data = self.valid(ReleaseSerializer)
+        redemption = self.release(company=self.company, redemption_id=data.get("redemption_id"),
+                                  cart_id=data.get("cart_id"))
+        return Response(_redemption_body(redemption))
+
+
+class UnlockView(ReinstateView):
+    release = staticmethod(redemption_unlock)
+
+    @extend_schema(request=ReleaseSerializer, responses={200: dict, 404: dict, 409: dict},
+                   summary="Release a lock: the points come back")
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
+
+
+class SendTransactionView(PosView):
+    min_level = 0
+
+    @extend_schema(request=SendTransactionSerializer, responses={200: dict, 201: dict, 400: dict, 404: dict},
+                   summary="Send a closed or voided transaction (or an open cart, for its prompts)")
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
+
+    def handle(self, request):
+        data = self.valid(SendTransactionSerializer)
+        items = [LineItemData(product=i["product"], quantity=i["quantity"], unit_price=i["unit_price"],
+                              total=i["subtotal"] if i.get("subtotal") is not None
+                              else (i["quantity"] * i["unit_price"]).quantize(CENT),
+                              sku=i.get("sku", ""), brand=i.get("brand", ""), category=i.get("category", ""),
+                              tax=i.get("tax_included") or 0) for i in data["items"]]
+        if data["status"] == "open":  # nothing is recorded for an open cart: prompts only
+            persona = (Persona.objects.filter(company=self.company, pk=data.get("persona_id")).first()
+                       if data.get("persona_id") else None)
+            from .services.prompts import prompts_firing
+
+            prompts = prompts_firing(company=self.company, persona=persona, basket=[
+                {"sku": i.sku, "product": i.product, "brand": i.brand, "category": i.category,
+                 "quantity": i.quantity, "unit_price": i.unit_price} for i in items])
+            return Response({"recorded": False, "prompts": [
+                {"id": p.pk, "message": p.message, "suggested_sku": p.suggested_sku} for p in prompts]})
+        txn, created = pos_transaction_send(company=self.company, data=PosTransaction(
+            transaction_id=data["transaction_id"], store_id=data["store_id"], subtotal=data["subtotal"],
+            tax_total=data["tax_total"], status=data["status"], persona_id=data.get("persona_id"),
+            channel=data["channel"], fulfillment=data["fulfillment"], employee=data["employee"],
+            opened_at=data.get("opened_at"), modified_at=data.get("modified_at"), items=items,
+            payments=[PaymentData(method=p["method"], amount=p["amount"]) for p in data["payments"]],
+            redemption_ids=[d["redemption_id"] for d in data["discounts"] if d.get("redemption_id")],
+            discount_total=sum((d["amount"] for d in data["discounts"]), Decimal("0")),
+            original_transaction_id=data["original_transaction_id"]))
+        earned = sum(txn.points_entries.filter(kind__in=("earn", "reverse")).values_list("delta", flat=True))
+        persona = Persona.objects.filter(pk=txn.persona_id).first()
+        return Response({"recorded": True, "transaction_id": data["transaction_id"], "id": txn.pk,
+                         "status": txn.status, "points_earned": earned,
+                         "points_balance": persona.points_balance if persona else None,
+                         "redemptions": [{"redemption_id": r.pk, "state": r.state}
+                                         for r in txn.redemptions.all()]},
+                        status=201 if created else 200)
+
+
+class PersonaBalanceView(PosView):
+    @extend_schema(responses={200: dict, 404: dict}, summary="A customer's points balance")
+    def get(self, request, persona_id: int):
+        persona = _persona(self.company, persona_id)
+        if locks_expire(company=self.company, persona_id=persona.pk):
+            persona.refresh_from_db()
+        held = sum(Redemption.objects.filter(persona=persona, state=Redemption.State.LOCKED)
+                   .values_list("points", flat=True))
+        return Response({"persona_id": persona.pk, "points_balance": persona.points_balance,
+                         "lifetime_points": persona.lifetime_points, "points_locked": held,
+                         "tier": persona.tier or None})
+
+
+class PersonaLedgerView(PosView):
+    @extend_schema(parameters=[OpenApiParameter("limit", int, description="At most 200; default 50")],
+                   responses={200: dict, 404: dict}, summary="A customer's latest points ledger entries")
+    def get(self, request, persona_id: int):
+        persona = _persona(self.company, persona_id)
+        try:
+            limit = max(1, min(200, int(request.query_params.get("limit", 50))))
+        except ValueError:
+            raise DomainError("limit: a whole number.", code="invalid", extra={"field": "limit"}) from None
+        entries = PointsEntry.objects.filter(persona=persona).order_by("-created_at", "-id")[:limit]
+        return Response({"persona_id": persona.pk, "points_balance": persona.points_balance, "entries": [
+            {"id": e.pk, "delta": e.delta, "kind": e.kind, "balance_after": e.balance_after,
+             "transaction_id": e.transaction_id, "reason": e.reason, "created_at": e.created_at.isoformat()}
+            for e in entries]})
+
+
+def _persona(company, persona_id) -> Persona:
+    persona = Persona.objects.filter(company=company, pk=persona_id).first()
+    if persona is None:
+        raise Http404("No such customer.")
+    return persona

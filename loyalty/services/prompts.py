@@ -1,0 +1,176 @@
+"""POS prompts: rules on the basket or the customer that put a message in front of the
+cashier ("offer the 2-year warranty on TVs over $500"), and which of them fire now."""
+
+import zoneinfo
+from decimal import Decimal, InvalidOperation
+
+from django.db import IntegrityError
+from django.db import transaction as db
+from django.db.models import F
+from django.utils import timezone
+
+from stores.errors import DomainError
+
+from ..models import Persona, Prompt, Tier
+
+C = Prompt.Condition
+TEXT_CONDITIONS = (C.CATEGORY, C.BRAND, C.SKU)
+AMOUNT_CONDITIONS = (C.ITEM_PRICE_OVER, C.BASKET_TOTAL_OVER)
+PERSONA_CONDITIONS = (C.NOT_ENROLLED, C.MISSING_EMAIL, C.MISSING_PHONE, C.MISSING_BIRTHDAY,
+                      C.BIRTHDAY_THIS_MONTH, C.TIER)
+PROMPT_FIELDS = ("name", "condition", "value", "message", "suggested_sku", "is_active")
+
+
+def _invalid(field: str, message: str) -> DomainError:
+    return DomainError(message, code="invalid", extra={"field": field})
+
+
+def _prompt_validate(prompt: Prompt) -> None:
+    prompt.name = " ".join((prompt.name or "").split())
+    prompt.value = (prompt.value or "").strip()
+    prompt.message = (prompt.message or "").strip()
+    prompt.suggested_sku = (prompt.suggested_sku or "").strip()
+    if not prompt.name:
+        raise _invalid("name", "Name the prompt, e.g. TV warranty.")
+    if len(prompt.name) > 120:
+        raise _invalid("name", "At most 120 characters.")
+    if prompt.condition not in C.values:
+        raise _invalid("condition", "Pick when the prompt fires.")
+    if prompt.condition in TEXT_CONDITIONS:
+        if not prompt.value:
+            label = {C.CATEGORY: "category", C.BRAND: "brand", C.SKU: "SKU"}[prompt.condition]
+            raise _invalid("value", f"Enter the {label} that makes the prompt fire.")
+        if len(prompt.value) > 200:
+            raise _invalid("value", "At most 200 characters.")
+    elif prompt.condition in AMOUNT_CONDITIONS:
+        try:
+            amount = Decimal(prompt.value.replace(",", "").lstrip("$"))
+        except InvalidOperation:
+            raise _invalid("value", "Enter an amount, e.g. 500.") from None
+        if not amount.is_finite() or amount < 0:
+            raise _invalid("value", "Enter an amount of 0 or more, e.g. 500.")
+        prompt.value = str(amount.quantize(Decimal("0.01")))
+    elif prompt.condition == C.TIER:
+        tier = Tier.objects.filter(company_id=prompt.company_id, name__iexact=prompt.value).first()
+        if tier is None:
+            raise _invalid("value", "Enter the name of one of your tiers.")
+        prompt.value = tier.name
+    else:
+        prompt.value = ""  # persona conditions take no value
+    if not prompt.message:
+        raise _invalid("message", "Write what the cashier should see.")
+    if len(prompt.message) > 300:
+        raise _invalid("message", "At most 300 characters.")
+    if len(prompt.suggested_sku) > 100:
+        raise _invalid("suggested_sku", "At most 100 characters.")
+    clash = (Prompt.objects.filter(company_id=prompt.company_id, name__iexact=prompt.name)
+             .exclude(pk=prompt.pk))
+    if clash.exists():
+        raise _invalid("name", "Another prompt already has this name.")
+
+
+def _prompt_save(prompt: Prompt) -> Prompt:
+    try:
+        with db.atomic():
+            prompt.save()
+    except IntegrityError as exc:
+        raise _invalid("name", "Another prompt already has this name.") from exc
+    return prompt
+
+
+def prompt_create(*, company, name: str, condition: str, message: str, value: str = "",
+                  suggested_sku: str = "", is_active: bool = True) -> Prompt:
+    prompt = Prompt(company=company, name=name, condition=condition, value=value, message=message,
+                    suggested_sku=suggested_sku, is_active=is_active)
+    with db.atomic(durable=True):
+        _prompt_validate(prompt)
+        return _prompt_save(prompt)
+
+
+def prompt_update(*, prompt: Prompt, **fields) -> Prompt:
+    unknown = set(fields) - set(PROMPT_FIELDS)
+    if unknown:
+        raise DomainError(f"Unknown field: {', '.join(sorted(unknown))}.", code="unknown_field")
+    with db.atomic(durable=True):
+        prompt = Prompt.objects.select_for_update().get(pk=prompt.pk)
+        for name, value in fields.items():
+            setattr(prompt, name, value)
+        _prompt_validate(prompt)
+        return _prompt_save(prompt)
+
+
+def prompt_delete(*, prompt: Prompt) -> None:
+    Prompt.objects.filter(pk=prompt.pk).delete()
+
+
+# --- firing ----------------------------------------------------------------------------------
+
+def _dec(value) -> Decimal:
+    if value is None or value == "":
+        return Decimal("0")
+    try:
+        result = value if isinstance(value, Decimal) else Decimal(str(value))
+    except InvalidOperation:
+        return Decimal("0")
+    return result if result.is_finite() else Decimal("0")
+
+
+def _fold(value) -> str:
+    return " ".join(str(value or "").split()).casefold()
+
+
+def _basket_facts(basket) -> dict:
+    items = list(basket or [])
+    return {
+        C.CATEGORY: {_fold(i.get("category")) for i in items} - {""},
+        C.BRAND: {_fold(i.get("brand")) for i in items} - {""},
+        C.SKU: {_fold(i.get("sku")) for i in items} - {""},
+        "max_price": max((_dec(i.get("unit_price")) for i in items), default=None),
+        "total": sum((_dec(i.get("quantity")) * _dec(i.get("unit_price")) for i in items), Decimal("0")),
+    }
+
+
+def _persona_matches(condition: str, value: str, persona: Persona, today) -> bool:
+    if condition == C.NOT_ENROLLED:
+        return not persona.is_member
+    if condition == C.MISSING_EMAIL:
+        return not persona.email
+    if condition == C.MISSING_PHONE:
+        return not persona.phone
+    if condition == C.MISSING_BIRTHDAY:
+        return persona.birth_date is None
+    if condition == C.BIRTHDAY_THIS_MONTH:
+        return persona.birth_date is not None and persona.birth_date.month == today.month
+    if condition == C.TIER:
+        return bool(persona.tier) and _fold(persona.tier) == _fold(value)
+    return False
+
+
+def prompt_matches(prompt: Prompt, *, facts: dict, persona: Persona | None, today) -> bool:
+    condition = prompt.condition
+    if condition in TEXT_CONDITIONS:
+        return _fold(prompt.value) in facts[condition]
+    if condition == C.ITEM_PRICE_OVER:
+        return facts["max_price"] is not None and facts["max_price"] >= _dec(prompt.value)
+    if condition == C.BASKET_TOTAL_OVER:
+        return facts["total"] > 0 and facts["total"] >= _dec(prompt.value)
+    if persona is None:
+        return False
+    return _persona_matches(condition, prompt.value, persona, today)
+
+
+def prompts_firing(*, company, persona: Persona | None, basket) -> list[Prompt]:
+    """The company's active prompts that fire for this basket (dicts with sku, product,
+    brand, category, quantity, unit_price; may be empty) and customer (may be None: then
+    only basket conditions fire). Counts each firing, in one UPDATE."""
+    prompts = list(Prompt.objects.filter(company=company, is_active=True).order_by("name", "pk"))
+    if not prompts:
+        return []
+    facts = _basket_facts(basket)
+    today = timezone.localtime(timezone.now(), zoneinfo.ZoneInfo(company.timezone)).date()
+    fired = [p for p in prompts if prompt_matches(p, facts=facts, persona=persona, today=today)]
+    if fired:
+        Prompt.objects.filter(pk__in=[p.pk for p in fired]).update(times_fired=F("times_fired") + 1)
+        for prompt in fired:
+            prompt.times_fired += 1
+    return fired

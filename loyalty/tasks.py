@@ -1,0 +1,41 @@
+from celery import shared_task
+
+from .errors import WebhookDeliveryFailed
+
+WEBHOOK_MAX_ATTEMPTS = 6
+WEBHOOK_RETRY_BASE_SECONDS = 30
+
+
+@shared_task(bind=True, max_retries=WEBHOOK_MAX_ATTEMPTS - 1, acks_late=True)
+def webhook_deliver(self, delivery_id: int) -> None:
+    """POST one webhook delivery. Without a 2xx answer it is retried with exponential
+    backoff (30 s, 1, 2, 4, 8 minutes: six attempts in all), then marked failed with the
+    last error."""
+    from .services.webhooks import webhook_delivery_attempt, webhook_delivery_fail
+
+    try:
+        webhook_delivery_attempt(delivery_id)
+    except WebhookDeliveryFailed as failure:
+        if self.request.retries >= self.max_retries:
+            webhook_delivery_fail(delivery_id=delivery_id, error=failure.message)
+            return
+        raise self.retry(countdown=WEBHOOK_RETRY_BASE_SECONDS * 2 ** self.request.retries) from None
+
+
+@shared_task
+def locks_release_expired() -> int:
+    """Every minute: POS locks past their time give their points back."""
+    from .services.redemptions import locks_expire
+
+    return locks_expire()
+
+
+@shared_task
+def tiers_refresh() -> None:
+    """Nightly: spend tiers look back 12 months, so a tier can drop without a new sale."""
+    from stores.models import Company
+
+    from .services.program import tiers_recompute
+
+    for company in Company.objects.filter(tiers__isnull=False).distinct():
+        tiers_recompute(company=company)
