@@ -122,6 +122,8 @@ class PosView(APIView):
     def post(self, request, *args, **kwargs):
         """Every POST honours Idempotency-Key: the same key and body replay the first
         response; the same key with another body is a 409."""
+        if not hasattr(self, "handle"):  # a read-only endpoint
+            return self.http_method_not_allowed(request, *args, **kwargs)
         key = request.headers.get("Idempotency-Key", "").strip()
         if not key:
             return self.handle(request, *args, **kwargs)
