@@ -22,6 +22,7 @@ from stores.errors import DomainError
 from stores.models import ApiKey
 from stores.services import api_key_authenticate
 
+from .catalog import catalog_for
 from .models import IdempotencyRecord, Persona, PersonaIdentity, PointsEntry, Redemption
 from .phone import phone_normalize
 from .services.pos import PosTransaction, pos_transaction_send
@@ -279,9 +280,10 @@ def _persona_body(persona: Persona, basket: Basket | None, company) -> dict:
     from .services.program import tier_progress
     from .services.prompts import prompts_firing
 
-    current, upcoming, to_next = tier_progress(persona)
+    catalog = catalog_for(company)
+    current, upcoming, to_next = tier_progress(persona, tiers=catalog.tiers)
     rewards = rewards_usable(company=company, persona=persona, basket=basket)
-    prompts = prompts_firing(company=company, persona=persona, basket=[
+    prompts = prompts_firing(company=company, persona=persona, prompts=catalog.prompts, basket=[
         {"sku": i.sku, "product": i.product, "brand": i.brand, "category": i.category,
          "quantity": i.quantity, "unit_price": i.unit_price} for i in (basket.items if basket else [])])
     return {
@@ -445,7 +447,8 @@ class SendTransactionView(PosView):
                        if data.get("persona_id") else None)
             from .services.prompts import prompts_firing
 
-            prompts = prompts_firing(company=self.company, persona=persona, basket=[
+            prompts = prompts_firing(company=self.company, persona=persona,
+                                     prompts=catalog_for(self.company).prompts, basket=[
                 {"sku": i.sku, "product": i.product, "brand": i.brand, "category": i.category,
                  "quantity": i.quantity, "unit_price": i.unit_price} for i in items])
             return Response({"recorded": False, "prompts": [

@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class LoyaltyConfig(AppConfig):
     name = "loyalty"
     verbose_name = "Loyalty"
+
+    def ready(self):
+        from . import signals  # noqa: F401

@@ -39,3 +39,11 @@ def tiers_refresh() -> None:
 
     for company in Company.objects.filter(tiers__isnull=False).distinct():
         tiers_recompute(company=company)
+
+
+@shared_task
+def prompt_firings_flush() -> int:
+    """Every minute: add the POS prompt firings counted in the cache to the prompts."""
+    from .services.prompts import prompt_fired_counts_flush
+
+    return prompt_fired_counts_flush()

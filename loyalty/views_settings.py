@@ -21,7 +21,7 @@ from .forms import LoyaltyProgramForm, OfferForm, PromptForm, TierForm
 from .models import Persona, Tier
 from .services.offers import offer_create, offer_set_active, offer_update
 from .services.program import loyalty_program_update, tier_create, tier_delete, tier_update
-from .services.prompts import prompt_create, prompt_delete, prompt_update
+from .services.prompts import prompt_create, prompt_delete, prompt_fired_counts_flush, prompt_update
 
 
 def _redirect(request, url):
@@ -217,6 +217,7 @@ def offer_active_view(request, offer_id):
 
 @company_view("loyalty.manage")
 def prompt_list(request):
+    prompt_fired_counts_flush(company=request.company)  # the firings counted since the last flush
     return render(request, "loyalty/prompt_list.html",
                   {"prompts": selectors.prompts_list(company=request.company)})
 

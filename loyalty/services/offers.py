@@ -11,6 +11,7 @@ from django.utils import timezone
 from stores.errors import DomainError
 from stores.models import RetailStore
 
+from ..catalog import catalog_changed
 from ..locks import persona_lock
 from ..models import Offer, Redemption, Tier, WalletItem
 from .webhooks import webhook_event_emit
@@ -158,6 +159,7 @@ def offer_update(*, offer: Offer, **fields) -> Offer:
 
 def offer_set_active(*, offer: Offer, is_active: bool) -> Offer:
     Offer.objects.filter(pk=offer.pk).update(is_active=bool(is_active))
+    catalog_changed(offer.company_id)
     offer.is_active = bool(is_active)
     return offer
 

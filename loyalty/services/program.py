@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from stores.errors import DomainError
 
+from ..catalog import catalog_changed
 from ..models import LoyaltyProgram, Persona, Prompt, Tier, Transaction
 
 SPEND_WINDOW_DAYS = 365
@@ -163,6 +164,7 @@ def tier_update(*, tier: Tier, **fields) -> Tier:
         if tier.name != old_name:
             Prompt.objects.filter(company_id=tier.company_id, condition=Prompt.Condition.TIER,
                                   value__iexact=old_name).update(value=tier.name)
+        catalog_changed(tier.company_id)
         tiers_recompute(company=tier.company)
     return tier
 

@@ -4,6 +4,7 @@ cashier ("offer the 2-year warranty on TVs over $500"), and which of them fire n
 import zoneinfo
 from decimal import Decimal, InvalidOperation
 
+from django.core.cache import cache
 from django.db import IntegrityError
 from django.db import transaction as db
 from django.db.models import F
@@ -159,18 +160,43 @@ def prompt_matches(prompt: Prompt, *, facts: dict, persona: Persona | None, toda
     return _persona_matches(condition, prompt.value, persona, today)
 
 
-def prompts_firing(*, company, persona: Persona | None, basket) -> list[Prompt]:
+def prompts_firing(*, company, persona: Persona | None, basket,
+                   prompts: list[Prompt] | None = None) -> list[Prompt]:
     """The company's active prompts that fire for this basket (dicts with sku, product,
     brand, category, quantity, unit_price; may be empty) and customer (may be None: then
-    only basket conditions fire). Counts each firing, in one UPDATE."""
-    prompts = list(Prompt.objects.filter(company=company, is_active=True).order_by("name", "pk"))
+    only basket conditions fire). `prompts` (the catalog's) saves the query. Firings are
+    counted in the shared cache and added to the prompts by prompt_fired_counts_flush:
+    a database write on every lookup would make concurrent registers queue on one row."""
+    if prompts is None:
+        prompts = list(Prompt.objects.filter(company=company, is_active=True).order_by("name", "pk"))
     if not prompts:
         return []
     facts = _basket_facts(basket)
     today = timezone.localtime(timezone.now(), zoneinfo.ZoneInfo(company.timezone)).date()
     fired = [p for p in prompts if prompt_matches(p, facts=facts, persona=persona, today=today)]
-    if fired:
-        Prompt.objects.filter(pk__in=[p.pk for p in fired]).update(times_fired=F("times_fired") + 1)
-        for prompt in fired:
-            prompt.times_fired += 1
+    for prompt in fired:
+        key = _fired_key(prompt.pk)
+        cache.add(key, 0, None)
+        cache.incr(key)
     return fired
+
+
+def _fired_key(prompt_id: int) -> str:
+    return f"prompt-fired:{prompt_id}"
+
+
+def prompt_fired_counts_flush(*, company=None) -> int:
+    """Move the counted firings into Prompt.times_fired (the periodic task, and before
+    the prompts page shows them). Returns how many firings moved."""
+    prompts = Prompt.objects.all() if company is None else Prompt.objects.filter(company=company)
+    ids = list(prompts.values_list("pk", flat=True))
+    pending = cache.get_many([_fired_key(pk) for pk in ids])
+    moved = 0
+    for key, count in pending.items():
+        if not count:
+            continue
+        pk = int(key.rsplit(":", 1)[1])
+        Prompt.objects.filter(pk=pk).update(times_fired=F("times_fired") + count)
+        cache.decr(key, count)  # firings counted meanwhile stay for the next flush
+        moved += count
+    return moved

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from stores.errors import DomainError
 
+from ..catalog import catalog_for
 from ..locks import persona_lock, personas_lock
 from ..models import LoyaltyProgram, Offer, Persona, PointsEntry, Redemption, WalletItem
 from .points import entry_append_locked, personas_save_derived_locked
@@ -99,10 +100,15 @@ def offer_discount(*, offer: Offer, program: LoyaltyProgram, basket: Basket, per
     if not offer.is_active or (offer.starts_at and now < offer.starts_at) or (
             offer.ends_at and now >= offer.ends_at):
         return None
-    store_ids = {s.pk for s in offer.stores.all()}
+    # The catalog's offers carry their stores and tiers; others ask the database.
+    store_ids = getattr(offer, "_store_ids", None)
+    if store_ids is None:
+        store_ids = {s.pk for s in offer.stores.all()}
     if store_ids and basket.store_id not in store_ids:
         return None
-    tier_names = {t.name for t in offer.tiers.all()}
+    tier_names = getattr(offer, "_tier_names", None)
+    if tier_names is None:
+        tier_names = {t.name for t in offer.tiers.all()}
     if tier_names and (persona is None or persona.tier not in tier_names):
         return None
     pre_tax = basket.pre_tax
@@ -130,19 +136,24 @@ def _times_used(persona: Persona, offer: Offer) -> int:
 def rewards_usable(*, company, persona: Persona, basket: Basket | None) -> list[UsableReward]:
     """Wallet items and points offers this persona can use now; with a basket, only those
     that apply to it, each with its computed discount."""
-    program = _program(company)
+    catalog = catalog_for(company)
+    program = catalog.program
+    offers_by_id = {offer.pk: offer for offer in catalog.offers}
     rewards: list[UsableReward] = []
     basket_or_empty = basket or Basket()
     wallet = (WalletItem.objects.filter(persona=persona, state=WalletItem.State.AVAILABLE)
-              .select_related("offer").prefetch_related("offer__stores", "offer__tiers"))
+              .order_by("-created_at"))
     for item in wallet:
-        discount = offer_discount(offer=item.offer, program=program, basket=basket_or_empty, persona=persona)
+        offer = offers_by_id.get(item.offer_id)
+        if offer is None:  # switched off since it was bought
+            continue
+        discount = offer_discount(offer=offer, program=program, basket=basket_or_empty, persona=persona)
         if basket is not None and discount is None:
             continue
-        rewards.append(UsableReward(item.offer, discount or Decimal("0"), 0, wallet_item=item))
-    offers = (Offer.objects.filter(company=company, is_active=True, points_cost__gt=0)
-              .prefetch_related("stores", "tiers"))
-    for offer in offers:
+        rewards.append(UsableReward(offer, discount or Decimal("0"), 0, wallet_item=item))
+    for offer in catalog.offers:
+        if offer.points_cost <= 0:
+            continue
         discount = offer_discount(offer=offer, program=program, basket=basket_or_empty, persona=persona)
         if basket is not None and discount is None:
             continue

@@ -21,7 +21,7 @@ from loyalty.services.program import (
     tier_progress,
     tiers_recompute,
 )
-from loyalty.services.prompts import prompt_create, prompts_firing
+from loyalty.services.prompts import prompt_create, prompt_fired_counts_flush, prompts_firing
 from stores.errors import DomainError
 from stores.models import ApiKey
 from stores.services import api_key_authenticate, api_key_create, api_key_revoke
@@ -415,6 +415,7 @@ def test_prompts_firing_for_each_condition(company, admin_user):
     born.refresh_from_db()
     assert fired(company, born, [item(category="flower")]) == ["birthday", "category", "gold"]
     # each firing is counted
+    prompt_fired_counts_flush(company=company)
     counts = dict(Prompt.objects.filter(company=company).values_list("name", "times_fired"))
     assert counts["category"] == 2 and counts["total"] == 3 and counts["not enrolled"] == 1
     assert counts["off"] == 0 and counts["gold"] == 1

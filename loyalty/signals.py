@@ -1,0 +1,22 @@
+from django.db.models.signals import m2m_changed, post_delete, post_save
+from django.dispatch import receiver
+
+from .catalog import catalog_changed
+from .models import LoyaltyProgram, Offer, Prompt, Tier
+
+
+@receiver([post_save, post_delete], sender=LoyaltyProgram)
+@receiver([post_save, post_delete], sender=Offer)
+@receiver([post_save, post_delete], sender=Tier)
+@receiver([post_save, post_delete], sender=Prompt)
+def rules_changed(sender, instance, **kwargs):
+    if sender is Prompt and kwargs.get("update_fields") == frozenset({"times_fired"}):
+        return  # counting firings does not change the rules
+    catalog_changed(instance.company_id)
+
+
+@receiver(m2m_changed, sender=Offer.stores.through)
+@receiver(m2m_changed, sender=Offer.tiers.through)
+def offer_scope_changed(sender, instance, **kwargs):
+    if kwargs.get("action", "").startswith("post_"):
+        catalog_changed(instance.company_id)
