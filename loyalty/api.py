@@ -120,11 +120,17 @@ class PosView(APIView):
         serializer.is_valid(raise_exception=True)
         return serializer.validated_data
 
+
+
+class PosActionView(PosView):
+    """A POST endpoint: `handle` does the work."""
+
+    def handle(self, request):
+        raise NotImplementedError
+
     def post(self, request, *args, **kwargs):
         """Every POST honours Idempotency-Key: the same key and body replay the first
         response; the same key with another body is a 409."""
-        if not hasattr(self, "handle"):  # a read-only endpoint
-            return self.http_method_not_allowed(request, *args, **kwargs)
         key = request.headers.get("Idempotency-Key", "").strip()
         if not key:
             return self.handle(request, *args, **kwargs)
@@ -325,7 +331,7 @@ class PingView(PosView):
         return Response({"company": self.company.name, "key": key.prefix, "level": key.level})
 
 
-class LookupView(PosView):
+class LookupView(PosActionView):
     @extend_schema(request=LookupSerializer, responses={200: dict, 404: dict, 409: dict},
                    summary="Find a customer; with a basket, the rewards and prompts for it")
     def post(self, request, *args, **kwargs):
@@ -360,7 +366,7 @@ class LookupView(PosView):
         return Response(_persona_body(persona, basket_from(data.get("basket")), self.company))
 
 
-class OfferPurchaseView(PosView):
+class OfferPurchaseView(PosActionView):
     @extend_schema(request=PurchaseSerializer, responses={201: dict, 404: dict, 409: dict},
                    summary="Spend points to put an offer in the customer's wallet")
     def post(self, request, *args, **kwargs):
@@ -375,7 +381,7 @@ class OfferPurchaseView(PosView):
                         status=201)
 
 
-class ApplyView(PosView):
+class ApplyView(PosActionView):
     lock = False
 
     def handle(self, request):
@@ -403,7 +409,7 @@ class LockView(ApplyView):
         return super().post(request, *args, **kwargs)
 
 
-class ReinstateView(PosView):
+class ReinstateView(PosActionView):
     release = staticmethod(redemption_reinstate)
 
     @extend_schema(request=ReleaseSerializer, responses={200: dict, 404: dict, 409: dict},
@@ -427,7 +433,7 @@ class UnlockView(ReinstateView):
         return super().post(request, *args, **kwargs)
 
 
-class SendTransactionView(PosView):
+class SendTransactionView(PosActionView):
     min_level = 0
 
     @extend_schema(request=SendTransactionSerializer, responses={200: dict, 201: dict, 400: dict, 404: dict},

@@ -102,7 +102,37 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS(
                 f"Demo loaded in {time.monotonic() - started:.1f}s: "
                 f"{company.personas.count()} personas, {company.transactions.count()} sales."))
+        self.load_rules(company)
         self.print_logins()
+
+    def load_rules(self, company):
+        """Tiers, offers and POS prompts, added when missing (older demos get them too)."""
+        from decimal import Decimal as D
+
+        from loyalty.models import Offer, Prompt, Tier
+        from loyalty.services.program import tiers_recompute
+
+        for name, threshold, multiplier in (("Silver", 500, "1.00"), ("Gold", 1500, "1.25")):
+            Tier.objects.get_or_create(company=company, name=name, defaults={
+                "threshold": D(threshold), "earn_multiplier": D(multiplier)})
+        offers = [
+            ("$10 off $50", "flat", "10", 200, "50", [], "A flat $10 off a cart of $50 or more."),
+            ("15% off flower", "percent", "15", 350, "0", ["Flower"], "15% off a cart with flower in it."),
+            ("$5 off", "flat", "5", 100, "20", [], "Five dollars off any cart over $20."),
+        ]
+        for name, kind, amount, cost, minimum, categories, description in offers:
+            Offer.objects.get_or_create(company=company, name=name, defaults={
+                "kind": kind, "amount": D(amount), "points_cost": cost, "min_subtotal": D(minimum),
+                "categories": categories, "description": description})
+        prompts = [
+            ("Vape battery", "category", "Vapes", "Ask if they need a battery for the cartridge.", "ACC-BAT"),
+            ("Birthday", "birthday_this_month", "", "Happy birthday! Mention the birthday offer.", ""),
+            ("Missing email", "missing_email", "", "Ask for an email address for receipts and offers.", ""),
+        ]
+        for name, condition, value, message, sku in prompts:
+            Prompt.objects.get_or_create(company=company, name=name, defaults={
+                "condition": condition, "value": value, "message": message, "suggested_sku": sku})
+        tiers_recompute(company=company)
 
     def print_logins(self):
         self.stdout.write(f"Demo logins (password for all: {DEMO_PASSWORD}):")
