@@ -172,6 +172,7 @@ CELERY_BEAT_SCHEDULE = {
     "release-expired-locks": {"task": "loyalty.tasks.locks_release_expired", "schedule": 60.0},
     "refresh-tiers": {"task": "loyalty.tasks.tiers_refresh", "schedule": 6 * 3600.0},
     "count-prompt-firings": {"task": "loyalty.tasks.prompt_firings_flush", "schedule": 60.0},
+    "expire-points": {"task": "loyalty.tasks.points_expire_all", "schedule": 24 * 3600.0},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -47,3 +47,14 @@ def prompt_firings_flush() -> int:
     from .services.prompts import prompt_fired_counts_flush
 
     return prompt_fired_counts_flush()
+
+
+@shared_task
+def points_expire_all() -> int:
+    """Daily: points of long-inactive customers expire, per each company's program."""
+    from stores.models import Company
+
+    from .services.points import points_expire
+
+    return sum(points_expire(company=company)
+               for company in Company.objects.filter(loyalty_program__expiry_months__isnull=False))

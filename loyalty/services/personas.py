@@ -74,5 +74,20 @@ def persona_enroll(*, company, persona_id: int, when: datetime | None = None) ->
             persona.is_member = True
             persona.enrolled_at = when or timezone.now()
             persona.save(update_fields=["is_member", "enrolled_at", "updated_at"])
+            signup_bonus_give_locked(persona)
             persona_updated_emit(persona, change="enrolled")
         return persona
+
+
+def signup_bonus_give_locked(persona: Persona) -> None:
+    """The program's signup bonus, once per persona (its key makes a second one fail)."""
+    from ..models import LoyaltyProgram, PointsEntry
+    from .points import entry_append_locked, personas_save_derived_locked
+
+    bonus = LoyaltyProgram.objects.filter(company_id=persona.company_id).values_list(
+        "signup_bonus", flat=True).first()
+    if not bonus or PointsEntry.objects.filter(idempotency_key=f"signup:{persona.pk}").exists():
+        return
+    entry_append_locked(persona=persona, delta=bonus, kind=PointsEntry.Kind.EARN,
+                        idempotency_key=f"signup:{persona.pk}", reason="Signup bonus")
+    personas_save_derived_locked([persona])

@@ -2,10 +2,12 @@
 row lock, and the persona's balance moves with it in the same database transaction."""
 
 import uuid
+from datetime import timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 from django.db import transaction as db
-from django.db.models import Count, Sum
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
 
 from ..errors import InsufficientPoints, InvalidAdjustment
 from ..locks import persona_lock
@@ -163,3 +165,32 @@ def points_adjust(*, company, persona_id: int, delta: int, staff_user, reason: s
         )
         personas_save_derived_locked([persona])
         return entry
+
+
+def points_expire(*, company, now=None) -> int:
+    """Points of personas with no activity for the program's expiry months run out (the
+    daily task). Activity is any ledger entry or purchase. Returns how many personas
+    lost their points."""
+    program = LoyaltyProgram.objects.filter(company=company).first()
+    if program is None or not program.expiry_months:
+        return 0
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=round(program.expiry_months * 30.44))
+    idle = (Persona.objects.filter(company=company, points_balance__gt=0)
+            .filter(Q(last_purchase_at__isnull=True) | Q(last_purchase_at__lt=cutoff))
+            .exclude(points_entries__created_at__gte=cutoff)
+            .values_list("pk", flat=True))
+    expired = 0
+    for persona_id in list(idle):
+        with db.atomic():
+            persona = persona_lock(company=company, persona_id=persona_id)
+            recent = persona.points_entries.filter(created_at__gte=cutoff).exists() or (
+                persona.last_purchase_at and persona.last_purchase_at >= cutoff)
+            if persona.points_balance <= 0 or recent:  # active again since we looked
+                continue
+            entry_append_locked(persona=persona, delta=-persona.points_balance, kind=PointsEntry.Kind.EXPIRE,
+                                idempotency_key=f"expire:{persona.pk}:{now.date().isoformat()}",
+                                reason=f"No activity for {program.expiry_months} months")
+            personas_save_derived_locked([persona])
+            expired += 1
+    return expired

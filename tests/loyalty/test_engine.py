@@ -90,3 +90,33 @@ def test_a_wallet_item_bought_with_points_redeems_for_free_and_comes_back_on_rei
     item.refresh_from_db()
     assert item.state == WalletItem.State.AVAILABLE
     assert sum(PointsEntry.objects.filter(persona=persona).values_list("delta", flat=True)) == 180
+
+
+def test_enrolment_gives_the_signup_bonus_once(company):
+    from loyalty.services import persona_enroll
+
+    LoyaltyProgram.objects.update_or_create(company=company, defaults={"signup_bonus": 50})
+    persona = PersonaFactory(company=company, is_member=False, enrolled_at=None)
+    persona_enroll(company=company, persona_id=persona.pk)
+    persona_enroll(company=company, persona_id=persona.pk)
+    persona.refresh_from_db()
+    assert (persona.is_member, persona.points_balance) == (True, 50)
+
+
+def test_points_of_inactive_customers_expire_and_active_ones_keep_theirs(company):
+    import datetime as dt
+
+    from loyalty.services.points import points_expire
+
+    LoyaltyProgram.objects.update_or_create(company=company, defaults={"expiry_months": 6})
+    staff = MembershipFactory(company=company, role=Role.ADMIN).user
+    idle, active = PersonaFactory(company=company), PersonaFactory(company=company)
+    for persona in (idle, active):
+        points_adjust(company=company, persona_id=persona.pk, delta=80, staff_user=staff, reason="Seed")
+    PointsEntry.objects.filter(persona=idle).update(created_at=timezone.now() - dt.timedelta(days=200))
+    assert points_expire(company=company) == 1
+    idle.refresh_from_db()
+    active.refresh_from_db()
+    assert (idle.points_balance, active.points_balance) == (0, 80)
+    assert PointsEntry.objects.get(persona=idle, kind="expire").delta == -80
+    assert points_expire(company=company) == 0
