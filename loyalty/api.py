@@ -288,7 +288,7 @@ def _persona_body(persona: Persona, basket: Basket | None, company) -> dict:
 
     catalog = catalog_for(company)
     current, upcoming, to_next = tier_progress(persona, tiers=catalog.tiers)
-    rewards = rewards_usable(company=company, persona=persona, basket=basket)
+    rewards = rewards_usable(company=company, persona=persona, basket=basket, catalog=catalog)
     prompts = prompts_firing(company=company, persona=persona, prompts=catalog.prompts, basket=[
         {"sku": i.sku, "product": i.product, "brand": i.brand, "category": i.category,
          "quantity": i.quantity, "unit_price": i.unit_price} for i in (basket.items if basket else [])])

@@ -105,23 +105,63 @@ def api_key_revoke(*, api_key) -> None:
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at"])
+    _keys_changed(api_key.company_id)
+
+
+# Keys a process has already checked, so the POS's every call is not a database query.
+# A revoke bumps the company's key version in the shared cache; every process then looks
+# the key up again on its next call.
+_checked_keys: dict[str, list] = {}
+KEY_RECHECK_SECONDS = 300
+
+
+def _keys_version_key(company_id: int) -> str:
+    return f"api-keys:{company_id}"
+
+
+def _keys_changed(company_id: int) -> None:
+    import uuid
+
+    from django.core.cache import cache
+
+    def bump():
+        cache.set(_keys_version_key(company_id), uuid.uuid4().hex, None)
+
+    bump()
+    db.on_commit(bump)
 
 
 def api_key_authenticate(*, account_uid: str, raw_key: str):
     """The active key matching both, or None. Marks it used (at most once a minute)."""
-    import datetime as dt
+    import time
 
+    from django.core.cache import cache
     from django.utils import timezone
 
     from .models import ApiKey
 
     if not account_uid or not raw_key:
         return None
-    key = (ApiKey.objects.select_related("company")
-           .filter(key_hash=_key_hash(raw_key), revoked_at__isnull=True).first())
-    if key is None or str(key.company.account_uid) != str(account_uid).strip():
+    key_hash = _key_hash(raw_key)
+    now = time.monotonic()
+    held = _checked_keys.get(key_hash)
+    key = None
+    if held is not None:
+        cached, version, checked_at, touched_at = held
+        if now - checked_at < KEY_RECHECK_SECONDS and (
+                cache.get(_keys_version_key(cached.company_id)) or "0") == version:
+            key = cached
+    if key is None:
+        found = ApiKey.objects.select_related("company").filter(key_hash=key_hash).first()
+        if found is None:
+            return None
+        version = cache.get(_keys_version_key(found.company_id)) or "0"
+        held = [found, version, now, 0.0]
+        _checked_keys[key_hash] = held
+        key = found
+    if key.revoked_at is not None or str(key.company.account_uid) != str(account_uid).strip():
         return None
-    now = timezone.now()
-    if key.last_used_at is None or now - key.last_used_at > dt.timedelta(minutes=1):
-        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    if now - held[3] > 60:  # last used, at most once a minute
+        held[3] = now
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
     return key

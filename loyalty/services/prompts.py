@@ -174,11 +174,21 @@ def prompts_firing(*, company, persona: Persona | None, basket,
     facts = _basket_facts(basket)
     today = timezone.localtime(timezone.now(), zoneinfo.ZoneInfo(company.timezone)).date()
     fired = [p for p in prompts if prompt_matches(p, facts=facts, persona=persona, today=today)]
-    for prompt in fired:
-        key = _fired_key(prompt.pk)
-        cache.add(key, 0, None)
-        cache.incr(key)
+    if fired:
+        _firings_count([p.pk for p in fired])
     return fired
+
+
+def _firings_count(prompt_ids: list[int]) -> None:
+    # One pipelined INCR for all of them: Django's cache API would take two round trips
+    # per prompt (it checks that the key exists first). Integers are stored as plain
+    # Redis integers, so cache.get_many reads them back.
+    keys = [cache.make_and_validate_key(_fired_key(pk)) for pk in prompt_ids]
+    client = cache._cache.get_client(keys[0], write=True)
+    with client.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.incr(key)
+        pipe.execute()
 
 
 def _fired_key(prompt_id: int) -> str:

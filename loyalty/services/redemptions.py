@@ -13,7 +13,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db import IntegrityError
+from django.db import IntegrityError, connection
 from django.db import transaction as db
 from django.db.models import Q
 from django.http import Http404
@@ -133,10 +133,10 @@ def _times_used(persona: Persona, offer: Offer) -> int:
                                         state__in=Redemption.HOLDING).count())
 
 
-def rewards_usable(*, company, persona: Persona, basket: Basket | None) -> list[UsableReward]:
+def rewards_usable(*, company, persona: Persona, basket: Basket | None, catalog=None) -> list[UsableReward]:
     """Wallet items and points offers this persona can use now; with a basket, only those
     that apply to it, each with its computed discount."""
-    catalog = catalog_for(company)
+    catalog = catalog or catalog_for(company)
     program = catalog.program
     offers_by_id = {offer.pk: offer for offer in catalog.offers}
     rewards: list[UsableReward] = []
@@ -361,6 +361,13 @@ def _locks_expire_for_locked(persona: Persona) -> int:
 def locks_expire(*, company=None, persona_id: int | None = None) -> int:
     """Release expired locks: every company's (the periodic task), or one persona's
     (checked whenever a POS reads it). Returns how many were released."""
+    if persona_id is not None:
+        # The common case on every lookup is "none": one indexed probe, no ORM.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM loyalty_redemption WHERE persona_id = %s AND state = 'locked' "
+                           "AND locked_until <= now() LIMIT 1", [persona_id])
+            if cursor.fetchone() is None:
+                return 0
     query = Redemption.objects.filter(state=Redemption.State.LOCKED, locked_until__lte=timezone.now())
     if company is not None:
         query = query.filter(company=company)
