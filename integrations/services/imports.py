@@ -15,7 +15,7 @@ from django.db import connection as db_connection
 from django.db import transaction as db
 from django.utils import timezone
 
-from loyalty.services.points_bulk import points_sync_for_transactions
+from loyalty.services.points_bulk import points_sync_for_transactions, signup_bonus_give_bulk
 from stores.models import RetailStore
 
 from ..models import Connection, ImportedFile, RowError, StoreMapping, SyncRun
@@ -342,6 +342,9 @@ def _merge(connection: Connection, *, file_key: str) -> int:
         cursor.execute("ANALYZE points_txns")
         cursor.execute("UPDATE loyalty_transaction SET status = 'voided', updated_at = now() "
                        "WHERE id IN (SELECT id FROM import_dropped)")
+    if connection.enroll_new_customers:
+        signup_bonus_give_bulk(company=connection.company,
+                               personas_sql="SELECT persona_id FROM import_customers WHERE is_new")
     points_sync_for_transactions(company=connection.company, table="points_txns",
                                  reason=f"Receipt no longer in {file_key}")
     _personas_refresh(table="points_txns", previous_owners="import_previous_owners")

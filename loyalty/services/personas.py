@@ -8,7 +8,7 @@ from django.utils import timezone
 from stores.errors import DomainError
 
 from ..locks import persona_lock
-from ..models import Persona, PersonaIdentity, Source
+from ..models import LoyaltyProgram, Persona, PersonaIdentity, Source
 from ..phone import phone_normalize
 from .webhooks import persona_updated_emit
 
@@ -63,6 +63,8 @@ def persona_create(*, company, source: Source | None, first_name: str = "",
                     f"{source.name} customer '{external_id}' is already another persona.",
                     code="identity_taken", extra={"field": "external_id"},
                 ) from exc
+        if persona.is_member and LoyaltyProgram.objects.filter(company=company, signup_bonus__gt=0).exists():
+            signup_bonus_give_locked(persona_lock(company=company, persona_id=persona.pk))
     return persona
 
 
@@ -81,7 +83,7 @@ def persona_enroll(*, company, persona_id: int, when: datetime | None = None) ->
 
 def signup_bonus_give_locked(persona: Persona) -> None:
     """The program's signup bonus, once per persona (its key makes a second one fail)."""
-    from ..models import LoyaltyProgram, PointsEntry
+    from ..models import PointsEntry
     from .points import entry_append_locked, personas_save_derived_locked
 
     bonus = LoyaltyProgram.objects.filter(company_id=persona.company_id).values_list(

@@ -6,6 +6,7 @@ never take a balance below zero, and the idempotency keys are the one-by-one pat
 from django.db import connection
 
 from ..models import LoyaltyProgram
+from .webhooks import points_changed_emit_ids
 
 _TARGETS = """
 CREATE TEMP TABLE points_moves ON COMMIT DROP AS
@@ -111,5 +112,37 @@ def points_sync_for_transactions(*, company, table: str, reason: str = "") -> in
         cursor.execute(_INSERT, params)
         written = cursor.rowcount
         cursor.execute(_BALANCES)
+        cursor.execute("SELECT DISTINCT persona_id FROM points_new")
+        changed = [row[0] for row in cursor.fetchall()]
         cursor.execute("DROP TABLE points_moves, points_new")
+    points_changed_emit_ids(company_id=company.pk, persona_ids=changed)
     return written
+
+
+_SIGNUP_BONUS = """
+WITH given AS (
+    INSERT INTO loyalty_pointsentry (company_id, persona_id, delta, kind, balance_after, transaction_id,
+                                     staff_user_id, reason, idempotency_key, created_at)
+    SELECT %(company_id)s, p.id, %(bonus)s, 'earn', p.points_balance + %(bonus)s, NULL, NULL,
+           'Signup bonus', 'signup:' || p.id, now()
+    FROM loyalty_persona p
+    WHERE p.id IN ({personas}) AND p.is_member
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING persona_id
+)
+UPDATE loyalty_persona p SET points_balance = p.points_balance + %(bonus)s,
+                             lifetime_points = p.lifetime_points + %(bonus)s
+FROM given WHERE p.id = given.persona_id
+"""
+
+
+def signup_bonus_give_bulk(*, company, personas_sql: str) -> int:
+    """The signup bonus for the members among `personas_sql` (a SELECT of persona ids)
+    who have not had it, as the one-by-one path gives it. Returns how many got it."""
+    program = LoyaltyProgram.objects.get_or_create(company=company)[0]
+    if not program.signup_bonus:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(_SIGNUP_BONUS.format(personas=personas_sql),
+                       {"company_id": company.pk, "bonus": program.signup_bonus})
+        return cursor.rowcount

@@ -320,3 +320,16 @@ def webhook_delivery_resend(delivery: WebhookDelivery) -> WebhookDelivery:
         _enqueue_on_commit([delivery])
     delivery.refresh_from_db()
     return delivery
+
+
+def points_changed_emit_ids(*, company_id: int, persona_ids) -> int:
+    """`points.changed` for personas whose balances moved in SQL (imports): nothing is
+    read when nobody listens. Returns how many deliveries were made."""
+    endpoint_ids = webhook_subscribers(company_id=company_id, event=POINTS_CHANGED)
+    if not endpoint_ids:
+        return 0
+    rows = Persona.objects.filter(company_id=company_id, pk__in=list(persona_ids)).values(
+        "pk", "points_balance", "lifetime_points")
+    payloads = [{"persona_id": r["pk"], "points_balance": r["points_balance"],
+                 "lifetime_points": r["lifetime_points"]} for r in rows]
+    return len(_deliveries_create(endpoint_ids=endpoint_ids, event=POINTS_CHANGED, payloads=payloads))

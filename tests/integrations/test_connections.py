@@ -54,3 +54,45 @@ def test_a_rejected_file_imports_on_the_next_sync_once_its_headers_are_mapped(
     run = sync()
     assert (run.files_imported, run.rows_accepted) == (1, 1)
     assert ImportedFile.objects.get(key="raw.csv").state == "imported"
+
+
+def test_customers_a_report_enrolls_get_the_signup_bonus_once(folder_connection, reports_dir, store, db):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from integrations.services.sync import sync_run_create, sync_run_execute
+    from loyalty.models import LoyaltyProgram, Persona
+
+    LoyaltyProgram.objects.update_or_create(company=folder_connection.company, defaults={"signup_bonus": 30})
+    day = (timezone.localdate() - dt.timedelta(days=2)).strftime("%m/%d/%Y")
+    report = reports_dir / "day.csv"
+    report.write_text(f"ReceiptId,customerId,TransactionDate,Location,LineTotal\nR1,C1,{day},{store.name},10.00\n")
+    sync_run_execute(run_id=sync_run_create(connection=folder_connection, trigger="manual").pk)
+    report.write_text(f"ReceiptId,customerId,TransactionDate,Location,LineTotal\nR1,C1,{day},{store.name},12.00\n")
+    sync_run_execute(run_id=sync_run_create(connection=folder_connection, trigger="manual").pk)
+    persona = Persona.objects.get(identities__external_id="C1")
+    assert persona.points_balance == 30 + 12
+    assert persona.points_entries.filter(reason="Signup bonus").count() == 1
+
+
+def test_an_import_tells_subscribed_webhooks_whose_points_changed(folder_connection, reports_dir, store, db):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from integrations.services.sync import sync_run_create, sync_run_execute
+    from loyalty.models import Persona, WebhookDelivery
+    from loyalty.services.webhooks import webhook_endpoint_create
+
+    webhook_endpoint_create(company=folder_connection.company, url="https://pos.example/hooks",
+                            events=["points.changed"])
+    day = (timezone.localdate() - dt.timedelta(days=2)).strftime("%m/%d/%Y")
+    (reports_dir / "day.csv").write_text(
+        f"ReceiptId,customerId,TransactionDate,Location,LineTotal\nR1,C1,{day},{store.name},10.00\n"
+        f"R2,C2,{day},{store.name},20.00\n")
+    sync_run_execute(run_id=sync_run_create(connection=folder_connection, trigger="manual").pk)
+    sent = {d.payload["persona_id"]: d.payload["points_balance"]
+            for d in WebhookDelivery.objects.filter(event="points.changed")}
+    personas = {p.pk: p.points_balance for p in Persona.objects.filter(company=folder_connection.company)}
+    assert sent == personas and sorted(sent.values()) == [10, 20]

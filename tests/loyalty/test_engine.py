@@ -120,3 +120,15 @@ def test_points_of_inactive_customers_expire_and_active_ones_keep_theirs(company
     assert (idle.points_balance, active.points_balance) == (0, 80)
     assert PointsEntry.objects.get(persona=idle, kind="expire").delta == -80
     assert points_expire(company=company) == 0
+
+
+def test_a_customer_created_as_a_member_gets_the_signup_bonus(company):
+    from loyalty.services import persona_create
+
+    LoyaltyProgram.objects.update_or_create(company=company, defaults={"signup_bonus": 25})
+    source = source_get_or_create(company=company, kind="pos_api")
+    member = persona_create(company=company, source=source, first_name="Ana", enrolled_at=timezone.now())
+    guest = persona_create(company=company, source=source, first_name="Bo")
+    member.refresh_from_db()
+    guest.refresh_from_db()
+    assert (member.points_balance, guest.points_balance) == (25, 0)
