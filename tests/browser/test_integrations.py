@@ -12,7 +12,8 @@ from integrations.models import SyncRun
 from integrations.services.connections import connection_create
 from loyalty.models import Transaction
 from stores.models import Role
-from tests.factories import PASSWORD, MembershipFactory, RetailStoreFactory
+from tests.browser.pages import log_in
+from tests.factories import MembershipFactory, RetailStoreFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -34,14 +35,6 @@ def shop(company, tmp_path):
     connection = connection_create(company=company, name="Store reports", provider="folder",
                                    settings={"path": str(reports)}, credentials={}, default_store=store)
     return admin, connection
-
-
-def log_in(page, live_server, username):
-    page.goto(f"{live_server.url}/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    expect(page.get_by_role("heading", name="Personas")).to_be_visible()
 
 
 def test_admin_maps_headers_syncs_and_reads_row_errors(page, live_server, shop, celery_worker_start):

@@ -7,7 +7,8 @@ from playwright.sync_api import expect
 
 from loyalty.models import PointsEntry
 from stores.models import Role
-from tests.factories import PASSWORD, MembershipFactory, PersonaFactory
+from tests.browser.pages import log_in
+from tests.factories import MembershipFactory, PersonaFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -20,14 +21,6 @@ def shop(company):
     for n in range(8):
         PersonaFactory(company=company, first_name=f"Other{n}", last_name="Shopper")
     return admin, dana
-
-
-def log_in(page, live_server, username):
-    page.goto(f"{live_server.url}/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    expect(page.get_by_role("heading", name="Personas")).to_be_visible()
 
 
 def test_admin_searches_opens_a_card_and_adjusts_points(page, live_server, shop):

@@ -1,0 +1,13 @@
+"""Steps every browser test takes."""
+
+from playwright.sync_api import expect
+
+from tests.factories import PASSWORD
+
+
+def log_in(page, live_server, username):
+    page.goto(f"{live_server.url}/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page.get_by_role("heading", name="Personas")).to_be_visible()
