@@ -25,6 +25,7 @@ from stores.services import api_key_authenticate
 from .catalog import catalog_for
 from .models import IdempotencyRecord, Persona, PersonaIdentity, PointsEntry, Redemption
 from .phone import phone_normalize
+from .selectors import persona_get
 from .services.pos import PosTransaction, pos_transaction_send
 from .services.redemptions import (
     Basket,
@@ -79,7 +80,6 @@ class PosKeyAuthentication(BaseAuthentication):
 
 
 class LevelAtLeast(BasePermission):
-    level = 0
     message = "This API key's integration level does not allow this call."
 
     def has_permission(self, request, view):
@@ -481,7 +481,7 @@ class SendTransactionView(PosActionView):
 class PersonaBalanceView(PosView):
     @extend_schema(responses={200: dict, 404: dict}, summary="A customer's points balance")
     def get(self, request, persona_id: int):
-        persona = _persona(self.company, persona_id)
+        persona = persona_get(company=self.company, persona_id=persona_id)
         if locks_expire(company=self.company, persona_id=persona.pk):
             persona.refresh_from_db()
         held = sum(Redemption.objects.filter(persona=persona, state=Redemption.State.LOCKED)
@@ -495,7 +495,7 @@ class PersonaLedgerView(PosView):
     @extend_schema(parameters=[OpenApiParameter("limit", int, description="At most 200; default 50")],
                    responses={200: dict, 404: dict}, summary="A customer's latest points ledger entries")
     def get(self, request, persona_id: int):
-        persona = _persona(self.company, persona_id)
+        persona = persona_get(company=self.company, persona_id=persona_id)
         try:
             limit = max(1, min(200, int(request.query_params.get("limit", 50))))
         except ValueError:
@@ -506,9 +506,3 @@ class PersonaLedgerView(PosView):
              "transaction_id": e.transaction_id, "reason": e.reason, "created_at": e.created_at.isoformat()}
             for e in entries]})
 
-
-def _persona(company, persona_id) -> Persona:
-    persona = Persona.objects.filter(company=company, pk=persona_id).first()
-    if persona is None:
-        raise Http404("No such customer.")
-    return persona

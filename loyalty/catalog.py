@@ -7,11 +7,9 @@ version in the shared cache (Redis), so every process rebuilds on its next read.
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 
-from django.core.cache import cache
-from django.db import transaction
+from stores.versions import version_bump, version_get
 
 from .models import LoyaltyProgram, Offer, Prompt, Tier
 
@@ -32,35 +30,34 @@ def _version_key(company_id: int) -> str:
 
 
 def catalog_for(company) -> Catalog:
-    version = cache.get(_version_key(company.pk)) or "0"
-    held = _snapshots.get(company.pk)
+    """The company's rules; `company` may be a Company or its id."""
+    company_id = getattr(company, "pk", company)
+    version = version_get(_version_key(company_id))
+    held = _snapshots.get(company_id)
     if held and held[0] == version and time.monotonic() - held[1] < MAX_AGE_SECONDS:
         return held[2]
-    catalog = _build(company)
-    _snapshots[company.pk] = (version, time.monotonic(), catalog)
+    catalog = _build(company_id)
+    _snapshots[company_id] = (version, time.monotonic(), catalog)
     return catalog
 
 
-def _build(company) -> Catalog:
+def _build(company_id: int) -> Catalog:
+    from .selectors import loyalty_program_get
     from .services.program import tiers_ranked
 
-    offers = list(Offer.objects.filter(company=company, is_active=True).prefetch_related("stores", "tiers"))
+    offers = list(Offer.objects.filter(company_id=company_id, is_active=True)
+                  .prefetch_related("stores", "tiers"))
     for offer in offers:
         offer._store_ids = frozenset(s.pk for s in offer.stores.all())
         offer._tier_names = frozenset(t.name for t in offer.tiers.all())
     return Catalog(
-        program=LoyaltyProgram.objects.get_or_create(company=company)[0],
+        program=loyalty_program_get(company=company_id),
         offers=offers,
-        tiers=tiers_ranked(company=company),
-        prompts=list(Prompt.objects.filter(company=company, is_active=True).order_by("name", "pk")),
+        tiers=tiers_ranked(company=company_id),
+        prompts=list(Prompt.objects.filter(company_id=company_id, is_active=True).order_by("name", "pk")),
     )
 
 
 def catalog_changed(company_id: int) -> None:
-    """Call on any change to a company's rules: now, and again once it commits (so a
-    process that rebuilt in between does not keep the old rules)."""
-    def bump():
-        cache.set(_version_key(company_id), uuid.uuid4().hex, None)
-
-    bump()
-    transaction.on_commit(bump)
+    """Call on any change to a company's rules."""
+    version_bump(_version_key(company_id))

@@ -97,7 +97,8 @@ def persona_orders(*, persona: Persona, limit: int = 20) -> QuerySet[Transaction
 
 
 def loyalty_program_get(*, company) -> LoyaltyProgram:
-    return LoyaltyProgram.objects.get_or_create(company=company)[0]
+    """The company's program (a Company or its id), made with the defaults on first use."""
+    return LoyaltyProgram.objects.get_or_create(company_id=getattr(company, "pk", company))[0]
 
 
 # --- loyalty engine settings pages and the persona card ---------------------------------------

@@ -1,10 +1,16 @@
+import hashlib
+import secrets
+import time
+
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction as db
+from django.utils import timezone
 from django.utils.text import slugify
 
 from .errors import DomainError
-from .models import Company, Membership, RetailStore, new_checkin_token
+from .models import ApiKey, Company, Membership, RetailStore, new_checkin_token
+from .versions import version_bump, version_get
 
 
 def _clean(instance, *, exclude=None):
@@ -76,18 +82,12 @@ API_KEY_PREFIX_LEN = 8
 
 
 def _key_hash(raw_key: str) -> str:
-    import hashlib
-
     # Keys are 32 random bytes, so a plain SHA-256 is enough: there is nothing to guess.
     return hashlib.sha256(raw_key.encode()).hexdigest()
 
 
 def api_key_create(*, company: Company, name: str, level: int, created_by=None):
     """A new key for a POS. Returns (ApiKey, the key itself); the key is never shown again."""
-    import secrets
-
-    from .models import ApiKey
-
     name = (name or "").strip()
     if not name:
         raise DomainError("Name the key after the POS or register that uses it.", extra={"field": "name"})
@@ -100,8 +100,6 @@ def api_key_create(*, company: Company, name: str, level: int, created_by=None):
 
 
 def api_key_revoke(*, api_key) -> None:
-    from django.utils import timezone
-
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at"])
@@ -120,26 +118,11 @@ def _keys_version_key(company_id: int) -> str:
 
 
 def _keys_changed(company_id: int) -> None:
-    import uuid
-
-    from django.core.cache import cache
-
-    def bump():
-        cache.set(_keys_version_key(company_id), uuid.uuid4().hex, None)
-
-    bump()
-    db.on_commit(bump)
+    version_bump(_keys_version_key(company_id))
 
 
 def api_key_authenticate(*, account_uid: str, raw_key: str):
     """The active key matching both, or None. Marks it used (at most once a minute)."""
-    import time
-
-    from django.core.cache import cache
-    from django.utils import timezone
-
-    from .models import ApiKey
-
     if not account_uid or not raw_key:
         return None
     key_hash = _key_hash(raw_key)
@@ -147,15 +130,15 @@ def api_key_authenticate(*, account_uid: str, raw_key: str):
     held = _checked_keys.get(key_hash)
     key = None
     if held is not None:
-        cached, version, checked_at, touched_at = held
-        if now - checked_at < KEY_RECHECK_SECONDS and (
-                cache.get(_keys_version_key(cached.company_id)) or "0") == version:
+        cached, version, checked_at, _ = held
+        if now - checked_at < KEY_RECHECK_SECONDS and version_get(
+                _keys_version_key(cached.company_id)) == version:
             key = cached
     if key is None:
         found = ApiKey.objects.select_related("company").filter(key_hash=key_hash).first()
         if found is None:
             return None
-        version = cache.get(_keys_version_key(found.company_id)) or "0"
+        version = version_get(_keys_version_key(found.company_id))
         held = [found, version, now, 0.0]
         _checked_keys[key_hash] = held
         key = found

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import time
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +31,6 @@ Progress = Callable[[int], None]
 @dataclass
 class FileOutcome:
     imported_file: ImportedFile
-    skipped: bool = False
 
     @property
     def rejected(self) -> bool:
@@ -75,7 +73,6 @@ def report_file_import(*, connection: Connection, file: ReportFile, stream, run:
     A file that cannot be read at all is recorded as rejected, and the data an earlier
     version of it brought stays as it was. Anything that fails halfway rolls the whole
     file back and propagates."""
-    started = time.monotonic()
     try:
         with db.atomic(durable=True):
             _lock_connection(connection)
@@ -86,7 +83,6 @@ def report_file_import(*, connection: Connection, file: ReportFile, stream, run:
     except FileRejected as rejected:
         with db.atomic():
             record = _record_rejected(connection, file, run=run, message=rejected.message)
-    record.seconds = time.monotonic() - started
     return FileOutcome(imported_file=record)
 
 

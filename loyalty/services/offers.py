@@ -13,7 +13,8 @@ from stores.models import RetailStore
 
 from ..catalog import catalog_changed
 from ..locks import persona_lock
-from ..models import Offer, Redemption, Tier, WalletItem
+from ..models import Offer, Tier, WalletItem
+from .redemptions import offer_times_held
 from .webhooks import webhook_event_emit
 
 OFFER_FIELDS = ("name", "description", "kind", "amount", "points_cost", "applies", "starts_at",
@@ -186,11 +187,7 @@ def wallet_grant(*, company, persona_id: int, offer_id: int, staff_user) -> Wall
             raise DomainError(f"“{offer.name}” is not active now; it cannot be granted.",
                               code="offer_not_active", extra={"field": "offer"})
         if offer.limit_per_persona is not None:
-            # Counted as the POS counts it: wallet items, plus rewards applied straight
-            # from points that are still held.
-            held = (WalletItem.objects.filter(persona=persona, offer=offer).count()
-                    + Redemption.objects.filter(persona=persona, offer=offer, wallet_item__isnull=True,
-                                                state__in=Redemption.HOLDING).count())
+            held = offer_times_held(persona, offer)  # counted as the POS counts it
             if held >= offer.limit_per_persona:
                 raise DomainError(
                     f"{persona.display_name} already has “{offer.name}” {held} time{'s' * (held != 1)}; "

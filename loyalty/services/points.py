@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from ..errors import InsufficientPoints, InvalidAdjustment
 from ..locks import persona_lock
-from ..models import LoyaltyProgram, Persona, PointsEntry, Tier, Transaction
+from ..models import LoyaltyProgram, Persona, PointsEntry, Transaction
 from .webhooks import points_changed_emit
 
 
@@ -81,9 +81,11 @@ def earning_target(*, transaction: Transaction, program: LoyaltyProgram,
     if not earns:
         return 0
     multiplier = Decimal("1")
-    if owner.tier:  # the tier's earn multiplier, e.g. 1.5 for Gold
-        multiplier = Tier.objects.filter(company_id=owner.company_id, name=owner.tier).values_list(
-            "earn_multiplier", flat=True).first() or Decimal("1")
+    if owner.tier:  # the tier's earn multiplier, e.g. 1.5 for Gold; tiers come from memory
+        from ..catalog import catalog_for
+
+        tier = next((t for t in catalog_for(owner.company_id).tiers if t.name == owner.tier), None)
+        multiplier = tier.earn_multiplier if tier else Decimal("1")
     return points_for_amount(program=program, transaction=transaction, multiplier=multiplier)
 
 

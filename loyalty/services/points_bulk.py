@@ -6,6 +6,7 @@ never take a balance below zero, and the idempotency keys are the one-by-one pat
 from django.db import connection
 
 from ..models import LoyaltyProgram
+from ..selectors import loyalty_program_get
 from .webhooks import points_changed_emit_ids
 
 _TARGETS = """
@@ -90,7 +91,7 @@ def points_sync_for_transactions(*, company, table: str, reason: str = "") -> in
     """Bring the ledger in step with every transaction whose id is in temp table `table`
     (one column, `id`). Must run inside the caller's database transaction; locks the
     personas it changes in primary-key order. Returns how many entries it wrote."""
-    program = LoyaltyProgram.objects.get_or_create(company=company)[0]
+    program = loyalty_program_get(company=company)
     params = {
         "members_only": program.members_only,
         "post_tax": program.earn_on == LoyaltyProgram.EarnOn.POST_TAX,
@@ -139,7 +140,7 @@ FROM given WHERE p.id = given.persona_id
 def signup_bonus_give_bulk(*, company, personas_sql: str) -> int:
     """The signup bonus for the members among `personas_sql` (a SELECT of persona ids)
     who have not had it, as the one-by-one path gives it. Returns how many got it."""
-    program = LoyaltyProgram.objects.get_or_create(company=company)[0]
+    program = loyalty_program_get(company=company)
     if not program.signup_bonus:
         return 0
     with connection.cursor() as cursor:

@@ -12,8 +12,10 @@ from django.utils import timezone
 
 from stores.errors import DomainError
 
+from ..catalog import catalog_for
 from ..locks import personas_lock
 from ..models import LoyaltyProgram, PointsEntry, Redemption, Source, Transaction
+from ..selectors import loyalty_program_get
 from .personas import source_get_or_create
 from .points import entry_append_locked, personas_save_derived_locked
 from .program import tiers_recompute
@@ -95,7 +97,7 @@ def pos_transaction_send(*, company, data: PosTransaction) -> tuple[Transaction,
                            .values_list("persona_id", flat=True))
         personas = personas_lock(company=company, persona_ids=[
             data.persona_id, *redemption_owners, *cart_owners, original.persona_id if original else None])
-        program = LoyaltyProgram.objects.get_or_create(company=company)[0]
+        program = loyalty_program_get(company=company)
         txn, created = transaction_record_atomic(company=company, source=source, data=record,
                                                  program=program)
         # Recording saved its own copies of these rows; read them again before moving
@@ -107,7 +109,7 @@ def pos_transaction_send(*, company, data: PosTransaction) -> tuple[Transaction,
         redemptions_close_for_transaction_locked(company=company, transaction=txn,
                                                  redemption_ids=data.redemption_ids, personas=personas)
         personas_save_derived_locked(personas.values())
-        if company.tiers.exists():  # a sale can move its customer up a tier
+        if catalog_for(company).tiers:  # a sale can move its customer up a tier
             tiers_recompute(company=company, persona_ids=list(personas))
     return txn, created
 

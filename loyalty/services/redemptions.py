@@ -15,7 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import IntegrityError, connection
 from django.db import transaction as db
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.http import Http404
 from django.utils import timezone
 
@@ -89,10 +89,6 @@ class UsableReward:
     affordable: bool = True
 
 
-def _program(company) -> LoyaltyProgram:
-    return LoyaltyProgram.objects.get_or_create(company=company)[0]
-
-
 def offer_discount(*, offer: Offer, program: LoyaltyProgram, basket: Basket, persona: Persona | None,
                    now: dt.datetime | None = None) -> Decimal | None:
     """The cart discount `offer` gives on `basket`, or None when it does not apply."""
@@ -127,10 +123,32 @@ def offer_discount(*, offer: Offer, program: LoyaltyProgram, basket: Basket, per
     return max(Decimal("0"), min(discount, base)).quantize(CENT)
 
 
-def _times_used(persona: Persona, offer: Offer) -> int:
-    return (WalletItem.objects.filter(persona=persona, offer=offer).count()
-            + Redemption.objects.filter(persona=persona, offer=offer, wallet_item__isnull=True,
-                                        state__in=Redemption.HOLDING).count())
+def offer_limit_reached(persona: Persona, offer: Offer, held: dict[int, int] | None = None) -> bool:
+    if offer.limit_per_persona is None:
+        return False
+    times = held.get(offer.pk, 0) if held is not None else offer_times_held(persona, offer)
+    return times >= offer.limit_per_persona
+
+
+def offer_times_held(persona: Persona, offer: Offer) -> int:
+    """How often the persona holds `offer`, for its per-customer limit: wallet items, plus
+    rewards applied straight from points that still hold their points."""
+    return offers_times_held(persona, [offer.pk]).get(offer.pk, 0)
+
+
+def offers_times_held(persona: Persona, offer_ids: list[int]) -> dict[int, int]:
+    """offer_times_held for several offers in two queries."""
+    held: dict[int, int] = {}
+    if not offer_ids:
+        return held
+    for rows in (
+        WalletItem.objects.filter(persona=persona, offer_id__in=offer_ids),
+        Redemption.objects.filter(persona=persona, offer_id__in=offer_ids, wallet_item__isnull=True,
+                                  state__in=Redemption.HOLDING),
+    ):
+        for offer_id, count in rows.values("offer_id").annotate(n=Count("id")).values_list("offer_id", "n"):
+            held[offer_id] = held.get(offer_id, 0) + count
+    return held
 
 
 def rewards_usable(*, company, persona: Persona, basket: Basket | None, catalog=None) -> list[UsableReward]:
@@ -151,13 +169,14 @@ def rewards_usable(*, company, persona: Persona, basket: Basket | None, catalog=
         if basket is not None and discount is None:
             continue
         rewards.append(UsableReward(offer, discount or Decimal("0"), 0, wallet_item=item))
+    held = offers_times_held(persona, [o.pk for o in catalog.offers if o.limit_per_persona is not None])
     for offer in catalog.offers:
         if offer.points_cost <= 0:
             continue
         discount = offer_discount(offer=offer, program=program, basket=basket_or_empty, persona=persona)
         if basket is not None and discount is None:
             continue
-        if offer.limit_per_persona is not None and _times_used(persona, offer) >= offer.limit_per_persona:
+        if offer_limit_reached(persona, offer, held):
             continue
         rewards.append(UsableReward(offer, discount or Decimal("0"), offer.points_cost,
                                     affordable=persona.points_balance >= offer.points_cost))
@@ -200,7 +219,7 @@ def offer_purchase(*, company, persona_id: int, offer_id: int) -> WalletItem:
         if (offer.starts_at and now < offer.starts_at) or (offer.ends_at and now >= offer.ends_at):
             raise RedemptionRefused(f"Offer '{offer.name}' is outside its validity window.",
                                     code="offer_not_valid_now")
-        if offer.limit_per_persona is not None and _times_used(persona, offer) >= offer.limit_per_persona:
+        if offer_limit_reached(persona, offer):
             raise RedemptionRefused(f"This customer already used offer '{offer.name}' "
                                     f"{offer.limit_per_persona} time(s), its limit.", code="offer_limit")
         item = WalletItem.objects.create(company=company, persona=persona, offer=offer,
@@ -225,7 +244,7 @@ def redemption_apply(*, company, persona_id: int, cart_id: str, basket: Basket, 
                           extra={"field": "cart_id"})
     if (offer_id is None) == (wallet_item_id is None):
         raise DomainError("Send either offer_id or wallet_item_id.", extra={"field": "offer_id"})
-    program = _program(company)
+    program = catalog_for(company).program
     with db.atomic(durable=True):
         persona = persona_lock(company=company, persona_id=persona_id)
         _locks_expire_for_locked(persona)
@@ -260,8 +279,7 @@ def redemption_apply(*, company, persona_id: int, cart_id: str, basket: Basket, 
             existing.save(update_fields=["discount_amount", "locked_until", "store", "updated_at"])
             _redemption_changed(existing)
             return existing
-        if wallet_item is None and offer.limit_per_persona is not None and (
-                _times_used(persona, offer) >= offer.limit_per_persona):
+        if wallet_item is None and offer_limit_reached(persona, offer):
             raise RedemptionRefused(f"This customer reached the limit of offer '{offer.name}'.",
                                     code="offer_limit")
         points = 0 if wallet_item is not None else offer.points_cost
@@ -391,19 +409,20 @@ def redemptions_close_for_transaction_locked(*, company, transaction, redemption
         Q(pk__in=redemption_ids) | Q(cart_id=transaction.external_id.split("/", 1)[-1]))
     for redemption in query:
         persona = personas.get(redemption.persona_id)
-        if persona is None:
-            continue
+        if persona is None or redemption.state not in Redemption.HOLDING:
+            continue  # released or reinstated before: nothing to close
         if transaction.status == transaction.Status.VOIDED:
-            if redemption.state in Redemption.HOLDING:
-                redemption.state = (Redemption.State.UNLOCKED if redemption.state == Redemption.State.LOCKED
-                                    else Redemption.State.REINSTATED)
-                redemption.transaction = transaction
-                redemption.save(update_fields=["state", "transaction", "updated_at"])
-                _give_back_locked(persona, redemption, reason=f"Transaction {transaction.external_id} voided")
-                if redemption.wallet_item_id:
-                    WalletItem.objects.filter(pk=redemption.wallet_item_id).update(
-                        state=WalletItem.State.AVAILABLE, used_at=None)
-        elif redemption.state in Redemption.HOLDING:
+            redemption.state = (Redemption.State.UNLOCKED if redemption.state == Redemption.State.LOCKED
+                                else Redemption.State.REINSTATED)
+            redemption.transaction = transaction
+            redemption.save(update_fields=["state", "transaction", "updated_at"])
+            _give_back_locked(persona, redemption, reason=f"Transaction {transaction.external_id} voided")
+            if redemption.wallet_item_id:
+                WalletItem.objects.filter(pk=redemption.wallet_item_id).update(
+                    state=WalletItem.State.AVAILABLE, used_at=None)
+        elif redemption.state == Redemption.State.REDEEMED and redemption.transaction_id == transaction.pk:
+            continue  # the same transaction sent again
+        else:
             redemption.state = Redemption.State.REDEEMED
             redemption.locked_until = None
             redemption.transaction = transaction

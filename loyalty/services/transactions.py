@@ -8,6 +8,7 @@ from django.db import transaction as db
 from ..errors import InvalidTransaction
 from ..locks import personas_lock
 from ..models import LineItem, LoyaltyProgram, Payment, PointsEntry, Source, Transaction
+from ..selectors import loyalty_program_get
 from .points import (
     earning_key,
     earning_target,
@@ -124,7 +125,7 @@ def transaction_record_atomic(*, company, source: Source, data: TransactionData,
         raise InvalidTransaction(f"store: no store {data.store_id} in this company.",
                                  extra={"field": "store"})
     if program is None:
-        program = LoyaltyProgram.objects.get_or_create(company=company)[0]
+        program = loyalty_program_get(company=company)
     key = {"company": company, "source": source, "external_id": data.external_id}
     previous = Transaction.objects.filter(**key).values_list("pk", "persona_id").first()
     previous_owner = previous[1] if previous else None
@@ -201,7 +202,7 @@ def transactions_record_batch(*, company, source: Source,
         raise InvalidTransaction("That source belongs to another company.")
     _store_ids_check(company, items)
     with db.atomic(durable=True):
-        program = LoyaltyProgram.objects.get_or_create(company=company)[0]
+        program = loyalty_program_get(company=company)
         ids = [d.external_id for d in items]
         previous = dict(Transaction.objects.filter(company=company, source=source,
                                                    external_id__in=ids)

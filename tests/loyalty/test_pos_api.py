@@ -259,3 +259,71 @@ def test_the_same_transaction_sent_twenty_times_at_once_is_recorded_and_earns_on
     persona.refresh_from_db()
     assert persona.points_balance == 80
     assert PointsEntry.objects.filter(persona=persona, kind="earn").count() == 1
+
+
+def test_lookup_by_email_and_by_an_id_in_another_system(counter, company):
+    from loyalty.models import PersonaIdentity
+    from loyalty.services.personas import source_get_or_create
+
+    client, _, persona = counter
+    PersonaIdentity.objects.create(company=company, persona=persona, external_id="COVA-77",
+                                   source=source_get_or_create(company=company, kind="cova"))
+    assert post(client, "lookup", {"email": persona.email.upper()}).json()["persona"]["id"] == persona.pk
+    assert post(client, "lookup", {"external_id": "COVA-77"}).json()["persona"]["id"] == persona.pk
+    assert post(client, "lookup", {"external_id": "COVA-78"}).status_code == 404
+    assert post(client, "lookup", {"phone": "not a phone"}).status_code == 400
+
+
+def test_buying_an_offer_into_the_wallet_then_redeeming_it_costs_points_once(counter, store):
+    client, offer, persona = counter
+    bought = post(client, "offers/purchase", {"persona_id": persona.pk, "offer_id": offer.pk})
+    assert bought.status_code == 201 and bought.json()["points_balance"] == 150
+    wallet = post(client, "lookup", {"persona_id": persona.pk, "basket": basket(store)}).json()["wallet"]
+    assert [w["wallet_item_id"] for w in wallet] == [bought.json()["wallet_item_id"]]
+    used = post(client, "redeem", {"persona_id": persona.pk, "cart_id": "W-1", "basket": basket(store),
+                                   "wallet_item_id": bought.json()["wallet_item_id"]})
+    assert used.status_code == 201 and used.json()["points"] == 0 and balance(persona) == 150
+    poor = Offer.objects.create(company=persona.company, name="Big", kind="flat", amount=50, points_cost=999)
+    refused = post(client, "offers/purchase", {"persona_id": persona.pk, "offer_id": poor.pk})
+    assert refused.status_code == 409 and refused.json()["code"] == "insufficient_points"
+    assert balance(persona) == 150
+
+
+def test_unlock_gives_points_back_and_wrong_transitions_are_refused(counter, company, store):
+    client, offer, persona = counter
+    lock = post(client, "lock", {"persona_id": persona.pk, "cart_id": "U-1", "offer_id": offer.pk,
+                                 "basket": basket(store)}).json()
+    other = PersonaFactory(company=company)
+    taken = post(client, "lock", {"persona_id": other.pk, "cart_id": "U-1", "offer_id": offer.pk,
+                                  "basket": basket(store)})
+    assert taken.status_code == 409  # another customer's lock holds this cart
+    assert post(client, "reinstate", {"redemption_id": lock["redemption_id"]}).status_code == 409
+    unlocked = post(client, "unlock", {"cart_id": "U-1"})
+    assert unlocked.status_code == 200 and unlocked.json()["state"] == "unlocked"
+    assert balance(persona) == 250
+    foreign = Redemption.objects.create(
+        company=CompanyFactory(), persona=PersonaFactory(), offer=offer, cart_id="X", state="redeemed",
+        points=1, discount_amount=1)
+    assert post(client, "reinstate", {"redemption_id": foreign.pk}).status_code == 404
+
+
+def test_resending_a_closed_transaction_leaves_its_redemption_and_points_alone(counter, store):
+    from loyalty.models import WebhookDelivery
+    from loyalty.services.webhooks import webhook_endpoint_create
+
+    client, offer, persona = counter
+    webhook_endpoint_create(company=persona.company, url="https://pos.example/hook",
+                            events=["redemption.changed"])
+    redemption = post(client, "redeem", {"persona_id": persona.pk, "cart_id": "RS-1", "offer_id": offer.pk,
+                                         "basket": basket(store)}).json()
+    sale = {"transaction_id": "RS-1", "store_id": store.pk, "persona_id": persona.pk, "subtotal": "42.00",
+            "items": [{"product": "Blue Dream", "quantity": "1", "unit_price": "42.00"}],
+            "discounts": [{"redemption_id": redemption["redemption_id"], "amount": "10.00"}]}
+    first = post(client, "send_transaction", sale)
+    again = post(client, "send_transaction", sale)
+    assert (first.status_code, again.status_code) == (201, 200)
+    closed = [{"redemption_id": redemption["redemption_id"], "state": "redeemed"}]
+    assert again.json()["redemptions"] == closed
+    assert balance(persona) == 150 + 32
+    # Redeemed, then closed by the sale: two changes; the resend changed nothing.
+    assert [d.payload["state"] for d in WebhookDelivery.objects.order_by("id")] == ["redeemed", "redeemed"]
