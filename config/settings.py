@@ -98,6 +98,9 @@ DATABASE_URL = os.environ.get(
     "DATABASE_URL", f"postgresql://postgres@/loyalty?host={VAR_DIR / 'postgres'}"
 )
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+# Server-side binding lets psycopg prepare a statement a connection runs again and again
+# (after 5 runs), so PostgreSQL stops planning the POS's hot queries on every call.
+DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
 if not DATABASES["default"]["ENGINE"].endswith("postgresql"):
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL.")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -23,9 +23,9 @@ from stores.models import ApiKey
 from stores.services import api_key_authenticate
 
 from .catalog import catalog_for
-from .models import IdempotencyRecord, Persona, PersonaIdentity, PointsEntry, Redemption
+from .models import IdempotencyRecord, Persona, PointsEntry, Redemption
 from .phone import phone_normalize
-from .selectors import persona_get
+from .selectors import persona_get, personas_at_counter
 from .services.pos import PosTransaction, pos_transaction_send
 from .services.redemptions import (
     Basket,
@@ -339,21 +339,16 @@ class LookupView(PosActionView):
 
     def handle(self, request):
         data = self.valid(LookupSerializer)
-        personas = Persona.objects.filter(company=self.company)
-        if data.get("persona_id"):
-            matches = list(personas.filter(pk=data["persona_id"])[:6])
-        elif data.get("phone"):
+        by = next(k for k in ("phone", "email", "persona_id", "external_id") if data.get(k) not in (None, ""))
+        value = data[by]
+        if by == "phone":
             try:
-                phone = phone_normalize(data["phone"], country=self.company.country or "US")
+                value = phone_normalize(value, country=self.company.country or "US")
             except DomainError as exc:
                 raise DomainError(exc.message, code="invalid", extra={"field": "phone"}) from None
-            matches = list(personas.filter(phone=phone)[:6])
-        elif data.get("email"):
-            matches = list(personas.filter(email__iexact=data["email"].strip())[:6])
-        else:
-            ids = PersonaIdentity.objects.filter(company=self.company,
-                                                 external_id=data["external_id"].strip())
-            matches = list(personas.filter(pk__in=ids.values("persona_id"))[:6])
+        elif by in ("email", "external_id"):
+            value = value.strip()
+        matches = personas_at_counter(company=self.company, by=by, value=value)
         if not matches:
             raise Http404("No customer matches.")
         if len(matches) > 1:
@@ -361,8 +356,8 @@ class LookupView(PosActionView):
                              "detail": "Several customers match; ask for another detail or use persona_id.",
                              "candidates": [_masked(p) for p in matches[:5]]}, status=409)
         persona = matches[0]
-        if locks_expire(company=self.company, persona_id=persona.pk):
-            persona.refresh_from_db()
+        if persona.has_overdue_lock and locks_expire(company=self.company, persona_id=persona.pk):
+            persona = personas_at_counter(company=self.company, by="persona_id", value=persona.pk)[0]
         return Response(_persona_body(persona, basket_from(data.get("basket")), self.company))
 
 

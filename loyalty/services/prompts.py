@@ -11,6 +11,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from stores.errors import DomainError
+from stores.versions import redis_client
 
 from ..models import Persona, Prompt, Tier
 
@@ -184,8 +185,7 @@ def _firings_count(prompt_ids: list[int]) -> None:
     # per prompt (it checks that the key exists first). Integers are stored as plain
     # Redis integers, so cache.get_many reads them back.
     keys = [cache.make_and_validate_key(_fired_key(pk)) for pk in prompt_ids]
-    client = cache._cache.get_client(keys[0], write=True)
-    with client.pipeline(transaction=False) as pipe:
+    with redis_client().pipeline(transaction=False) as pipe:
         for key in keys:
             pipe.incr(key)
         pipe.execute()

@@ -153,14 +153,17 @@ def offers_times_held(persona: Persona, offer_ids: list[int]) -> dict[int, int]:
 
 def rewards_usable(*, company, persona: Persona, basket: Basket | None, catalog=None) -> list[UsableReward]:
     """Wallet items and points offers this persona can use now; with a basket, only those
-    that apply to it, each with its computed discount."""
+    that apply to it, each with its computed discount. A persona from personas_at_counter
+    brings its wallet and held counts along, which saves the queries."""
     catalog = catalog or catalog_for(company)
     program = catalog.program
     offers_by_id = {offer.pk: offer for offer in catalog.offers}
     rewards: list[UsableReward] = []
     basket_or_empty = basket or Basket()
-    wallet = (WalletItem.objects.filter(persona=persona, state=WalletItem.State.AVAILABLE)
-              .order_by("-created_at"))
+    wallet = getattr(persona, "wallet_items", None)
+    if wallet is None:
+        wallet = (WalletItem.objects.filter(persona=persona, state=WalletItem.State.AVAILABLE)
+                  .order_by("-created_at", "-pk"))
     for item in wallet:
         offer = offers_by_id.get(item.offer_id)
         if offer is None:  # switched off since it was bought
@@ -169,7 +172,9 @@ def rewards_usable(*, company, persona: Persona, basket: Basket | None, catalog=
         if basket is not None and discount is None:
             continue
         rewards.append(UsableReward(offer, discount or Decimal("0"), 0, wallet_item=item))
-    held = offers_times_held(persona, [o.pk for o in catalog.offers if o.limit_per_persona is not None])
+    held = getattr(persona, "offers_held", None)
+    if held is None:
+        held = offers_times_held(persona, [o.pk for o in catalog.offers if o.limit_per_persona is not None])
     for offer in catalog.offers:
         if offer.points_cost <= 0:
             continue
