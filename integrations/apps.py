@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class IntegrationsConfig(AppConfig):
     name = "integrations"
     verbose_name = "Integrations"
+
+    def ready(self):
+        from . import receivers  # noqa: F401

@@ -12,6 +12,7 @@ from stores.models import Company, RetailStore
 
 
 class Provider(models.TextChoices):
+    COVA = "cova", "Cova POS"
     S3 = "s3", "Amazon S3 bucket (or S3-compatible)"
     ONEDRIVE = "onedrive", "OneDrive folder"
     FOLDER = "folder", "Folder on the server"
@@ -68,12 +69,65 @@ class Connection(models.Model):
         self.credentials_hint = {name: last4(value) for name, value in values.items() if value}
 
 
+class CovaCredential(models.Model):
+    """One set of API keys Cova released, with its own options, watermarks and schedule.
+    A connection may hold several (one per Cova company, or per market)."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="cova_credentials")
+    client_id = models.CharField(max_length=200)
+    username = models.CharField(max_length=200)
+    cova_company_id = models.CharField("Cova company id", max_length=40)
+    # client_secret and password, Fernet-encrypted together; shown only as their last characters.
+    secrets_encrypted = models.TextField()
+    secrets_hint = models.JSONField(default=dict, blank=True)
+    accounts_url = models.URLField(blank=True, help_text="Leave empty for Cova's sign-in server.")
+    api_url = models.URLField(blank=True, help_text="Leave empty for Cova's API server.")
+    # Optional settings
+    markets = models.JSONField(default=list, blank=True,
+                               help_text="State/province codes to sync customers from; empty for all.")
+    is_frozen = models.BooleanField("frozen", default=False)
+    location_ids = models.JSONField(default=list, blank=True,
+                                    help_text="Cova location ids to import sales from; empty for all.")
+    pricing_group_id = models.CharField(max_length=100, blank=True,
+                                        help_text="Forced on every customer the platform creates in Cova.")
+    skip_payment_methods = models.BooleanField(default=False)
+    # Where the next sync starts: customers modified since, sales completed since (per location).
+    customers_since = models.DateTimeField(null=True, blank=True)
+    sales_since = models.JSONField(default=dict, blank=True)
+    sync_time = models.TimeField(default=dt.time(2, 30),
+                                 help_text="Nightly sync, in the company's time zone.")
+    periodic_task = models.OneToOneField("django_celery_beat.PeriodicTask", null=True, blank=True,
+                                         on_delete=models.SET_NULL, related_name="+")
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "cova_company_id", "username"],
+                                    name="cova_credential_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username} (Cova company {self.cova_company_id})"
+
+    def secrets_plain(self) -> dict:
+        return json.loads(decrypt(self.secrets_encrypted)) if self.secrets_encrypted else {}
+
+    def set_secrets(self, *, client_secret: str, password: str) -> None:
+        self.secrets_encrypted = encrypt(json.dumps({"client_secret": client_secret, "password": password}))
+        self.secrets_hint = {"client_secret": last4(client_secret), "password": last4(password)}
+
+
 class StoreMapping(models.Model):
-    """Which of our stores a location value in the reports stands for."""
+    """Which of our stores a location of the source (a value in the reports, a Cova
+    location id) stands for."""
 
     connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="store_mappings")
     store = models.ForeignKey(RetailStore, on_delete=models.CASCADE, related_name="+")
     external_location_id = models.CharField("location in the reports", max_length=200)
+    location_name = models.CharField(max_length=200, blank=True, help_text="The source's name for it.")
 
     class Meta:
         ordering = ["external_location_id"]
@@ -100,6 +154,8 @@ class SyncRun(models.Model):
 
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
     connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="runs")
+    credential = models.ForeignKey(CovaCredential, null=True, blank=True, on_delete=models.CASCADE,
+                                   related_name="runs")
     trigger = models.CharField(max_length=16, choices=Trigger.choices)
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -115,6 +171,10 @@ class SyncRun(models.Model):
     rows_accepted = models.PositiveIntegerField(default=0)
     rows_rejected = models.PositiveIntegerField(default=0)
     rows_too_old = models.PositiveIntegerField(default=0)
+    # API syncs (Cova): what came in.
+    customers_synced = models.PositiveIntegerField(default=0)
+    sales_synced = models.PositiveIntegerField(default=0)
+    sales_unmapped = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
 
     class Meta:
@@ -203,3 +263,35 @@ class RowError(models.Model):
 
     def __str__(self) -> str:
         return f"row {self.row_number}: {self.reason}"
+
+
+class SignupPush(models.Model):
+    """A persona enrolled here, created in the POS (Cova) so the register knows them."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
+    persona = models.ForeignKey("loyalty.Persona", on_delete=models.CASCADE, related_name="signup_pushes")
+    credential = models.ForeignKey(CovaCredential, on_delete=models.CASCADE, related_name="pushes")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    external_id = models.CharField(max_length=200, blank=True, help_text="The id the POS gave them.")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["persona", "credential"], name="signup_push_unique"),
+            models.CheckConstraint(condition=Q(state__in=["queued", "sent", "failed"]),
+                                   name="signup_push_state_valid"),
+            models.CheckConstraint(condition=~Q(state="sent") | ~Q(external_id=""),
+                                   name="signup_push_sent_has_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.persona} → {self.credential} ({self.state})"

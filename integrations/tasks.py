@@ -2,7 +2,8 @@ from celery import shared_task
 
 from stores.errors import DomainError
 
-from .models import Connection, SyncRun
+from .models import Connection, CovaCredential, SignupPush, SyncRun
+from .providers import ProviderError
 from .services.sync import SyncFailed, sync_run_create, sync_run_execute, sync_run_requeue
 
 MAX_ATTEMPTS = 4
@@ -33,3 +34,49 @@ def connection_sync_scheduled(connection_id: int) -> None:
     except DomainError:
         return  # frozen meanwhile, or a run is already going
     connection_sync.delay(run.pk)
+
+
+@shared_task(bind=True, max_retries=MAX_ATTEMPTS - 1, acks_late=True)
+def cova_sync(self, run_id: int) -> None:
+    """Run a queued Cova sync; an unreachable Cova is tried again in 1, 2, 4 minutes."""
+    from .services.cova import cova_sync_run_execute
+
+    try:
+        cova_sync_run_execute(run_id=run_id)
+    except SyncFailed as failure:
+        if not failure.retryable or self.request.retries >= self.max_retries:
+            return
+        countdown = 60 * 2 ** self.request.retries
+        sync_run_requeue(run=SyncRun.objects.get(pk=run_id), error=failure.message, retry_in=countdown)
+        raise self.retry(countdown=countdown) from None
+
+
+@shared_task
+def cova_sync_scheduled(credential_id: int) -> None:
+    """The nightly beat entry of a Cova credential; frozen ones are skipped."""
+    from .services.cova import cova_sync_run_create
+
+    credential = CovaCredential.objects.filter(pk=credential_id, is_frozen=False,
+                                               connection__is_frozen=False).first()
+    if credential is None:
+        return
+    try:
+        run = cova_sync_run_create(credential=credential, trigger=SyncRun.Trigger.SCHEDULE)
+    except DomainError:
+        return
+    cova_sync.delay(run.pk)
+
+
+@shared_task(bind=True, max_retries=5, acks_late=True)
+def signup_push(self, push_id: int) -> None:
+    """Create an enrolled persona in Cova; retried with backoff while Cova is unreachable.
+    A refusal (bad data, permissions) stays failed, with its reason on the persona card."""
+    from .services.cova import signup_push_send
+
+    try:
+        signup_push_send(push_id=push_id)
+    except ProviderError as exc:
+        if exc.retryable and self.request.retries < self.max_retries:
+            raise self.retry(countdown=30 * 2 ** self.request.retries) from None
+    except SignupPush.DoesNotExist:
+        return

@@ -166,6 +166,9 @@ class Transaction(models.Model):
     external_id = models.CharField(max_length=200)
     # The report file it was imported from, for sources that deliver files.
     source_file = models.CharField(max_length=1000, blank=True)
+    # The source's location id while that location is mapped to none of our stores: the
+    # sale waits here, store-less, and is attached when the location gets mapped.
+    source_location = models.CharField(max_length=200, blank=True)
     occurred_at = models.DateTimeField()
     channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.IN_STORE)
     fulfillment = models.CharField("fulfillment type", max_length=16, choices=Fulfillment.choices,
@@ -199,6 +202,8 @@ class Transaction(models.Model):
             models.Index(fields=["company", "occurred_at"], name="transaction_company_time_idx"),
             models.Index(fields=["source", "source_file"], name="transaction_source_file_idx",
                          condition=~Q(source_file="")),
+            models.Index(fields=["source", "source_location"], name="transaction_unmapped_idx",
+                         condition=~Q(source_location="")),
         ]
 
     def __str__(self) -> str:

@@ -1,8 +1,12 @@
 from django.db.models.signals import m2m_changed, post_delete, post_save
-from django.dispatch import receiver
+from django.dispatch import Signal, receiver
 
 from .catalog import catalog_changed
 from .models import LoyaltyProgram, Offer, Prompt, Tier
+
+# Sent once the enrolment has committed, with `persona`: a customer joined the loyalty
+# program here (staff, waiting room, API), so integrations may tell the POS about them.
+persona_enrolled = Signal()
 
 
 @receiver([post_save, post_delete], sender=LoyaltyProgram)

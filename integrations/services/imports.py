@@ -99,7 +99,7 @@ CREATE TEMP TABLE import_lines (
     store_id bigint, first_name text, last_name text, email text, phone text, birth_date date,
     sku text, product text, brand text, category text, quantity numeric, unit_price numeric,
     discount numeric, tax numeric, line_total numeric, payment_method text, fulfillment text,
-    employee text
+    employee text, source_location text
 ) ON COMMIT DROP
 """
 
@@ -153,6 +153,7 @@ SELECT customer_id,
         FILTER (WHERE birth_date IS NOT NULL))[1] AS birth_date,
        min(occurred_at) AS first_seen, NULL::bigint AS persona_id, false AS is_new
 FROM import_lines
+WHERE customer_id <> ''  -- a sale without a customer (an API source's walk-in) has none
 GROUP BY customer_id
 """
 
@@ -233,25 +234,27 @@ WITH sums AS (
     FROM import_lines GROUP BY transaction_id
 )
 SELECT s.*, f.store_id, c.persona_id, f.fulfillment, coalesce(f.employee, '') AS employee,
-       f.payment_method
+       f.payment_method, coalesce(f.source_location, '') AS source_location
 FROM sums s
 JOIN import_lines f ON f.row_no = s.first_row
-JOIN import_customers c ON c.customer_id = f.customer_id
+LEFT JOIN import_customers c ON c.customer_id = f.customer_id
 """
 
 _TRANSACTIONS = """
 CREATE TEMP TABLE import_txns ON COMMIT DROP AS
 WITH upserted AS (
     INSERT INTO loyalty_transaction (
-        company_id, store_id, persona_id, source_id, external_id, source_file, occurred_at, channel,
-        fulfillment, employee, subtotal, discount_total, tax_total, total, status, created_at, updated_at)
+        company_id, store_id, persona_id, source_id, external_id, source_file, source_location,
+        occurred_at, channel, fulfillment, employee, subtotal, discount_total, tax_total, total, status,
+        created_at, updated_at)
     SELECT %(company_id)s, store_id, persona_id, %(source_id)s, transaction_id, %(file_key)s,
-           occurred_at, 'in_store', fulfillment, employee, subtotal, discount_total, tax_total, total,
-           'completed', now(), now()
+           source_location, occurred_at, 'in_store', fulfillment, employee, subtotal, discount_total,
+           tax_total, total, 'completed', now(), now()
     FROM import_receipts
     ON CONFLICT (company_id, source_id, external_id) DO UPDATE SET
         store_id = EXCLUDED.store_id, persona_id = EXCLUDED.persona_id,
-        source_file = EXCLUDED.source_file, occurred_at = EXCLUDED.occurred_at,
+        source_file = EXCLUDED.source_file, source_location = EXCLUDED.source_location,
+        occurred_at = EXCLUDED.occurred_at,
         fulfillment = EXCLUDED.fulfillment, employee = EXCLUDED.employee,
         subtotal = EXCLUDED.subtotal, discount_total = EXCLUDED.discount_total,
         tax_total = EXCLUDED.tax_total, total = EXCLUDED.total, status = 'completed',
@@ -302,9 +305,35 @@ WHERE t.source_id = %(source_id)s AND t.source_file = %(file_key)s
   -- NOT EXISTS plans as an anti-join; NOT IN turns quadratic once import_txns outgrows work_mem.
   AND NOT EXISTS (SELECT 1 FROM import_txns i WHERE i.id = t.id)
 """
+_NOTHING_DROPPED = "CREATE TEMP TABLE import_dropped (id bigint) ON COMMIT DROP"
 
 
-def _merge(connection: Connection, *, file_key: str) -> int:
+def customers_merge(connection: Connection, *, file_key: str = "") -> None:
+    """Match the customers in temp table `import_customers` (customer_id, first_name,
+    last_name, email, phone, birth_date, first_seen, persona_id, is_new) to personas: by
+    this source's identity, else phone, else email; create the rest; record identities;
+    bring contact details up to date. Fills persona_id and is_new."""
+    params = {
+        "company_id": connection.company_id, "source_id": connection.source_id,
+        "file_key": file_key, "enroll": connection.enroll_new_customers,
+    }
+    with db_connection.cursor() as cursor:
+        # Autovacuum never analyzes temporary tables: without statistics the planner takes
+        # them for tiny and picks nested loops, which turn quadratic on big files.
+        cursor.execute("CREATE INDEX ON import_customers (customer_id)")
+        cursor.execute("ANALYZE import_customers")
+        for statement in (_MATCH_IDENTITY, _MATCH_PHONE, _MATCH_EMAIL, _NEW_IDS, _NEW_PERSONAS,
+                          _IDENTITIES, _CONTACTS):
+            cursor.execute(statement, params)
+    if connection.enroll_new_customers:
+        signup_bonus_give_bulk(company=connection.company,
+                               personas_sql="SELECT persona_id FROM import_customers WHERE is_new")
+
+
+def _merge(connection: Connection, *, file_key: str, drop_missing: bool = True) -> int:
+    """Merge temp table `import_lines` into customers, sales and points. With
+    `drop_missing`, the sales an earlier version of the same file brought and this one no
+    longer has are removed (reports); an API source's batches never drop anything."""
     params = {
         "company_id": connection.company_id, "source_id": connection.source_id,
         "file_key": file_key, "enroll": connection.enroll_new_customers,
@@ -312,13 +341,10 @@ def _merge(connection: Connection, *, file_key: str) -> int:
     with db_connection.cursor() as cursor:
         cursor.execute("DROP TABLE IF EXISTS import_customers, import_txns, import_dropped, points_txns, "
                        "import_previous_owners, import_receipts")
-        # Autovacuum never analyzes temporary tables: without statistics the planner takes
-        # them for tiny and picks nested loops, which turn quadratic on big files.
         cursor.execute(_CUSTOMERS)
-        cursor.execute("CREATE INDEX ON import_customers (customer_id)")
-        cursor.execute("ANALYZE import_customers")
-        for statement in (_MATCH_IDENTITY, _MATCH_PHONE, _MATCH_EMAIL, _NEW_IDS, _NEW_PERSONAS,
-                          _IDENTITIES, _CONTACTS, _PREVIOUS_OWNERS, _RECEIPTS):
+    customers_merge(connection, file_key=file_key)
+    with db_connection.cursor() as cursor:
+        for statement in (_PREVIOUS_OWNERS, _RECEIPTS):
             cursor.execute(statement, params)
         cursor.execute("ANALYZE import_receipts")
         cursor.execute(_TRANSACTIONS, params)
@@ -331,16 +357,13 @@ def _merge(connection: Connection, *, file_key: str) -> int:
         cursor.execute(_OLD_PAYMENTS)
         cursor.execute(_LINES)
         cursor.execute(_PAYMENTS)
-        cursor.execute(_DROPPED, params)
+        cursor.execute(_DROPPED if drop_missing else _NOTHING_DROPPED, params)
         cursor.execute("ANALYZE import_dropped")
         cursor.execute("CREATE TEMP TABLE points_txns ON COMMIT DROP AS "
                        "SELECT id FROM import_txns UNION ALL SELECT id FROM import_dropped")
         cursor.execute("ANALYZE points_txns")
         cursor.execute("UPDATE loyalty_transaction SET status = 'voided', updated_at = now() "
                        "WHERE id IN (SELECT id FROM import_dropped)")
-    if connection.enroll_new_customers:
-        signup_bonus_give_bulk(company=connection.company,
-                               personas_sql="SELECT persona_id FROM import_customers WHERE is_new")
     points_sync_for_transactions(company=connection.company, table="points_txns",
                                  reason=f"Receipt no longer in {file_key}")
     _personas_refresh(table="points_txns", previous_owners="import_previous_owners")
@@ -362,6 +385,25 @@ def transactions_remove(connection: Connection, *, table: str, reason: str) -> i
     _personas_refresh(table=table)
     _transactions_delete(table=table)
     return count
+
+
+def transactions_attach_store(connection: Connection, *, location_id: str, store_id: int) -> int:
+    """The sales of `connection` that waited for `location_id` to be mapped now belong to
+    the store; their customers' favourite stores and markets follow. Returns how many."""
+    with db_connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS attached_txns")
+        cursor.execute(
+            "CREATE TEMP TABLE attached_txns ON COMMIT DROP AS "
+            "WITH moved AS (UPDATE loyalty_transaction SET store_id = %s, source_location = '', "
+            "updated_at = now() WHERE source_id = %s AND source_location = %s AND store_id IS NULL "
+            "RETURNING id) SELECT id FROM moved", [store_id, connection.source_id, location_id])
+        cursor.execute("SELECT count(*) FROM attached_txns")
+        attached = cursor.fetchone()[0]
+    if attached:
+        _personas_refresh(table="attached_txns")
+    with db_connection.cursor() as cursor:
+        cursor.execute("DROP TABLE attached_txns")
+    return attached
 
 
 def _transactions_delete(*, table: str) -> None:

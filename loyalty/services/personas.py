@@ -65,6 +65,8 @@ def persona_create(*, company, source: Source | None, first_name: str = "",
                 ) from exc
         if persona.is_member and LoyaltyProgram.objects.filter(company=company, signup_bonus__gt=0).exists():
             signup_bonus_give_locked(persona_lock(company=company, persona_id=persona.pk))
+        if persona.is_member:
+            _enrolled_announce(persona)
     return persona
 
 
@@ -78,7 +80,14 @@ def persona_enroll(*, company, persona_id: int, when: datetime | None = None) ->
             persona.save(update_fields=["is_member", "enrolled_at", "updated_at"])
             signup_bonus_give_locked(persona)
             persona_updated_emit(persona, change="enrolled")
+            _enrolled_announce(persona)
         return persona
+
+
+def _enrolled_announce(persona: Persona) -> None:
+    from ..signals import persona_enrolled
+
+    db.on_commit(lambda: persona_enrolled.send(sender=Persona, persona=persona))
 
 
 def signup_bonus_give_locked(persona: Persona) -> None:

@@ -1,0 +1,16 @@
+"""What integrations do when something happens elsewhere in the platform."""
+
+from django.db import transaction as db
+from django.dispatch import receiver
+
+from loyalty.signals import persona_enrolled
+
+
+@receiver(persona_enrolled)
+def push_signup_to_pos(sender, persona, **kwargs):
+    """A persona enrolled here is created in Cova (when the company is connected)."""
+    from .services.cova import signup_push_queue
+    from .tasks import signup_push
+
+    for push in signup_push_queue(persona=persona):
+        db.on_commit(lambda pk=push.pk: signup_push.delay(pk))

@@ -1,0 +1,596 @@
+"""Cova: connections with their credentials, store mappings to Cova locations, the sync
+of customers and sales, and signups pushed back to Cova.
+
+A sync reads everything new from Cova first (customers changed since the credential's
+watermark, then each location's completed sales since its own), staging it in session
+temp tables; then one short database transaction merges it through the same set-wise
+machinery the report imports use, and moves the watermarks. A failure anywhere leaves
+nothing half-written and every watermark where it was.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import logging
+import re
+import zoneinfo
+from decimal import Decimal
+
+from django.core.cache import cache
+from django.db import IntegrityError
+from django.db import connection as db_connection
+from django.db import transaction as db
+from django.db.models import Count, F
+from django.utils import timezone
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+from loyalty.models import Persona, PersonaIdentity, Source, Transaction
+from loyalty.phone import phone_normalize
+from stores.errors import DomainError
+from stores.models import RetailStore
+
+from ..models import Connection, CovaCredential, SignupPush, StoreMapping, SyncRun
+from ..providers.base import ProviderError
+from ..providers.cova import DEFAULT_ACCOUNTS_URL, DEFAULT_API_URL, CovaClient, CovaLocation
+from ..signals import sync_completed
+from .imports import _merge, customers_merge, transactions_attach_store
+from .sync import SyncFailed, progress_key
+
+log = logging.getLogger(__name__)
+
+COVA_FEE_PER_LOCATION = Decimal("15")
+LOCATIONS_CACHE_SECONDS = 300
+SYNC_TASK = "integrations.tasks.cova_sync_scheduled"
+MARKET_RE = re.compile(r"^[A-Z]{2}$")
+LOCATION_ID_RE = re.compile(r"^\d{1,20}$")
+PRICING_GROUP_TRAIT = "CovaPricingGroup"
+
+
+# --- connection and credentials ------------------------------------------------------------
+
+def cova_connection_create(*, company, name: str = "Cova") -> Connection:
+    name = (name or "").strip() or "Cova"
+    try:
+        with db.atomic():
+            source = Source.objects.create(company=company, kind=Source.Kind.COVA, name=name)
+            return Connection.objects.create(company=company, name=name, provider=Connection.Provider.COVA,
+                                             source=source)
+    except IntegrityError as exc:
+        raise DomainError(f"There is already a connection or source named '{name}'.",
+                          extra={"field": "name"}) from exc
+
+
+def _codes(values, *, pattern: re.Pattern, field: str, what: str) -> list[str]:
+    if isinstance(values, str):
+        values = re.split(r"[\s,;]+", values)
+    cleaned = []
+    for value in values or ():
+        value = str(value).strip().upper()
+        if not value:
+            continue
+        if not pattern.match(value):
+            raise DomainError(f"'{value}' is not {what}.", extra={"field": field})
+        if value not in cleaned:
+            cleaned.append(value)
+    return cleaned
+
+
+def cova_credential_save(*, connection: Connection, credential: CovaCredential | None = None,
+                         client_id: str, client_secret: str, username: str, password: str,
+                         cova_company_id: str, accounts_url: str = "", api_url: str = "",
+                         markets=(), is_frozen: bool = False, location_ids=(), pricing_group_id: str = "",
+                         skip_payment_methods: bool = False, sync_time=None) -> CovaCredential:
+    """Add a credential to the connection, or change one. Blank secrets on an existing
+    credential keep the stored ones."""
+    if connection.provider != Connection.Provider.COVA:
+        raise DomainError("Only a Cova connection holds Cova credentials.")
+    values = {"client_id": (client_id or "").strip(), "username": (username or "").strip(),
+              "cova_company_id": (cova_company_id or "").strip()}
+    for field, label in (("client_id", "client id"), ("username", "username"),
+                         ("cova_company_id", "Cova company id")):
+        if not values[field]:
+            raise DomainError(f"Enter the {label} Cova sent you.", extra={"field": field})
+    if not values["cova_company_id"].isdigit():
+        raise DomainError("The Cova company id is a number, e.g. 4455.", extra={"field": "cova_company_id"})
+    client_secret, password = (client_secret or "").strip(), password or ""
+    if credential is None and (not client_secret or not password):
+        field = "client_secret" if not client_secret else "password"
+        raise DomainError(f"Enter the {field.replace('_', ' ')} Cova sent you.", extra={"field": field})
+    credential = credential or CovaCredential(connection=connection)
+    if credential.connection_id != connection.pk:
+        raise DomainError("That credential belongs to another connection.")
+    for field, value in values.items():
+        setattr(credential, field, value)
+    if client_secret or password:
+        old = credential.secrets_plain() if credential.secrets_encrypted else {}
+        credential.set_secrets(client_secret=client_secret or old.get("client_secret", ""),
+                               password=password or old.get("password", ""))
+    credential.accounts_url = (accounts_url or "").strip().rstrip("/")
+    credential.api_url = (api_url or "").strip().rstrip("/")
+    credential.markets = _codes(markets, pattern=MARKET_RE, field="markets",
+                                what="a two-letter state or province code")
+    credential.location_ids = _codes(location_ids, pattern=LOCATION_ID_RE, field="location_ids",
+                                     what="a Cova location id (digits)")
+    credential.is_frozen = bool(is_frozen)
+    credential.pricing_group_id = (pricing_group_id or "").strip()
+    credential.skip_payment_methods = bool(skip_payment_methods)
+    if sync_time is not None:
+        credential.sync_time = sync_time
+    try:
+        with db.atomic():
+            credential.save()
+            cova_schedule_save(credential=credential)
+    except IntegrityError as exc:
+        raise DomainError(f"This connection already has the credential {values['username']} for Cova "
+                          f"company {values['cova_company_id']}.", extra={"field": "username"}) from exc
+    cache.delete(_locations_key(connection.pk))
+    return credential
+
+
+def cova_credential_delete(*, credential: CovaCredential) -> None:
+    with db.atomic():
+        task = credential.periodic_task
+        connection_id = credential.connection_id
+        credential.delete()
+        if task is not None:
+            task.delete()
+    cache.delete(_locations_key(connection_id))
+
+
+def cova_schedule_save(*, credential: CovaCredential) -> PeriodicTask:
+    """The credential's nightly sync, at its time in the company's time zone; off while frozen."""
+    company = credential.connection.company
+    crontab, _ = CrontabSchedule.objects.get_or_create(
+        minute=str(credential.sync_time.minute), hour=str(credential.sync_time.hour),
+        day_of_week="*", day_of_month="*", month_of_year="*", timezone=zoneinfo.ZoneInfo(company.timezone))
+    values = {"crontab": crontab, "task": SYNC_TASK, "args": json.dumps([credential.pk]),
+              "enabled": not (credential.is_frozen or credential.connection.is_frozen),
+              "description": f"Nightly Cova sync of {credential} ({company.name})"}
+    task = credential.periodic_task
+    if task is None:
+        task = PeriodicTask.objects.create(name=f"cova-credential-{credential.pk}-nightly-sync", **values)
+        CovaCredential.objects.filter(pk=credential.pk).update(periodic_task=task)
+        credential.periodic_task = task
+    else:
+        for key, value in values.items():
+            setattr(task, key, value)
+        task.save()
+    return task
+
+
+def cova_client_for(credential: CovaCredential) -> CovaClient:
+    secrets = credential.secrets_plain()
+    return CovaClient(client_id=credential.client_id, client_secret=secrets.get("client_secret", ""),
+                      username=credential.username, password=secrets.get("password", ""),
+                      company_id=credential.cova_company_id,
+                      accounts_url=credential.accounts_url or DEFAULT_ACCOUNTS_URL,
+                      api_url=credential.api_url or DEFAULT_API_URL)
+
+
+def cova_credential_test(*, credential: CovaCredential) -> tuple[bool, str]:
+    """Sign in, reach the company and check the permissions the integration needs."""
+    try:
+        message = cova_client_for(credential).test()
+    except ProviderError as exc:
+        return False, exc.message
+    except DomainError as exc:  # the secrets cannot be decrypted any more
+        return False, exc.message
+    return True, message
+
+
+# --- locations and store mappings ------------------------------------------------------------
+
+def _locations_key(connection_id: int) -> str:
+    return f"cova-locations:{connection_id}"
+
+
+def cova_locations(*, connection: Connection, refresh: bool = False) -> list[CovaLocation]:
+    """Every location the connection's credentials see, fetched live and kept a few
+    minutes (the store pages ask for them on every edit). Raises ProviderError."""
+    key = _locations_key(connection.pk)
+    if not refresh:
+        held = cache.get(key)
+        if held is not None:
+            return [CovaLocation(**item) for item in held]
+    locations: dict[str, CovaLocation] = {}
+    for credential in connection.cova_credentials.all():
+        for location in cova_client_for(credential).locations():
+            locations.setdefault(location.id, location)
+    found = sorted(locations.values(), key=lambda loc: (loc.name.lower(), loc.id))
+    cache.set(key, [loc.__dict__ for loc in found], LOCATIONS_CACHE_SECONDS)
+    return found
+
+
+def cova_monthly_fee(*, connection: Connection) -> tuple[int, Decimal]:
+    """Mapped locations and what they cost a month."""
+    mapped = connection.store_mappings.count()
+    return mapped, mapped * COVA_FEE_PER_LOCATION
+
+
+def store_mapping_save(*, store: RetailStore, connection: Connection, external_location_id: str,
+                       location_name: str = "") -> StoreMapping | None:
+    """Map `store` to a location of the connection ("" unmaps the store). The sales that
+    waited for this location are attached to the store, and their customers' favourite
+    stores follow."""
+    if store.company_id != connection.company_id:
+        raise DomainError("That store belongs to another company.", extra={"field": "store"})
+    location_id = (external_location_id or "").strip()
+    with db.atomic():
+        current = StoreMapping.objects.filter(connection=connection, store=store).first()
+        if not location_id:
+            if current is not None:
+                current.delete()
+            return None
+        taken = (StoreMapping.objects.filter(connection=connection, external_location_id=location_id)
+                 .exclude(store=store).select_related("store").first())
+        if taken is not None:
+            raise DomainError(f"Location {location_id} is already mapped to {taken.store.name}.",
+                              extra={"field": "external_location_id"})
+        if current is None:
+            current = StoreMapping(connection=connection, store=store)
+        current.external_location_id = location_id
+        current.location_name = (location_name or "")[:200]
+        current.save()
+        transactions_attach_store(connection, location_id=location_id, store_id=store.pk)
+    return current
+
+
+def unmapped_locations(*, company) -> list[dict]:
+    """Locations whose sales wait for a store mapping: connection, location id, sales."""
+    rows = (Transaction.objects.filter(company=company, store__isnull=True).exclude(source_location="")
+            .values("source_id", "source_location").annotate(sales=Count("id"))
+            .order_by("source_id", "source_location"))
+    rows = list(rows)
+    if not rows:
+        return []
+    connections = {c.source_id: c for c in Connection.objects.filter(
+        company=company, source_id__in={r["source_id"] for r in rows})}
+    return [{"connection": connections.get(r["source_id"]), "location_id": r["source_location"],
+             "sales": r["sales"]} for r in rows]
+
+
+# --- sync -----------------------------------------------------------------------------------
+
+def cova_sync_run_create(*, credential: CovaCredential, trigger: str) -> SyncRun:
+    """A queued run of one credential; refused while frozen or while one is going."""
+    connection = credential.connection
+    if (credential.is_frozen or connection.is_frozen) and trigger != SyncRun.Trigger.COMMAND:
+        raise DomainError(f"{credential.username} is frozen: unfreeze it to sync.", code="frozen")
+    with db.atomic():
+        CovaCredential.objects.select_for_update().get(pk=credential.pk)
+        active = credential.runs.filter(state__in=[SyncRun.State.QUEUED, SyncRun.State.RUNNING]).first()
+        if active is not None:
+            raise DomainError(f"A sync of {credential.username} is already {active.state}.",
+                              code="sync_active", extra={"run_id": active.pk})
+        return SyncRun.objects.create(company_id=connection.company_id, connection=connection,
+                                      credential=credential, trigger=trigger)
+
+
+_STAGE_CUSTOMERS = """
+CREATE TEMP TABLE cova_customers (
+    customer_id text PRIMARY KEY, first_name text, last_name text, email text, phone text,
+    birth_date date, market text, pricing_group text, first_seen timestamptz, survivor_id text
+)
+"""
+_STAGE_LINES = """
+CREATE TEMP TABLE cova_lines (
+    row_no integer, transaction_id text, customer_id text, occurred_at timestamptz,
+    store_id bigint, first_name text, last_name text, email text, phone text, birth_date date,
+    sku text, product text, brand text, category text, quantity numeric, unit_price numeric,
+    discount numeric, tax numeric, line_total numeric, payment_method text, fulfillment text,
+    employee text, source_location text
+)
+"""
+_STAGE_PAYMENTS = "CREATE TEMP TABLE cova_payments (transaction_id text, method text, amount numeric)"
+_STAGED = ("cova_customers", "cova_lines", "cova_payments")
+
+
+class _Copy:
+    """Rows into a temp table through COPY, buffered."""
+
+    def __init__(self, cursor, table: str, columns: tuple[str, ...]):
+        self.cursor, self.table, self.columns = cursor, table, columns
+        self.buffer, self.pending, self.rows = io.StringIO(), 0, 0
+        self.writer = csv.writer(self.buffer, lineterminator="\n")
+
+    def add(self, row) -> None:
+        self.writer.writerow(["" if v is None else v for v in row])
+        self.pending += 1
+        self.rows += 1
+        if self.pending >= 5000:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        # Empty unquoted fields are NULL; text columns get '' where the data says so below.
+        with self.cursor.cursor.copy(f"COPY {self.table} ({', '.join(self.columns)}) FROM STDIN "
+                                     "(FORMAT csv)") as copy:
+            copy.write(self.buffer.getvalue())
+        self.buffer.seek(0)
+        self.buffer.truncate()
+        self.pending = 0
+
+
+CUSTOMER_COLUMNS = ("customer_id", "first_name", "last_name", "email", "phone", "birth_date", "market",
+                    "pricing_group", "first_seen", "survivor_id")
+LINE_COLUMNS = ("row_no", "transaction_id", "customer_id", "occurred_at", "store_id", "sku", "product",
+                "brand", "category", "quantity", "unit_price", "discount", "tax", "line_total",
+                "payment_method", "fulfillment", "employee", "source_location")
+
+
+def _phone(value: str, country: str) -> str:
+    try:
+        return phone_normalize(value, country=country) if value else ""
+    except DomainError:
+        return ""  # a number we cannot read: the customer comes in without it
+
+
+def _progress(run: SyncRun, **counts) -> None:
+    cache.set(progress_key(run.pk), counts.get("rows", 0), 3600)
+    cache.set(f"sync-run:{run.pk}:cova", counts, 3600)
+
+
+def cova_sync_run_execute(*, run_id: int) -> SyncRun:
+    """Do the run. Raises SyncFailed (retryable when Cova was unreachable)."""
+    run = SyncRun.objects.select_related("credential__connection__company").get(pk=run_id)
+    credential = run.credential
+    connection = credential.connection
+    SyncRun.objects.filter(pk=run.pk).update(
+        state=SyncRun.State.RUNNING, started_at=run.started_at or timezone.now(),
+        attempts=F("attempts") + 1, error="", finished_at=None)
+    run.refresh_from_db()
+    try:
+        with db_connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {', '.join(_STAGED)}")
+            for statement in (_STAGE_CUSTOMERS, _STAGE_LINES, _STAGE_PAYMENTS):
+                cursor.execute(statement)
+            staged = _fetch(run, credential, cursor)
+        with db.atomic(durable=True):
+            Connection.objects.select_for_update().filter(pk=connection.pk).first()
+            counts = _merge_staged(connection, staged)
+            CovaCredential.objects.filter(pk=credential.pk).update(
+                customers_since=staged["customers_since"], sales_since=staged["sales_since"],
+                last_synced_at=timezone.now(), last_error="")
+    except ProviderError as exc:
+        _fail(run, credential, exc.message)
+        raise SyncFailed(exc.message, retryable=exc.retryable) from exc
+    except Exception as exc:
+        log.exception("Cova sync run %s failed", run.pk)
+        message = f"Cova sync failed: {exc}"
+        _fail(run, credential, message)
+        raise SyncFailed(message, retryable=True) from exc
+    finally:
+        _drop_staged()
+    now = timezone.now()
+    SyncRun.objects.filter(pk=run.pk).update(
+        state=SyncRun.State.SUCCEEDED, finished_at=now, current_file="", error="",
+        customers_synced=counts["customers"], sales_synced=counts["sales"],
+        sales_unmapped=counts["unmapped"], rows_accepted=counts["lines"])
+    Connection.objects.filter(pk=connection.pk).update(last_synced_at=now)
+    cache.delete(progress_key(run.pk))
+    run.refresh_from_db()
+    sync_completed.send(sender=Connection, connection=connection, run=run)
+    return run
+
+
+def _drop_staged() -> None:
+    try:
+        with db_connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {', '.join(_STAGED)}")
+    except Exception:  # the connection itself is gone; its temp tables went with it
+        log.warning("could not drop the Cova staging tables", exc_info=True)
+
+
+def _fail(run: SyncRun, credential: CovaCredential, message: str) -> None:
+    SyncRun.objects.filter(pk=run.pk).update(state=SyncRun.State.FAILED, error=message,
+                                             finished_at=timezone.now(), current_file="")
+    CovaCredential.objects.filter(pk=credential.pk).update(last_error=message)
+    cache.delete(progress_key(run.pk))
+
+
+def _fetch(run: SyncRun, credential: CovaCredential, cursor) -> dict:
+    """Read what changed in Cova into the staging tables; nothing touches our data yet."""
+    connection = credential.connection
+    company = connection.company
+    country = company.country or "US"
+    client = cova_client_for(credential)
+    markets = set(credential.markets)
+
+    # Customers changed since the watermark (overlapping by design: `ge`, merged idempotently).
+    customers_since = credential.customers_since
+    customers = _Copy(cursor, "cova_customers", CUSTOMER_COLUMNS)
+    seen: set[str] = set()
+    SyncRun.objects.filter(pk=run.pk).update(current_file="Customers")
+    for page in client.customers_changed(customers_since):
+        for c in page:
+            if customers_since is None or c.modified_at > customers_since:
+                customers_since = c.modified_at
+            if markets and c.state.upper() not in markets:
+                continue
+            if c.id in seen:
+                continue
+            seen.add(c.id)
+            customers.add((c.id, c.first_name, c.last_name, c.email.lower(), _phone(c.phone, country),
+                           c.birth_date.isoformat() if c.birth_date else None, c.state.upper(),
+                           c.pricing_group_id, c.created_at.isoformat(), c.survivor_id or c.id))
+        customers.flush()
+        _progress(run, customers=customers.rows, sales=0, rows=customers.rows)
+
+    # Sales per location since each one's watermark.
+    mapped = dict(StoreMapping.objects.filter(connection=connection)
+                  .values_list("external_location_id", "store_id"))
+    wanted = set(credential.location_ids)
+    sales_since = dict(credential.sales_since or {})
+    lines = _Copy(cursor, "cova_lines", LINE_COLUMNS)
+    payments = _Copy(cursor, "cova_payments", ("transaction_id", "method", "amount"))
+    sales = unmapped = 0
+    for location in client.locations():
+        if wanted and location.id not in wanted:
+            continue
+        SyncRun.objects.filter(pk=run.pk).update(current_file=f"Sales of {location.name}")
+        since_text = sales_since.get(location.id)
+        since = dt.datetime.fromisoformat(since_text) if since_text else None
+        newest = since
+        store_id = mapped.get(location.id)
+        for page in client.sales(location.id, since, payments=not credential.skip_payment_methods):
+            for sale in page:
+                if newest is None or sale.completed_at > newest:
+                    newest = sale.completed_at
+                sales += 1
+                if store_id is None:
+                    unmapped += 1
+                for item in sale.items:
+                    lines.add((lines.rows + 1, sale.id, sale.customer_id or "", sale.completed_at.isoformat(),
+                               store_id, item.sku, item.product, item.brand, item.category, item.quantity,
+                               item.unit_price, item.discount, item.tax, item.total, None, sale.fulfillment,
+                               sale.employee, "" if store_id else location.id))
+                for payment in sale.payments:
+                    payments.add((sale.id, payment.method, payment.amount))
+            lines.flush()
+            payments.flush()
+            _progress(run, customers=customers.rows, sales=sales, rows=customers.rows + sales)
+        if newest is not None:
+            sales_since[location.id] = newest.isoformat()
+    return {"customers": customers.rows, "sales": sales, "unmapped": unmapped, "lines": lines.rows,
+            "customers_since": customers_since, "sales_since": sales_since,
+            "has_payments": payments.rows > 0}
+
+
+# Customers, then their Cova-only traits: market and pricing group (a custom brand trait
+# audiences can use). A merged-away duplicate is not a customer of its own: its id becomes
+# another identity of the survivor's persona, so its sales find the survivor.
+_CUSTOMERS_FROM_STAGE = """
+CREATE TEMP TABLE import_customers ON COMMIT DROP AS
+SELECT customer_id, coalesce(first_name, '') AS first_name, coalesce(last_name, '') AS last_name,
+       coalesce(email, '') AS email, coalesce(phone, '') AS phone, birth_date,
+       coalesce(market, '') AS market, pricing_group, first_seen,
+       NULL::bigint AS persona_id, false AS is_new
+FROM cova_customers WHERE survivor_id = customer_id
+"""
+_TRAITS = """
+UPDATE loyalty_persona p SET
+    market = CASE WHEN c.market <> '' THEN c.market ELSE p.market END,
+    custom_traits = CASE WHEN coalesce(c.pricing_group, '') <> ''
+                         THEN p.custom_traits || jsonb_build_object(%(trait)s::text, c.pricing_group)
+                         ELSE p.custom_traits - %(trait)s::text END,
+    updated_at = now()
+FROM import_customers c
+WHERE p.id = c.persona_id
+"""
+_MERGED_IDENTITIES = """
+INSERT INTO loyalty_personaidentity (company_id, persona_id, source_id, external_id, created_at)
+SELECT %(company_id)s, i.persona_id, %(source_id)s, d.customer_id, now()
+FROM cova_customers d
+JOIN loyalty_personaidentity i ON i.source_id = %(source_id)s AND i.external_id = d.survivor_id
+WHERE d.survivor_id <> d.customer_id
+ON CONFLICT (source_id, external_id) DO NOTHING
+"""
+_LINES_FROM_STAGE = """
+CREATE TEMP TABLE import_lines ON COMMIT DROP AS
+SELECT row_no, transaction_id, coalesce(customer_id, '') AS customer_id, occurred_at, store_id,
+       ''::text AS first_name, ''::text AS last_name, ''::text AS email, ''::text AS phone,
+       NULL::date AS birth_date, coalesce(sku, '') AS sku, coalesce(product, '') AS product,
+       coalesce(brand, '') AS brand, coalesce(category, '') AS category, quantity, unit_price,
+       coalesce(discount, 0) AS discount, coalesce(tax, 0) AS tax, line_total, payment_method,
+       coalesce(fulfillment, 'in_store') AS fulfillment, coalesce(employee, '') AS employee,
+       coalesce(source_location, '') AS source_location
+FROM cova_lines
+"""
+_UNKNOWN_CUSTOMERS = """
+UPDATE import_lines l SET customer_id = ''
+WHERE l.customer_id <> ''
+  AND NOT EXISTS (SELECT 1 FROM cova_customers c WHERE c.customer_id = l.customer_id)
+  AND NOT EXISTS (SELECT 1 FROM loyalty_personaidentity i
+                  WHERE i.source_id = %(source_id)s AND i.external_id = l.customer_id)
+"""
+_PAYMENTS_FROM_STAGE = """
+INSERT INTO loyalty_payment (transaction_id, method, amount)
+SELECT t.id, left(coalesce(p.method, ''), 60), p.amount FROM cova_payments p
+JOIN import_txns t ON t.external_id = p.transaction_id
+"""
+
+
+def _merge_staged(connection: Connection, staged: dict) -> dict:
+    params = {"company_id": connection.company_id, "source_id": connection.source_id,
+              "trait": PRICING_GROUP_TRAIT}
+    with db_connection.cursor() as cursor:
+        cursor.execute("ANALYZE cova_customers")
+        cursor.execute("DROP TABLE IF EXISTS import_customers")
+        cursor.execute(_CUSTOMERS_FROM_STAGE)
+    customers_merge(connection)
+    with db_connection.cursor() as cursor:
+        cursor.execute(_TRAITS, params)
+        cursor.execute(_MERGED_IDENTITIES, params)
+        cursor.execute("DROP TABLE import_customers")
+        cursor.execute("DROP TABLE IF EXISTS import_lines")
+        cursor.execute(_LINES_FROM_STAGE)
+        # A sale of a merged-away customer belongs to the survivor.
+        cursor.execute("UPDATE import_lines l SET customer_id = d.survivor_id FROM cova_customers d "
+                       "WHERE l.customer_id = d.customer_id AND d.survivor_id <> d.customer_id")
+        # A sale of a customer we do not sync (another market) comes in as a walk-in's.
+        cursor.execute(_UNKNOWN_CUSTOMERS, params)
+        cursor.execute("ANALYZE import_lines")
+    new_sales = 0
+    if staged["lines"]:
+        _merge(connection, file_key="", drop_missing=False)
+        with db_connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FILTER (WHERE inserted) FROM import_txns")
+            new_sales = cursor.fetchone()[0]
+            if staged["has_payments"]:
+                cursor.execute("DELETE FROM loyalty_payment "
+                               "WHERE transaction_id IN (SELECT id FROM import_txns)")
+                cursor.execute(_PAYMENTS_FROM_STAGE)
+    return {"customers": staged["customers"], "sales": new_sales, "unmapped": staged["unmapped"],
+            "lines": staged["lines"]}
+
+
+# --- signups pushed to Cova ------------------------------------------------------------------
+
+def signup_push_queue(*, persona: Persona) -> list[SignupPush]:
+    """Queue the creation in Cova of a persona who enrolled here, on each credential that
+    pushes (not frozen; the persona's market among its markets, when it has some). A
+    persona Cova already knows is not pushed."""
+    credentials = CovaCredential.objects.filter(
+        connection__company_id=persona.company_id, is_frozen=False, connection__is_frozen=False,
+    ).select_related("connection")
+    queued = []
+    for credential in credentials:
+        if credential.markets and persona.market not in credential.markets:
+            continue
+        known = PersonaIdentity.objects.filter(persona=persona, source_id=credential.connection.source_id)
+        if known.exists():
+            continue
+        push, created = SignupPush.objects.get_or_create(
+            persona=persona, credential=credential, defaults={"company_id": persona.company_id})
+        if created or push.state == SignupPush.State.FAILED:
+            queued.append(push)
+    return queued
+
+
+def signup_push_send(*, push_id: int) -> SignupPush:
+    """Create the persona in Cova with the credential's forced pricing group, and keep the
+    id Cova gives them as their Cova identity. Raises ProviderError (the task retries)."""
+    push = SignupPush.objects.select_related("persona", "credential__connection").get(pk=push_id)
+    if push.state == SignupPush.State.SENT:
+        return push
+    persona, credential = push.persona, push.credential
+    SignupPush.objects.filter(pk=push.pk).update(attempts=F("attempts") + 1)
+    try:
+        cova_id = cova_client_for(credential).customer_create(
+            first_name=persona.first_name, last_name=persona.last_name, email=persona.email,
+            phone=persona.phone, birth_date=persona.birth_date, pricing_group_id=credential.pricing_group_id)
+    except ProviderError as exc:
+        SignupPush.objects.filter(pk=push.pk).update(state=SignupPush.State.FAILED, error=exc.message)
+        raise
+    with db.atomic():
+        PersonaIdentity.objects.get_or_create(
+            source_id=credential.connection.source_id, external_id=cova_id,
+            defaults={"company_id": persona.company_id, "persona": persona})
+        SignupPush.objects.filter(pk=push.pk).update(state=SignupPush.State.SENT, external_id=cova_id,
+                                                     error="")
+    push.refresh_from_db()
+    return push

@@ -1,0 +1,329 @@
+"""The Cova sync against the local fake Cova: customers and sales in, watermarks, options,
+unmapped locations, failures, and signups pushed back."""
+
+import datetime as dt
+from decimal import Decimal
+from urllib.parse import unquote
+
+import pytest
+
+from integrations.models import CovaCredential, SignupPush, SyncRun
+from integrations.services.cova import (
+    cova_connection_create,
+    cova_credential_save,
+    cova_sync_run_create,
+    cova_sync_run_execute,
+    signup_push_queue,
+    signup_push_send,
+    store_mapping_save,
+    unmapped_locations,
+)
+from integrations.services.sync import SyncFailed
+from loyalty.models import LoyaltyProgram, Persona, PersonaIdentity, PointsEntry, Transaction
+from loyalty.services.personas import persona_create, persona_enroll
+from stores.services import store_create
+from tests.integrations.cova_fake import cova_server  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.django_db
+
+T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def cova(company, cova_server):  # noqa: F811
+    connection = cova_connection_create(company=company)
+    credential = cova_credential_save(
+        connection=connection, client_id=cova_server.client_id, client_secret=cova_server.client_secret,
+        username=cova_server.username, password=cova_server.password,
+        cova_company_id=str(cova_server.company_id), accounts_url=cova_server.url, api_url=cova_server.url)
+    return credential
+
+
+@pytest.fixture
+def sync(cova):
+    def run(credential=None, *, expect_failure=False):
+        credential = credential or cova
+        credential.refresh_from_db()
+        run = cova_sync_run_create(credential=credential, trigger=SyncRun.Trigger.MANUAL)
+        if expect_failure:
+            with pytest.raises(SyncFailed):
+                cova_sync_run_execute(run_id=run.pk)
+        else:
+            cova_sync_run_execute(run_id=run.pk)
+        return SyncRun.objects.get(pk=run.pk)
+
+    return run
+
+
+@pytest.fixture
+def downtown(company, cova, cova_server):  # noqa: F811
+    """A store mapped to the fake's location 1001."""
+    location = cova_server.add_location("Downtown", location_id=1001)
+    store = store_create(company=company, name="Downtown store", state="CO")
+    store_mapping_save(store=store, connection=cova.connection, external_location_id=str(location),
+                       location_name="Downtown")
+    return store
+
+
+def _member_program(company, **values):
+    LoyaltyProgram.objects.update_or_create(company=company, defaults=values)
+
+
+def test_full_sync_brings_customers_and_sales_with_points_once(company, cova, cova_server, sync,  # noqa: F811
+                                                               downtown):
+    _member_program(company, points_per_unit=1)
+    ana = cova_server.add_customer(FirstName="Ana", LastName="Diaz", Phone="(303) 555-0142",
+                                   Email="Ana@Example.com", State="CO", PricingGroupId="Medical",
+                                   DateOfBirth="1990-05-01")
+    ben = cova_server.add_customer(FirstName="Ben", LastName="Ode", Phone="(303) 555-0199", State="CO")
+    cova_server.add_sale(1001, ana, items=[{"Sku": "FL-1", "UnitPrice": 40.0, "Quantity": 2.0, "Tax": 12.0,
+                                            "Category": "Flower", "Brand": "Green Peak"}],
+                         payments=[{"Method": "Cash", "Amount": 50.0}, {"Method": "Debit", "Amount": 42.0}],
+                         fulfillment="Delivery", completed_at=T0)
+    cova_server.add_sale(1001, None, completed_at=T0)  # a walk-in
+
+    run = sync()
+
+    assert run.state == SyncRun.State.SUCCEEDED, run.error
+    assert run.customers_synced == 2 and run.sales_synced == 2 and run.sales_unmapped == 0
+    persona = Persona.objects.get(company=company, phone="+13035550142")
+    assert (persona.first_name, persona.email, persona.market) == ("Ana", "ana@example.com", "CO")
+    assert persona.birth_date == dt.date(1990, 5, 1)
+    assert persona.sourced_from.name == "Cova"
+    assert persona.custom_traits == {"CovaPricingGroup": "Medical"}
+    assert PersonaIdentity.objects.get(persona=persona).external_id == ana
+    assert persona.favourite_store == downtown
+    sale = Transaction.objects.get(persona=persona)
+    assert sale.store == downtown and sale.fulfillment == "delivery"
+    assert sale.subtotal == Decimal("80.00") and sale.tax_total == Decimal("12.00")
+    assert sorted((p.method, p.amount) for p in sale.payments.all()) == [("Cash", Decimal("50.00")),
+                                                                          ("Debit", Decimal("42.00"))]
+    line = sale.line_items.get()
+    assert (line.sku, line.category, line.brand, line.quantity) == ("FL-1", "Flower", "Green Peak", 2)
+    walk_in = Transaction.objects.get(company=company, persona__isnull=True)
+    assert walk_in.store == downtown
+    persona.refresh_from_db()
+    earned = persona.points_balance
+    assert earned > 0
+    assert Persona.objects.filter(company=company, identities__external_id=ben).exists()
+
+    # A second sync imports nothing new and duplicates nothing.
+    again = sync()
+    assert again.state == SyncRun.State.SUCCEEDED
+    assert again.sales_synced == 0
+    assert Persona.objects.filter(company=company).count() == 2
+    assert Transaction.objects.filter(company=company).count() == 2
+    persona.refresh_from_db()
+    assert persona.points_balance == earned
+    assert PointsEntry.objects.filter(persona=persona, kind="earn").count() == 1
+
+
+def test_incremental_sync_takes_only_changes(company, cova, cova_server, sync, downtown):  # noqa: F811
+    first = cova_server.add_customer(FirstName="Cam", Phone="(303) 555-0101", State="CO",
+                                     LastModifiedDateUtc=T0 - dt.timedelta(days=3))
+    cova_server.add_sale(1001, first, completed_at=T0 - dt.timedelta(days=2))
+    sync()
+    cova.refresh_from_db()
+    assert cova.customers_since == T0 - dt.timedelta(days=3)
+    assert cova.sales_since == {"1001": (T0 - dt.timedelta(days=2)).isoformat()}
+
+    cova_server.requests.clear()
+    cova_server.touch_customer(first, LastName="Reyes")
+    cova_server.add_customer(FirstName="Dee", Phone="(303) 555-0102", State="CO")
+    cova_server.add_sale(1001, first, completed_at=T0)
+    run = sync()
+
+    assert run.customers_synced == 2 and run.sales_synced == 1
+    customer_calls = cova_server.requests_to("/Customers", method="GET")
+    assert customer_calls and all("LastModifiedDateUtc ge" in unquote(c) for c in customer_calls)
+    assert Persona.objects.get(identities__external_id=first).last_name == "Reyes"
+    assert Transaction.objects.filter(company=company).count() == 2
+
+
+def test_market_filter_and_location_restriction(company, cova, cova_server, sync):  # noqa: F811
+    co = cova_server.add_location("Denver", "CO", location_id=1001)
+    wa = cova_server.add_location("Seattle", "WA", "America/Los_Angeles", location_id=1002)
+    in_co = cova_server.add_customer(FirstName="Col", Phone="(303) 555-0110", State="CO")
+    in_wa = cova_server.add_customer(FirstName="Wash", Phone="(206) 555-0110", State="WA")
+    cova_server.add_sale(co, in_co, completed_at=T0)
+    cova_server.add_sale(wa, in_wa, completed_at=T0)
+    cova_credential_save(connection=cova.connection, credential=cova, client_id=cova.client_id,
+                         client_secret="", username=cova.username, password="",
+                         cova_company_id=cova.cova_company_id, accounts_url=cova.accounts_url,
+                         api_url=cova.api_url, markets="co", location_ids=[str(co)])
+
+    run = sync()
+
+    assert run.state == SyncRun.State.SUCCEEDED, run.error
+    assert list(Persona.objects.filter(company=company).values_list("first_name", flat=True)) == ["Col"]
+    assert list(Transaction.objects.filter(company=company).values_list("source_location", flat=True)) == [
+        str(co)]
+    assert not cova_server.requests_to(f"Locations({wa})/Sales")
+
+
+def test_freeze_stops_syncing(company, cova, cova_server):  # noqa: F811
+    from stores.errors import DomainError
+
+    cova.is_frozen = True
+    cova.save()
+    with pytest.raises(DomainError, match="frozen"):
+        cova_sync_run_create(credential=cova, trigger=SyncRun.Trigger.MANUAL)
+    cova_credential_save(connection=cova.connection, credential=cova, client_id=cova.client_id,
+                         client_secret="", username=cova.username, password="",
+                         cova_company_id=cova.cova_company_id, accounts_url=cova.accounts_url,
+                         api_url=cova.api_url, is_frozen=True)
+    cova.refresh_from_db()
+    assert cova.periodic_task.enabled is False
+    from integrations.tasks import cova_sync_scheduled
+
+    cova_sync_scheduled(cova.pk)
+    assert not SyncRun.objects.filter(credential=cova).exists()
+
+
+def test_skip_payment_methods(company, cova, cova_server, sync, downtown):  # noqa: F811
+    customer = cova_server.add_customer(FirstName="Pay", Phone="(303) 555-0120", State="CO")
+    cova_server.add_sale(1001, customer, completed_at=T0)
+    cova_credential_save(connection=cova.connection, credential=cova, client_id=cova.client_id,
+                         client_secret="", username=cova.username, password="",
+                         cova_company_id=cova.cova_company_id, accounts_url=cova.accounts_url,
+                         api_url=cova.api_url, skip_payment_methods=True)
+    sync()
+    sale = Transaction.objects.get(company=company)
+    assert not sale.payments.exists()
+    assert all("$expand" not in path for path in cova_server.requests_to("/Sales"))
+
+
+def test_merged_customers_land_on_the_survivor(company, cova, cova_server, sync, downtown):  # noqa: F811
+    survivor = cova_server.add_customer(FirstName="Sam", Phone="(303) 555-0130", State="CO")
+    duplicate = cova_server.add_customer(FirstName="Samuel", Phone="(303) 555-0131", State="CO")
+    cova_server.merge_customer(duplicate, survivor)
+    cova_server.add_sale(1001, duplicate, completed_at=T0)
+
+    sync()
+
+    persona = Persona.objects.get(company=company)
+    assert persona.first_name == "Sam"
+    assert set(persona.identities.values_list("external_id", flat=True)) == {survivor, duplicate}
+    assert Transaction.objects.get(company=company).persona == persona
+
+
+def test_unmapped_location_sales_wait_then_attach(company, cova, cova_server, sync):  # noqa: F811
+    location = cova_server.add_location("Uptown", location_id=1002)
+    customer = cova_server.add_customer(FirstName="Una", Phone="(303) 555-0140", State="CO")
+    cova_server.add_sale(location, customer, completed_at=T0)
+    cova_server.add_sale(location, customer, completed_at=T0 + dt.timedelta(hours=1))
+
+    run = sync()
+
+    assert run.sales_unmapped == 2
+    waiting = Transaction.objects.filter(company=company)
+    assert waiting.count() == 2 and all(t.store_id is None and t.source_location == "1002" for t in waiting)
+    assert [(u["location_id"], u["sales"]) for u in unmapped_locations(company=company)] == [("1002", 2)]
+    persona = Persona.objects.get(company=company)
+    assert persona.favourite_store is None
+
+    uptown = store_create(company=company, name="Uptown", state="CO")
+    store_mapping_save(store=uptown, connection=cova.connection, external_location_id="1002")
+
+    assert unmapped_locations(company=company) == []
+    assert set(Transaction.objects.filter(company=company).values_list("store_id", "source_location")) == {
+        (uptown.pk, "")}
+    persona.refresh_from_db()
+    assert persona.favourite_store == uptown
+
+
+def test_injected_500s_are_retried(company, cova, cova_server, sync, downtown):  # noqa: F811
+    cova_server.add_customer(FirstName="Ret", Phone="(303) 555-0150", State="CO")
+    cova_server.fail_next(2, status=500, path_contains="/Customers")
+    run = sync()
+    assert run.state == SyncRun.State.SUCCEEDED
+    assert Persona.objects.filter(company=company).count() == 1
+
+
+def test_persistent_failure_leaves_watermarks_and_data(company, cova, cova_server, sync, downtown,  # noqa: F811
+                                                       monkeypatch):
+    customer = cova_server.add_customer(FirstName="Old", Phone="(303) 555-0160", State="CO",
+                                        LastModifiedDateUtc=T0 - dt.timedelta(days=5))
+    cova_server.add_sale(1001, customer, completed_at=T0 - dt.timedelta(days=5))
+    sync()
+    cova.refresh_from_db()
+    before = (cova.customers_since, dict(cova.sales_since))
+
+    cova_server.add_customer(FirstName="New", Phone="(303) 555-0161", State="CO")
+    cova_server.add_sale(1001, customer, completed_at=T0)
+    monkeypatch.setattr("integrations.providers.cova.time.sleep", lambda s: None)
+    cova_server.fail_always(503, path_contains="/Sales")
+    run = sync(expect_failure=True)
+
+    assert run.state == SyncRun.State.FAILED
+    assert "503" in run.error or "did not" in run.error or "Cova" in run.error
+    cova.refresh_from_db()
+    assert (cova.customers_since, dict(cova.sales_since)) == before
+    assert cova.last_error == run.error
+    # Customers fetched before the failure were not half-merged.
+    assert not Persona.objects.filter(company=company, first_name="New").exists()
+    assert Transaction.objects.filter(company=company).count() == 1
+
+
+def test_secrets_never_in_runs_errors_or_requests(company, cova, cova_server, sync, monkeypatch):  # noqa: F811
+    monkeypatch.setattr("integrations.providers.cova.time.sleep", lambda s: None)
+    cova_server.fail_always(500)
+    run = sync(expect_failure=True)
+    stored = CovaCredential.objects.get(pk=cova.pk)
+    for secret in (cova_server.client_secret, cova_server.password):
+        assert secret not in run.error
+        assert secret not in stored.secrets_encrypted
+        assert secret not in stored.last_error
+        assert all(secret not in path for _, path, _ in cova_server.requests)
+
+
+def test_signup_push_creates_the_customer_in_cova(company, cova, cova_server):  # noqa: F811
+    cova_credential_save(connection=cova.connection, credential=cova, client_id=cova.client_id,
+                         client_secret="", username=cova.username, password="",
+                         cova_company_id=cova.cova_company_id, accounts_url=cova.accounts_url,
+                         api_url=cova.api_url, pricing_group_id="Loyalty-Plus")
+    persona = persona_create(company=company, source=None, first_name="Quinn", last_name="Lee",
+                             phone="(303) 555-0170", email="quinn@example.com")
+    persona_enroll(company=company, persona_id=persona.pk)
+    [push] = signup_push_queue(persona=persona)
+
+    push = signup_push_send(push_id=push.pk)
+
+    assert push.state == SignupPush.State.SENT and push.external_id
+    [body] = cova_server.created_customers
+    assert body["FirstName"] == "Quinn" and body["PricingGroupId"] == "Loyalty-Plus"
+    assert body["Phone"] == "+13035550170"
+    assert PersonaIdentity.objects.get(persona=persona, source=cova.connection.source).external_id == \
+        push.external_id
+    # Known to Cova now: not pushed again.
+    assert signup_push_queue(persona=persona) == []
+
+
+def test_failed_signup_push_is_recorded(company, cova, cova_server, monkeypatch):  # noqa: F811
+    from integrations.providers.base import ProviderError
+
+    monkeypatch.setattr("integrations.providers.cova.time.sleep", lambda s: None)
+    persona = persona_create(company=company, source=None, first_name="Fay", phone="(303) 555-0180")
+    [push] = signup_push_queue(persona=persona)
+    cova_server.fail_always(500, path_contains="/Customers")
+    with pytest.raises(ProviderError):
+        signup_push_send(push_id=push.pk)
+    push.refresh_from_db()
+    assert push.state == SignupPush.State.FAILED and push.error
+    assert cova_server.client_secret not in push.error
+
+
+def test_sync_completed_fires_after_a_sync(company, cova, cova_server, sync):  # noqa: F811
+    from integrations.signals import sync_completed
+
+    seen = []
+
+    def listener(sender, connection, run, **kwargs):
+        seen.append(run.pk)
+
+    sync_completed.connect(listener)
+    try:
+        run = sync()
+    finally:
+        sync_completed.disconnect(listener)
+    assert seen == [run.pk]
