@@ -88,6 +88,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "stores.context_processors.shell",
+                "integrations.context_processors.account_notices",
             ],
         },
     },

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 
 from . import fields as F
-from .models import Connection, ImportedFile, RowError, SyncRun
+from .models import Connection, CovaCredential, ImportedFile, Provider, RowError, StoreMapping, SyncRun
 from .reader import FileRejected, PreviewRow
 from .services.imports import report_reader
 
@@ -76,9 +76,10 @@ def report_preview(*, connection: Connection, stream, file_name: str,
 # -- the connection pages --------------------------------------------------------------
 
 def connections_overview(*, company):
-    """The connection list: each with its number of files and its latest run."""
+    """The report connection list (Cova has its own page): each with its number of files
+    and its latest run."""
     latest = SyncRun.objects.filter(connection=OuterRef("pk")).order_by("-created_at", "-id")
-    return connection_list(company=company).annotate(
+    return connection_list(company=company).exclude(provider=Provider.COVA).annotate(
         file_count=Count("files", filter=Q(files__removed_at__isnull=True), distinct=True),
         last_run_id=Subquery(latest.values("pk")[:1]),
         last_run_state=Subquery(latest.values("state")[:1]),
@@ -115,3 +116,109 @@ def unknown_store_values(*, connection, limit: int = 50) -> list[dict]:
               .annotate(rows=Count("id"), files=Count("imported_file", distinct=True))
               .order_by("-rows", "value"))
     return [v for v in values[: limit * 2] if v["value"].strip().lower() not in known][:limit]
+
+
+# -- the integration catalog and Cova ---------------------------------------------------
+
+class Status:
+    NOT_CONNECTED = "not_connected"
+    CONNECTED = "connected"
+    FROZEN = "frozen"
+    FAILING = "failing"
+
+    LABELS = {NOT_CONNECTED: "Not connected", CONNECTED: "Connected", FROZEN: "Frozen", FAILING: "Failing"}
+
+
+@dataclass
+class IntegrationStatus:
+    """How one provider of the catalog stands for a company: its connections and the worst of
+    their states (failing, then connected, then frozen)."""
+
+    state: str = Status.NOT_CONNECTED
+    connections: list = field(default_factory=list)  # Connection rows, each with `.state`
+    problem: str = ""  # why it is failing, for the card
+
+    @property
+    def label(self) -> str:
+        return Status.LABELS[self.state]
+
+
+def _overall(states: list[str]) -> str:
+    if not states:
+        return Status.NOT_CONNECTED
+    for state in (Status.FAILING, Status.CONNECTED, Status.FROZEN):
+        if state in states:
+            return state
+    return Status.NOT_CONNECTED
+
+
+def _last_run_state(field: str):
+    latest = SyncRun.objects.filter(**{field: OuterRef("pk")}).order_by("-created_at", "-id")
+    return Subquery(latest.values("state")[:1])
+
+
+def integration_statuses(*, company) -> dict[str, IntegrationStatus]:
+    """Provider key ("cova", "s3", "onedrive", "folder", "pos_api") -> its status. Failing:
+    the last run failed, or a Cova credential has an error. Three queries."""
+    statuses = {key: IntegrationStatus() for key in (*Provider.values, "pos_api")}
+    connections = list(Connection.objects.filter(company=company).order_by("name")
+                       .annotate(last_run_state=_last_run_state("connection")))
+    credentials: dict[int, list[CovaCredential]] = {}
+    for credential in (CovaCredential.objects.filter(connection__company=company)
+                       .annotate(last_run_state=_last_run_state("credential")).order_by("id")):
+        credentials.setdefault(credential.connection_id, []).append(credential)
+    for connection in connections:
+        status = statuses[connection.provider]
+        connection.problem = ""
+        if connection.provider == Provider.COVA:
+            creds = credentials.get(connection.pk, [])
+            connection.credential_count = len(creds)
+            failing = [c for c in creds if c.last_error or c.last_run_state == SyncRun.State.FAILED]
+            if failing:
+                connection.state = Status.FAILING
+                connection.problem = failing[0].last_error or "The last sync failed."
+            elif creds and all(c.is_frozen for c in creds):
+                connection.state = Status.FROZEN
+            else:
+                connection.state = Status.CONNECTED if creds else Status.NOT_CONNECTED
+        elif connection.last_run_state == SyncRun.State.FAILED:
+            connection.state, connection.problem = Status.FAILING, "The last sync failed."
+        else:
+            connection.state = Status.FROZEN if connection.is_frozen else Status.CONNECTED
+        status.connections.append(connection)
+    for status in statuses.values():
+        status.state = _overall([c.state for c in status.connections])
+        status.problem = next((c.problem for c in status.connections if c.problem), "")
+    if company.api_keys.filter(revoked_at__isnull=True).exists():
+        statuses["pos_api"].state = Status.CONNECTED
+    return statuses
+
+
+def cova_connections(*, company):
+    return Connection.objects.filter(company=company, provider=Provider.COVA).order_by("name")
+
+
+def cova_connection_get(*, company, connection_id) -> Connection:
+    """A Cova connection of the company; anything else is a 404."""
+    return get_object_or_404(Connection.objects.select_related("company", "source"),
+                             company=company, provider=Provider.COVA, pk=connection_id)
+
+
+def cova_credential_get(*, company, credential_id) -> CovaCredential:
+    """Another company's credential is a 404."""
+    return get_object_or_404(CovaCredential.objects.select_related("connection__company"),
+                             connection__company=company, pk=credential_id)
+
+
+def cova_credentials(*, connection):
+    return connection.cova_credentials.annotate(last_run_state=_last_run_state("credential")).order_by("id")
+
+
+def cova_runs(*, connection, limit: int = 10):
+    return connection.runs.select_related("credential").order_by("-created_at", "-id")[:limit]
+
+
+def store_mappings_of_store(*, store):
+    """Every mapping onto this store, of any connection, with its connection."""
+    return (StoreMapping.objects.filter(store=store, connection__company_id=store.company_id)
+            .select_related("connection").order_by("connection__name", "external_location_id"))

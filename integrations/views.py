@@ -227,7 +227,7 @@ def connection_delete_view(request, connection_id):
         messages.success(request, f"Connection “{name}” deleted; its customers and sales stay." if keep else
                          f"Connection “{name}” deleted with its data: {removed} sale{'s' * (removed != 1)} "
                          "removed and their points taken back.")
-        return _redirect(request, reverse("connection_list"))
+        return _redirect(request, reverse("integration_catalog"))
     return render(request, "integrations/connection_delete.html",
                   {"connection": connection, "form": form,
                    "sales_count": connection.source.transactions.count()},

@@ -8,6 +8,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from integrations.views_cova import store_mappings_form, store_mappings_save
+
 from .errors import DomainError
 from .models import ApiKey, RetailStore
 from .services import api_key_create, api_key_revoke, store_create, store_update
@@ -85,15 +87,16 @@ def store_list(request):
     return render(request, "stores/store_list.html", {"stores": stores})
 
 
-def _store_form_page(request, form, store=None):
+def _store_form_page(request, form, store=None, mappings_form=None):
     """The form, with its errors when there are any. htmx only swaps 2xx responses, so an
     htmx re-render with errors is a 200 of the form alone; a plain POST gets a 400 page."""
     template = "stores/store_form.html"
-    status = 400 if form.errors else 200
+    status = 400 if form.errors or (mappings_form is not None and mappings_form.errors) else 200
     if request.htmx:
         template += "#store-form"
         status = 200
-    return render(request, template, {"form": form, "store": store}, status=status)
+    return render(request, template, {"form": form, "store": store, "mappings_form": mappings_form},
+                  status=status)
 
 
 @company_view("settings.manage")
@@ -112,17 +115,21 @@ def store_create_view(request):
 
 @company_view("settings.manage")
 def store_edit(request, store_id):
+    """The store's settings, and its Store mappings: which location of each Cova connection
+    it is (a select of the locations Cova lists), and its report mappings, read-only."""
     store = _store_get(request, store_id)
     form = RetailStoreForm(request.POST or None, instance=store, company=request.company)
-    if request.method == "POST" and form.is_valid():
+    mappings_form = store_mappings_form(company=request.company, store=store, data=request.POST or None)
+    if request.method == "POST" and form.is_valid() and mappings_form.is_valid():
         try:
             store_update(store=_store_get(request, store_id), **form.cleaned_data)
         except DomainError as exc:
             form.add_error(exc.extra.get("field"), exc.message)
         else:
-            messages.success(request, f"Store “{store.name}” saved.")
-            return _redirect(request, "store_list")
-    return _store_form_page(request, form, store)
+            if store_mappings_save(form=mappings_form, store=store):
+                messages.success(request, f"Store “{store.name}” saved.")
+                return _redirect(request, "store_list")
+    return _store_form_page(request, form, store, mappings_form)
 
 
 def _redirect(request, name):

@@ -200,12 +200,13 @@ def connection_delete(*, connection: Connection, keep_data: bool) -> int:
                                [connection.source_id])
             removed = transactions_remove(connection, table="connection_txns",
                                           reason=f"Connection {connection.name} deleted with its data")
-        task = connection.periodic_task
+        # The nightly entries: the connection's own, and each Cova credential's.
+        tasks = [connection.periodic_task_id,
+                 *connection.cova_credentials.values_list("periodic_task_id", flat=True)]
         source = connection.source
         ImportedFile.objects.filter(connection=connection).delete()
         connection.delete()
-        if task is not None:
-            task.delete()
+        PeriodicTask.objects.filter(pk__in=[pk for pk in tasks if pk]).delete()
         if keep_data or Transaction.objects.filter(source=source).exists() or source.personas.exists():
             source.name = f"{source.name} (deleted connection)"[:120]
             source.save(update_fields=["name"])

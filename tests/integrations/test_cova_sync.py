@@ -327,3 +327,24 @@ def test_sync_completed_fires_after_a_sync(company, cova, cova_server, sync):  #
     finally:
         sync_completed.disconnect(listener)
     assert seen == [run.pk]
+
+
+def test_deleting_the_connection_removes_its_schedules_and_keeps_data_on_request(
+        company, cova, cova_server, sync, downtown):  # noqa: F811
+    from django_celery_beat.models import PeriodicTask
+
+    from integrations.models import Connection
+    from integrations.services.connections import connection_delete
+
+    customer = cova_server.add_customer(FirstName="Kim", Phone="(303) 555-0190", State="CO")
+    cova_server.add_sale(1001, customer, completed_at=T0)
+    sync()
+    task_id = cova.periodic_task_id
+    assert PeriodicTask.objects.filter(pk=task_id).exists()
+
+    connection_delete(connection=cova.connection, keep_data=True)
+
+    assert not Connection.objects.filter(company=company).exists()
+    assert not PeriodicTask.objects.filter(pk=task_id).exists()
+    assert Transaction.objects.filter(company=company).count() == 1
+    assert Persona.objects.get(company=company).sourced_from.name == "Cova (deleted connection)"

@@ -111,7 +111,10 @@ def test_connection_list_shows_last_sync_files_and_frozen(admin_client, synced):
     assert "Nightly reports" in page and "Folder on the server" in page
     assert "Succeeded" in page and "Frozen" in page
     assert reverse("sync_run_detail", args=[run.pk]) in page
-    assert reverse("connection_list") in admin_client.get(reverse("persona_list")).content.decode()
+    # the navigation's Integrations is the catalog, which links to this list
+    catalog = reverse("integration_catalog")
+    assert catalog in admin_client.get(reverse("persona_list")).content.decode()
+    assert reverse("connection_list") in admin_client.get(catalog).content.decode()
 
 
 def test_connection_create_never_echoes_the_secret(admin_client, company, store):
@@ -399,6 +402,6 @@ def test_delete_connection_asks_what_to_do_with_its_data(admin_client, synced, c
     assert "Keep them" in page and "Remove them" in page
     assert admin_client.post(url, {}).status_code == 400  # a choice is required
     response = admin_client.post(url, {"keep_data": choice})
-    assert response["Location"] == reverse("connection_list")
+    assert response["Location"] == reverse("integration_catalog")
     assert not Connection.objects.filter(pk=connection.pk).exists()
     assert Transaction.objects.count() == sales_left

@@ -1,0 +1,398 @@
+"""Settings › Integrations: the catalog of every integration, the feature grid, and the
+Cova pages (connect, credentials, test, sync now, fee, locations). Also the "Store mappings"
+section of a retail store's edit page. Thin, as `views.py`: reads through the selectors
+(scoped by the request's company, so another company's id is a 404), writes through
+`services.cova`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import wraps
+
+from django.contrib import messages
+from django.db import transaction
+from django.db.models import Prefetch
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from stores.errors import DomainError
+from stores.tenancy import company_view
+
+from . import selectors
+from . import views as report_views
+from .forms_cova import CovaConnectForm, CovaCredentialForm, StoreMappingsForm
+from .models import Provider, StoreMapping, SyncRun
+from .providers import ProviderError
+from .providers.cova import REQUIRED_PERMISSIONS, CovaLocation
+from .services.cova import (
+    COVA_FEE_PER_LOCATION,
+    cova_connection_create,
+    cova_credential_delete,
+    cova_credential_save,
+    cova_credential_test,
+    cova_locations,
+    cova_monthly_fee,
+    cova_sync_run_create,
+    store_mapping_save,
+    unmapped_locations,
+)
+from .tasks import cova_sync
+
+# -- the catalog ---------------------------------------------------------------------------
+
+FEATURES = (
+    ("customers", "Customers", "Customers and their contact details come in."),
+    ("sales", "Sales", "Completed sales come in and earn points."),
+    ("payment_methods", "Payment methods", "How each sale was paid."),
+    ("realtime_loyalty", "Real-time loyalty", "Rewards are redeemed at the register as it happens."),
+    ("push_signups", "Push signups", "Members who join here are created in the POS."),
+    ("store_mapping", "Store mapping", "The source's locations are mapped to your retail stores."),
+    ("waiting_room", "Waiting room", "Budtenders see checked-in customers in the POS queue."),
+)
+REPORT_FEATURES = frozenset({"customers", "sales", "payment_methods", "store_mapping"})
+
+
+@dataclass(frozen=True)
+class Integration:
+    key: str  # a Provider value, or "pos_api"
+    name: str
+    kind: str
+    summary: str
+    initials: str
+    color: str
+    features: frozenset
+    keywords: str = ""
+    fee: str = ""
+    fee_short: str = ""
+
+    def matches(self, query: str) -> bool:
+        text = f"{self.name} {self.kind} {self.summary} {self.keywords}".lower()
+        return all(word in text for word in query.lower().split())
+
+
+COVA_FEE = f"${COVA_FEE_PER_LOCATION:.0f} per month for each connected location"
+INTEGRATIONS = (
+    Integration("cova", "Cova", "Point of sale",
+                "Customers, sales and payment methods synced from Cova every night; members who join here "
+                "are created in Cova, and rewards are redeemed at the register.",
+                "Co", "#0e7c66", frozenset(k for k, _, _ in FEATURES),
+                keywords="pos cova covasoft iqmetrix api credential", fee=COVA_FEE,
+                fee_short=f"${COVA_FEE_PER_LOCATION:.0f} / location / month"),
+    Integration("s3", "S3 reports", "Reports",
+                "Nightly CSV reports your POS drops in an Amazon S3 bucket (or MinIO, Wasabi…).",
+                "S3", "#c7511f", REPORT_FEATURES, keywords="amazon aws bucket csv minio wasabi"),
+    Integration("onedrive", "OneDrive reports", "Reports",
+                "Nightly CSV reports in a OneDrive or SharePoint folder, read through Microsoft Graph.",
+                "On", "#0f6cbd", REPORT_FEATURES, keywords="microsoft sharepoint graph csv"),
+    Integration("folder", "Folder reports", "Reports",
+                "CSV reports in a folder on this server's disk, for on-premise installs.",
+                "Fo", "#667085", REPORT_FEATURES, keywords="disk local csv on-premise"),
+    Integration("pos_api", "POS API", "Point of sale",
+                "Any POS that calls our API: look customers up, redeem rewards and send each sale as it "
+                "happens, with an API key.",
+                "API", "#5925dc", frozenset({"customers", "sales", "payment_methods", "realtime_loyalty"}),
+                keywords="api key rest register lookup send_transaction"),
+)
+
+
+def _card(integration: Integration, status) -> dict:
+    """What a catalog card shows and where its button goes."""
+    connections = status.connections
+    if integration.key == "cova":
+        connect_url = reverse("cova_connect")
+        manage_url = reverse("cova_connection", args=[connections[0].pk]) if connections else ""
+    elif integration.key == "pos_api":
+        connect_url = reverse("api_key_list")
+        manage_url = connect_url if status.state != selectors.Status.NOT_CONNECTED else ""
+    else:
+        connect_url = f"{reverse('connection_create')}?provider={integration.key}"
+        if len(connections) == 1:
+            manage_url = reverse("connection_detail", args=[connections[0].pk])
+        else:
+            manage_url = reverse("connection_list") if connections else ""
+    links = [(c.name, reverse("cova_connection" if integration.key == "cova" else "connection_detail",
+                              args=[c.pk]), c.state) for c in connections]
+    return {"integration": integration, "status": status, "connect_url": connect_url,
+            "manage_url": manage_url, "links": links,
+            "add_another": bool(manage_url) and integration.key != "pos_api"}
+
+
+@require_GET
+@company_view("integrations.manage")
+def integration_catalog(request):
+    """Every integration as a card with its status; `?q=` narrows them."""
+    query = request.GET.get("q", "").strip()[:100]
+    statuses = selectors.integration_statuses(company=request.company)
+    cards = [_card(i, statuses[i.key]) for i in INTEGRATIONS if not query or i.matches(query)]
+    template = "integrations/catalog.html"
+    if request.htmx and request.htmx.target == "catalog-cards":
+        template += "#cards"
+    response = render(request, template, {"cards": cards, "query": query})
+    patch_vary_headers(response, ["HX-Request", "HX-Target"])
+    return response
+
+
+@require_GET
+@company_view("integrations.manage")
+def integration_grid(request):
+    """What each integration supports, side by side."""
+    statuses = selectors.integration_statuses(company=request.company)
+    rows = [{"integration": i, "status": statuses[i.key],
+             "cells": [key in i.features for key, _, _ in FEATURES]} for i in INTEGRATIONS]
+    return render(request, "integrations/grid.html", {"rows": rows, "features": FEATURES})
+
+
+# -- report connections: a Cova connection has its own page --------------------------------
+
+@company_view("integrations.manage")
+def connection_create(request):
+    """Cova is not a report source: "Add connection" with Cova goes to its connect page."""
+    if (request.POST.get("provider") or request.GET.get("provider")) == Provider.COVA:
+        return redirect("cova_connect")
+    return report_views.connection_create_view(request)
+
+
+def report_connection_only(view):
+    """For the report connection pages: a Cova connection's id goes to its own page (the
+    report pages would look for files and a report provider it does not have)."""
+
+    @company_view("integrations.manage")
+    @wraps(view)
+    def wrapped(request, connection_id, *args, **kwargs):
+        if selectors.cova_connections(company=request.company).filter(pk=connection_id).exists():
+            return redirect("cova_connection", connection_id=connection_id)
+        return view(request, connection_id, *args, **kwargs)
+
+    return wrapped
+
+
+# -- Cova: connect, the connection page, credentials ---------------------------------------
+
+def _redirect(request, url):
+    """After a successful POST: a normal redirect, or an HX-Redirect for htmx."""
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+def _add_error(form, exc: DomainError) -> None:
+    field = exc.extra.get("field")
+    form.add_error(field if field in form.fields else None, exc.message)
+
+
+def _cova_url(connection) -> str:
+    return reverse("cova_connection", args=[connection.pk])
+
+
+def _credential_form_page(request, form, *, connection=None, credential=None):
+    """htmx swaps only 2xx responses: an htmx re-render with errors is a 200 of the form
+    alone, a plain POST with errors a 400 page."""
+    template = "integrations/cova_credential_form.html"
+    status = 400 if form.errors else 200
+    if request.htmx and request.method == "POST":
+        template += "#credential-form"
+        status = 200
+    return render(request, template, {
+        "form": form, "connection": connection, "credential": credential,
+        "fee_per_location": COVA_FEE_PER_LOCATION, "required_permissions": REQUIRED_PERMISSIONS,
+    }, status=status)
+
+
+@company_view("integrations.manage")
+def cova_connect(request):
+    """Connect Cova: name the connection and enter the first credential Cova sent."""
+    form = CovaConnectForm(request.POST if request.method == "POST" else None, company=request.company)
+    if request.method == "POST" and form.is_valid():
+        try:
+            connection = cova_connection_create(company=request.company, name=form.cleaned_data["name"])
+        except DomainError as exc:
+            _add_error(form, exc)
+            return _credential_form_page(request, form)
+        try:
+            cova_credential_save(connection=connection, **form.service_kwargs())
+        except DomainError as exc:
+            # The connection is there now: the rest of the form goes to its "Add credential".
+            retry = CovaCredentialForm(request.POST, company=request.company)
+            retry.is_valid()
+            _add_error(retry, exc)
+            retry.add_error(None, f"Connection “{connection.name}” is added, but not this credential yet.")
+            return _credential_form_page(request, retry, connection=connection)
+        messages.success(request, f"Cova is connected as “{connection.name}”. Test the credential, then map "
+                                  "your stores to Cova locations.")
+        return _redirect(request, _cova_url(connection))
+    return _credential_form_page(request, form)
+
+
+def _fee(connection) -> dict:
+    count, total = cova_monthly_fee(connection=connection)
+    return {"locations": count, "total": total, "per_location": COVA_FEE_PER_LOCATION}
+
+
+def _locations(connection, credentials) -> dict:
+    """The connection's Cova locations, each with its store and waiting sales, or why they
+    could not be read."""
+    if not credentials:
+        return {"locations": [], "locations_error": ""}
+    try:
+        found = cova_locations(connection=connection)
+    except (ProviderError, DomainError) as exc:
+        return {"locations": [], "locations_error": exc.message}
+    mapped = {m.external_location_id: m for m in connection.store_mappings.select_related("store")}
+    waiting = {u["location_id"]: u["sales"] for u in unmapped_locations(company=connection.company)
+               if u["connection"] is not None and u["connection"].pk == connection.pk}
+    rows = [{"location": loc, "mapping": mapped.get(loc.id), "waiting": waiting.get(loc.id, 0)}
+            for loc in found]
+    return {"locations": rows, "locations_error": ""}
+
+
+def _connection_context(connection, *, tests: dict | None = None) -> dict:
+    credentials = list(selectors.cova_credentials(connection=connection))
+    for credential in credentials:
+        credential.test = (tests or {}).get(credential.pk)
+    runs = list(selectors.cova_runs(connection=connection))
+    return {
+        "connection": connection, "credentials": credentials, "fee": _fee(connection),
+        "runs": runs, "any_active": any(r.is_active for r in runs),
+    } | _locations(connection, credentials)
+
+
+@require_GET
+@company_view("integrations.manage")
+def cova_connection(request, connection_id):
+    """Credentials with their options, the fee, the locations and the runs; the runs table
+    polls itself while a run is queued or running."""
+    connection = selectors.cova_connection_get(company=request.company, connection_id=connection_id)
+    if request.htmx and request.htmx.target == "cova-runs":
+        runs = list(selectors.cova_runs(connection=connection))
+        response = render(request, "integrations/cova_connection.html#runs", {
+            "connection": connection, "runs": runs, "any_active": any(r.is_active for r in runs)})
+    else:
+        response = render(request, "integrations/cova_connection.html", _connection_context(connection))
+    patch_vary_headers(response, ["HX-Request", "HX-Target"])
+    return response
+
+
+@company_view("integrations.manage")
+def cova_credential_create(request, connection_id):
+    """Add credential."""
+    connection = selectors.cova_connection_get(company=request.company, connection_id=connection_id)
+    form = CovaCredentialForm(request.POST if request.method == "POST" else None, company=request.company)
+    if request.method == "POST" and form.is_valid():
+        try:
+            credential = cova_credential_save(connection=connection, **form.service_kwargs())
+        except DomainError as exc:
+            _add_error(form, exc)
+        else:
+            messages.success(request, f"Credential {credential.username} added to {connection.name}.")
+            return _redirect(request, _cova_url(connection))
+    return _credential_form_page(request, form, connection=connection)
+
+
+@company_view("integrations.manage")
+def cova_credential_edit(request, credential_id):
+    """Change a credential; blank secrets keep the stored ones."""
+    credential = selectors.cova_credential_get(company=request.company, credential_id=credential_id)
+    connection = credential.connection
+    form = CovaCredentialForm(request.POST if request.method == "POST" else None, company=request.company,
+                              credential=credential)
+    if request.method == "POST" and form.is_valid():
+        try:
+            cova_credential_save(connection=connection, credential=credential, **form.service_kwargs())
+        except DomainError as exc:
+            _add_error(form, exc)
+        else:
+            messages.success(request, f"Connection “{connection.name}” updated.")
+            return _redirect(request, _cova_url(connection))
+    return _credential_form_page(request, form, connection=connection, credential=credential)
+
+
+@require_POST
+@company_view("integrations.manage")
+def cova_credential_delete_view(request, credential_id):
+    credential = selectors.cova_credential_get(company=request.company, credential_id=credential_id)
+    connection, username = credential.connection, credential.username
+    cova_credential_delete(credential=credential)
+    messages.success(request, f"Credential {username} removed: it no longer syncs. Customers and sales it "
+                              "brought in stay.")
+    return _redirect(request, _cova_url(connection))
+
+
+@require_POST
+@company_view("integrations.manage")
+def cova_credential_test_view(request, credential_id):
+    """Sign in to Cova now and check the permissions; say exactly which one is missing."""
+    credential = selectors.cova_credential_get(company=request.company, credential_id=credential_id)
+    ok, message = cova_credential_test(credential=credential)
+    test = {"ok": ok, "message": message}
+    if request.htmx:
+        return render(request, "integrations/cova_connection.html#test-result",
+                      {"credential": credential, "test": test})
+    return render(request, "integrations/cova_connection.html",
+                  _connection_context(credential.connection, tests={credential.pk: test}))
+
+
+@require_POST
+@company_view("integrations.manage")
+def cova_credential_sync(request, credential_id):
+    """Sync now: queue a run of this credential and follow it on the run's page."""
+    credential = selectors.cova_credential_get(company=request.company, credential_id=credential_id)
+    try:
+        run = cova_sync_run_create(credential=credential, trigger=SyncRun.Trigger.MANUAL)
+    except DomainError as exc:  # frozen, or a run is already queued or running
+        if request.htmx:
+            return render(request, "integrations/cova_connection.html#sync-error", {
+                "credential": credential, "sync_error": exc.message, "busy_run_id": exc.extra.get("run_id")})
+        messages.error(request, exc.message)
+        return redirect(_cova_url(credential.connection))
+    transaction.on_commit(lambda: cova_sync.delay(run.pk))
+    return _redirect(request, reverse("sync_run_detail", args=[run.pk]))
+
+
+# -- the "Store mappings" section of a retail store's edit page ----------------------------
+
+def store_mappings_form(*, company, store, data=None) -> StoreMappingsForm:
+    """One select of Cova locations per Cova connection (fetched live, cached a few minutes;
+    the error instead when Cova cannot be reached), and the store's report mappings."""
+    connections = selectors.cova_connections(company=company).prefetch_related(
+        Prefetch("store_mappings", queryset=StoreMapping.objects.select_related("store")),
+        "cova_credentials")
+    sections = []
+    for connection in connections:
+        mappings = list(connection.store_mappings.all())
+        current = next((m for m in mappings if m.store_id == store.pk), None)
+        section = {"connection": connection, "field_name": f"cova-{connection.pk}",
+                   "current": current.external_location_id if current else "",
+                   "mapped_elsewhere": {m.external_location_id: m.store.name for m in mappings
+                                        if m.store_id != store.pk},
+                   "has_credentials": bool(connection.cova_credentials.all()),
+                   "locations": [], "error": ""}
+        try:
+            section["locations"] = cova_locations(connection=connection)
+        except (ProviderError, DomainError) as exc:
+            section["error"] = exc.message
+        if (current and not section["error"]
+                and all(loc.id != current.external_location_id for loc in section["locations"])):
+            # Mapped to a location Cova no longer lists: keep it choosable.
+            section["locations"].append(CovaLocation(current.external_location_id,
+                                                     current.location_name or "Unknown location", "", ""))
+        section["current_name"] = current.location_name if current else ""
+        sections.append(section)
+    form = StoreMappingsForm(data, sections=sections)
+    form.report_mappings = [m for m in selectors.store_mappings_of_store(store=store)
+                            if m.connection.provider != Provider.COVA]
+    return form
+
+
+def store_mappings_save(*, form: StoreMappingsForm, store) -> bool:
+    """Save the changed selects; a refusal goes on its select. True when all were saved."""
+    saved = True
+    for section, location_id in form.changes():
+        names = {loc.id: loc.name for loc in section["locations"]}
+        try:
+            store_mapping_save(store=store, connection=section["connection"],
+                               external_location_id=location_id, location_name=names.get(location_id, ""))
+        except DomainError as exc:
+            form.add_error(section["field_name"], exc.message)
+            saved = False
+    return saved
