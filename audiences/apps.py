@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class AudiencesConfig(AppConfig):
     name = "audiences"
     verbose_name = "Audiences"
+
+    def ready(self):
+        from . import receivers  # noqa: F401

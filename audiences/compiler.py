@@ -82,7 +82,7 @@ def _clean_node(node, path: str, depth: int, counter: list[int]) -> dict:
 
 def _clean_condition(node: dict, path: str) -> dict:
     key = node.get("trait")
-    trait = trait_get(key) if isinstance(key, str) else None
+    trait = trait_get(key) if isinstance(key, str) and not BAD_CHARACTERS.search(key) else None
     if trait is None:
         raise RuleError(_join(path, "trait"), f"unknown trait {key!r}")
     operator = node.get("operator")
@@ -93,9 +93,14 @@ def _clean_condition(node: dict, path: str) -> dict:
     return {"type": "condition", "trait": key, "operator": operator, "value": value}
 
 
+BAD_CHARACTERS = re.compile(r"[\x00\ud800-\udfff]")  # NUL and lone surrogates: PostgreSQL refuses them
+
+
 def _text(value, path: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise RuleError(path, "must be some text")
+    if BAD_CHARACTERS.search(value):
+        raise RuleError(path, "contains a character that cannot be stored (NUL or a broken emoji)")
     if len(value) > MAX_TEXT:
         raise RuleError(path, f"at most {MAX_TEXT} characters")
     return value.strip()
@@ -109,7 +114,9 @@ def _number(value, path: str) -> str:
     except (InvalidOperation, ValueError):
         raise RuleError(path, "must be a number") from None
     if not number.is_finite() or abs(number) >= Decimal("1e12"):
-        raise RuleError(path, "must be a number")
+        raise RuleError(path, "must be a number below a trillion")
+    if number.as_tuple().exponent < -6:
+        raise RuleError(path, "at most 6 decimal places")
     return str(number)
 
 
@@ -129,9 +136,11 @@ def _date(value, path: str) -> str:
     if not isinstance(value, str) or not DATE_RE.match(value):
         raise RuleError(path, "must be a date like 2026-01-31")
     try:
-        dt.date.fromisoformat(value)
+        day = dt.date.fromisoformat(value)
     except ValueError:
         raise RuleError(path, "must be a real date") from None
+    if not 1900 <= day.year <= 2999:
+        raise RuleError(path, "must be a date between 1900 and 2999")
     return value
 
 
@@ -195,7 +204,8 @@ def _clean_event(value, path: str) -> dict:
     cleaned = []
     for i, item in enumerate(filters):
         where = _join(path, f"filters[{i}]")
-        if not isinstance(item, dict) or item.get("property") not in PURCHASE_PROPERTIES:
+        if not isinstance(item, dict) or not isinstance(item.get("property"), str) \
+                or item["property"] not in PURCHASE_PROPERTIES:
             raise RuleError(_join(where, "property"),
                             f"must be one of {', '.join(PURCHASE_PROPERTIES)}")
         _, kind, _ = PURCHASE_PROPERTIES[item["property"]]

@@ -177,6 +177,8 @@ CELERY_BEAT_SCHEDULE = {
     "refresh-tiers": {"task": "loyalty.tasks.tiers_refresh", "schedule": 6 * 3600.0},
     "count-prompt-firings": {"task": "loyalty.tasks.prompt_firings_flush", "schedule": 60.0},
     "expire-points": {"task": "loyalty.tasks.points_expire_all", "schedule": 24 * 3600.0},
+    "refresh-audiences": {"task": "audiences.tasks.audiences_refresh_all_companies",
+                          "schedule": 24 * 3600.0},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -18,7 +18,9 @@ urlpatterns = [
     path("", include("loyalty.urls")),
     path("settings/integrations/", include("integrations.urls")),
     path("settings/webhooks/", include("loyalty.urls_webhooks")),
+    path("audiences/", include("audiences.urls")),
     path("api/pos/v1/", include("loyalty.urls_api")),
+    path("api/v1/audiences/", include("audiences.urls_api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
 ]

@@ -26,6 +26,8 @@ PERMISSIONS: dict[str, set[str]] = {
     "integrations.purge": {Role.ADMIN},
     "loyalty.manage": {Role.ADMIN},
     "webhooks.manage": {Role.ADMIN},
+    "audiences.view": {Role.ADMIN, Role.MARKETER},
+    "audiences.manage": {Role.ADMIN, Role.MARKETER},
 }
 
 

@@ -1,0 +1,13 @@
+// Audience builder: outline the condition or group the count card's error points at.
+// The server draws the outline too; this keeps it in step as the count updates alone.
+(function () {
+  function mark() {
+    var problem = document.querySelector("#audience-count [data-error-path]");
+    var path = problem ? problem.getAttribute("data-error-path") : null;
+    document.querySelectorAll("#rules-editor [data-path]").forEach(function (node) {
+      node.classList.toggle("has-error", node.getAttribute("data-path") === path);
+    });
+  }
+  document.addEventListener("htmx:afterSettle", mark);
+  document.addEventListener("DOMContentLoaded", mark);
+})();
