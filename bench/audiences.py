@@ -34,12 +34,13 @@ import django  # noqa: E402
 
 django.setup()
 
-from django.db import connection  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from audiences.compiler import rules_compile  # noqa: E402
 from audiences.models import Audience  # noqa: E402
 from audiences.services import (  # noqa: E402
+    _roomy,
     audience_count,
     audience_refresh,
     audience_save,
@@ -260,7 +261,9 @@ def main() -> None:
         cutoff = now - dt.timedelta(days=30)
 
         def handwritten():
-            with connection.cursor() as cursor:
+            # The same session settings the compiled count runs with, so only the SQL differs.
+            with transaction.atomic(), connection.cursor() as cursor:
+                _roomy(cursor)
                 cursor.execute(HANDWRITTEN, {"company": company.pk, "cutoff": cutoff})
                 return cursor.fetchone()[0]
 
