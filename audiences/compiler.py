@@ -319,6 +319,11 @@ class _Compiler:
             sql_op = {"equals": "=", "not_equals": "IS DISTINCT FROM", "gt": ">", "lt": "<"}[op]
             return f"{expr} {sql_op} {self.param(Decimal(value))}::numeric"
         if kind == "date":
+            if op == "this_month":  # the calendar month now, in the company's time zone
+                first = self.today.replace(day=1)
+                following = (first + dt.timedelta(days=32)).replace(day=1)
+                return (f"{expr} >= {self.day_start(first)}::timestamptz "
+                        f"AND {expr} < {self.day_start(following)}::timestamptz")
             if op == "within_days":
                 return f"{expr} >= {self.param(self.now - dt.timedelta(days=value))}::timestamptz"
             if op == "before":

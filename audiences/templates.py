@@ -7,14 +7,11 @@ top categories or what its top 10% of customers spend).
 
 from __future__ import annotations
 
-import datetime as dt
-import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import connection as db_connection
-from django.utils import timezone
 
 from stores.errors import DomainError
 
@@ -51,11 +48,6 @@ def spend_percentile(*, company, fraction: float = 0.9) -> Decimal:
     return Decimal(str(value or 0)).quantize(Decimal("0.01"))
 
 
-def _last_day_of_previous_month(company) -> dt.date:
-    today = timezone.now().astimezone(zoneinfo.ZoneInfo(company.timezone)).date()
-    return today.replace(day=1) - dt.timedelta(days=1)
-
-
 FIXED_TEMPLATES = (
     AudienceTemplate("all_customers", "All customers", "Everyone you know, members or not.",
                      lambda company: empty_rules()),
@@ -75,8 +67,7 @@ FIXED_TEMPLATES = (
     AudienceTemplate("birthday_this_month", "Birthday this month", "Customers whose birthday is this month.",
                      lambda company: _tree(_condition("birthday_month", "this_month"))),
     AudienceTemplate("new_this_month", "New this month", "Customers first seen this month.",
-                     lambda company: _tree(_condition("created_at", "after",
-                                                      _last_day_of_previous_month(company).isoformat()))),
+                     lambda company: _tree(_condition("created_at", "this_month"))),
     AudienceTemplate("sms_opted_in", "SMS opted-in", "Customers who agreed to text messages.",
                      lambda company: _tree(_condition("sms_opt_in", "equals", True))),
     AudienceTemplate("email_opted_in", "Email opted-in", "Customers who agreed to email.",

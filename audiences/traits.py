@@ -17,7 +17,7 @@ OPERATORS = {
     "text": ("equals", "not_equals", "contains", "starts_with", "in", "is_set", "is_not_set"),
     "choice": ("equals", "not_equals", "in", "is_set", "is_not_set"),
     "number": ("equals", "not_equals", "gt", "lt", "between", "is_set", "is_not_set"),
-    "date": ("within_days", "before", "after", "between", "is_set", "is_not_set"),
+    "date": ("within_days", "this_month", "before", "after", "between", "is_set", "is_not_set"),
     "month": ("equals", "in", "this_month"),
     "store": ("in", "not_in", "is_set", "is_not_set"),
     "history": ("within_days", "ever"),

@@ -274,6 +274,10 @@ def compare_date(actual: dt.datetime | None, op: str, value, snap: Snapshot) -> 
         return False
     if op == "within_days":
         return actual >= snap.now - dt.timedelta(days=int(value))
+    if op == "this_month":
+        first = snap.today.replace(day=1)
+        following = dt.date(first.year + first.month // 12, first.month % 12 + 1, 1)
+        return _local_midnight(first, snap) <= actual < _local_midnight(following, snap)
     if op == "before":
         return actual < _local_midnight(dt.date.fromisoformat(value), snap)
     if op == "after":
