@@ -11,7 +11,8 @@ MAX_ATTEMPTS = 4
 
 @shared_task(bind=True, max_retries=MAX_ATTEMPTS - 1, acks_late=True)
 def connection_sync(self, run_id: int) -> None:
-    """Run a queued sync; failures that may pass (unreachable source, a database hiccup)
+    """Run a queued sync (report files, or a Cova credential's customers and sales);
+    failures that may pass (unreachable source, a database hiccup)
     are retried with exponential backoff: 1, 2, 4 minutes."""
     try:
         sync_run_execute(run_id=run_id)
@@ -36,35 +37,19 @@ def connection_sync_scheduled(connection_id: int) -> None:
     connection_sync.delay(run.pk)
 
 
-@shared_task(bind=True, max_retries=MAX_ATTEMPTS - 1, acks_late=True)
-def cova_sync(self, run_id: int) -> None:
-    """Run a queued Cova sync; an unreachable Cova is tried again in 1, 2, 4 minutes."""
-    from .services.cova import cova_sync_run_execute
-
-    try:
-        cova_sync_run_execute(run_id=run_id)
-    except SyncFailed as failure:
-        if not failure.retryable or self.request.retries >= self.max_retries:
-            return
-        countdown = 60 * 2 ** self.request.retries
-        sync_run_requeue(run=SyncRun.objects.get(pk=run_id), error=failure.message, retry_in=countdown)
-        raise self.retry(countdown=countdown) from None
-
-
 @shared_task
 def cova_sync_scheduled(credential_id: int) -> None:
     """The nightly beat entry of a Cova credential; frozen ones are skipped."""
-    from .services.cova import cova_sync_run_create
-
     credential = CovaCredential.objects.filter(pk=credential_id, is_frozen=False,
-                                               connection__is_frozen=False).first()
+                                               connection__is_frozen=False).select_related("connection").first()
     if credential is None:
         return
     try:
-        run = cova_sync_run_create(credential=credential, trigger=SyncRun.Trigger.SCHEDULE)
+        run = sync_run_create(connection=credential.connection, credential=credential,
+                              trigger=SyncRun.Trigger.SCHEDULE)
     except DomainError:
         return
-    cova_sync.delay(run.pk)
+    connection_sync.delay(run.pk)
 
 
 @shared_task(bind=True, max_retries=5, acks_late=True)

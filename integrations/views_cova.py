@@ -35,11 +35,11 @@ from .services.cova import (
     cova_credential_test,
     cova_locations,
     cova_monthly_fee,
-    cova_sync_run_create,
     store_mapping_save,
     unmapped_locations,
 )
-from .tasks import cova_sync
+from .services.sync import sync_run_create
+from .tasks import connection_sync
 
 # -- the catalog ---------------------------------------------------------------------------
 
@@ -338,14 +338,15 @@ def cova_credential_sync(request, credential_id):
     """Sync now: queue a run of this credential and follow it on the run's page."""
     credential = selectors.cova_credential_get(company=request.company, credential_id=credential_id)
     try:
-        run = cova_sync_run_create(credential=credential, trigger=SyncRun.Trigger.MANUAL)
+        run = sync_run_create(connection=credential.connection, credential=credential,
+                              trigger=SyncRun.Trigger.MANUAL)
     except DomainError as exc:  # frozen, or a run is already queued or running
         if request.htmx:
             return render(request, "integrations/cova_connection.html#sync-error", {
                 "credential": credential, "sync_error": exc.message, "busy_run_id": exc.extra.get("run_id")})
         messages.error(request, exc.message)
         return redirect(_cova_url(credential.connection))
-    transaction.on_commit(lambda: cova_sync.delay(run.pk))
+    transaction.on_commit(lambda: connection_sync.delay(run.pk))
     return _redirect(request, reverse("sync_run_detail", args=[run.pk]))
 
 

@@ -105,26 +105,34 @@ def connection_test(*, connection: Connection) -> tuple[bool, str]:
         return False, f"{labels.get(exc.problem, 'Failed')}: {exc.message}"
 
 
-def connection_schedule_save(*, connection: Connection) -> PeriodicTask:
-    """The nightly beat entry, at the connection's time in the company's time zone."""
+def nightly_task_save(owner, *, name: str, task: str, sync_time, company, enabled: bool,
+                      description: str) -> PeriodicTask:
+    """Create or update `owner`'s nightly beat entry (its `periodic_task`), running `task`
+    with the owner's id at `sync_time` in the company's time zone."""
     crontab, _ = CrontabSchedule.objects.get_or_create(
-        minute=str(connection.sync_time.minute), hour=str(connection.sync_time.hour),
-        day_of_week="*", day_of_month="*", month_of_year="*",
-        timezone=zoneinfo.ZoneInfo(connection.company.timezone),
+        minute=str(sync_time.minute), hour=str(sync_time.hour),
+        day_of_week="*", day_of_month="*", month_of_year="*", timezone=zoneinfo.ZoneInfo(company.timezone),
     )
-    values = {"crontab": crontab, "task": SYNC_TASK, "args": json.dumps([connection.pk]),
-              "enabled": not connection.is_frozen,
-              "description": f"Nightly sync of {connection.name} ({connection.company.name})"}
-    task = connection.periodic_task
-    if task is None:
-        task = PeriodicTask.objects.create(name=f"connection-{connection.pk}-nightly-sync", **values)
-        Connection.objects.filter(pk=connection.pk).update(periodic_task=task)
-        connection.periodic_task = task
+    values = {"crontab": crontab, "task": task, "args": json.dumps([owner.pk]), "enabled": enabled,
+              "description": description}
+    entry = owner.periodic_task
+    if entry is None:
+        entry = PeriodicTask.objects.create(name=name, **values)
+        type(owner).objects.filter(pk=owner.pk).update(periodic_task=entry)
+        owner.periodic_task = entry
     else:
         for key, value in values.items():
-            setattr(task, key, value)
-        task.save()
-    return task
+            setattr(entry, key, value)
+        entry.save()
+    return entry
+
+
+def connection_schedule_save(*, connection: Connection) -> PeriodicTask:
+    """The nightly beat entry, at the connection's time in the company's time zone."""
+    return nightly_task_save(
+        connection, name=f"connection-{connection.pk}-nightly-sync", task=SYNC_TASK,
+        sync_time=connection.sync_time, company=connection.company, enabled=not connection.is_frozen,
+        description=f"Nightly sync of {connection.name} ({connection.company.name})")
 
 
 def connection_freeze(*, connection: Connection, frozen: bool) -> Connection:

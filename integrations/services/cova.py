@@ -13,10 +13,8 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import json
 import logging
 import re
-import zoneinfo
 from decimal import Decimal
 
 from django.core.cache import cache
@@ -25,7 +23,7 @@ from django.db import connection as db_connection
 from django.db import transaction as db
 from django.db.models import Count, F
 from django.utils import timezone
-from django_celery_beat.models import CrontabSchedule, PeriodicTask
+from django_celery_beat.models import PeriodicTask
 
 from loyalty.models import Persona, PersonaIdentity, Source, Transaction
 from loyalty.phone import phone_normalize
@@ -36,8 +34,9 @@ from ..models import Connection, CovaCredential, SignupPush, StoreMapping, SyncR
 from ..providers.base import ProviderError
 from ..providers.cova import DEFAULT_ACCOUNTS_URL, DEFAULT_API_URL, CovaClient, CovaLocation
 from ..signals import sync_completed
+from .connections import nightly_task_save
 from .imports import _merge, customers_merge, transactions_attach_store
-from .sync import SyncFailed, progress_key
+from .sync import SyncFailed, _finish, progress_key
 
 log = logging.getLogger(__name__)
 
@@ -143,22 +142,11 @@ def cova_credential_delete(*, credential: CovaCredential) -> None:
 def cova_schedule_save(*, credential: CovaCredential) -> PeriodicTask:
     """The credential's nightly sync, at its time in the company's time zone; off while frozen."""
     company = credential.connection.company
-    crontab, _ = CrontabSchedule.objects.get_or_create(
-        minute=str(credential.sync_time.minute), hour=str(credential.sync_time.hour),
-        day_of_week="*", day_of_month="*", month_of_year="*", timezone=zoneinfo.ZoneInfo(company.timezone))
-    values = {"crontab": crontab, "task": SYNC_TASK, "args": json.dumps([credential.pk]),
-              "enabled": not (credential.is_frozen or credential.connection.is_frozen),
-              "description": f"Nightly Cova sync of {credential} ({company.name})"}
-    task = credential.periodic_task
-    if task is None:
-        task = PeriodicTask.objects.create(name=f"cova-credential-{credential.pk}-nightly-sync", **values)
-        CovaCredential.objects.filter(pk=credential.pk).update(periodic_task=task)
-        credential.periodic_task = task
-    else:
-        for key, value in values.items():
-            setattr(task, key, value)
-        task.save()
-    return task
+    return nightly_task_save(
+        credential, name=f"cova-credential-{credential.pk}-nightly-sync", task=SYNC_TASK,
+        sync_time=credential.sync_time, company=company,
+        enabled=not (credential.is_frozen or credential.connection.is_frozen),
+        description=f"Nightly Cova sync of {credential} ({company.name})")
 
 
 def cova_client_for(credential: CovaCredential) -> CovaClient:
@@ -253,21 +241,6 @@ def unmapped_locations(*, company) -> list[dict]:
 
 
 # --- sync -----------------------------------------------------------------------------------
-
-def cova_sync_run_create(*, credential: CovaCredential, trigger: str) -> SyncRun:
-    """A queued run of one credential; refused while frozen or while one is going."""
-    connection = credential.connection
-    if (credential.is_frozen or connection.is_frozen) and trigger != SyncRun.Trigger.COMMAND:
-        raise DomainError(f"{credential.username} is frozen: unfreeze it to sync.", code="frozen")
-    with db.atomic():
-        CovaCredential.objects.select_for_update().get(pk=credential.pk)
-        active = credential.runs.filter(state__in=[SyncRun.State.QUEUED, SyncRun.State.RUNNING]).first()
-        if active is not None:
-            raise DomainError(f"A sync of {credential.username} is already {active.state}.",
-                              code="sync_active", extra={"run_id": active.pk})
-        return SyncRun.objects.create(company_id=connection.company_id, connection=connection,
-                                      credential=credential, trigger=trigger)
-
 
 _STAGE_CUSTOMERS = """
 CREATE TEMP TABLE cova_customers (
@@ -365,13 +338,11 @@ def cova_sync_run_execute(*, run_id: int) -> SyncRun:
         raise SyncFailed(message, retryable=True) from exc
     finally:
         _drop_staged()
-    now = timezone.now()
     SyncRun.objects.filter(pk=run.pk).update(
-        state=SyncRun.State.SUCCEEDED, finished_at=now, current_file="", error="",
         customers_synced=counts["customers"], sales_synced=counts["sales"],
         sales_unmapped=counts["unmapped"], rows_accepted=counts["lines"])
-    Connection.objects.filter(pk=connection.pk).update(last_synced_at=now)
-    cache.delete(progress_key(run.pk))
+    _finish(run, SyncRun.State.SUCCEEDED)
+    Connection.objects.filter(pk=connection.pk).update(last_synced_at=run.finished_at)
     run.refresh_from_db()
     sync_completed.send(sender=Connection, connection=connection, run=run)
     return run
@@ -386,10 +357,8 @@ def _drop_staged() -> None:
 
 
 def _fail(run: SyncRun, credential: CovaCredential, message: str) -> None:
-    SyncRun.objects.filter(pk=run.pk).update(state=SyncRun.State.FAILED, error=message,
-                                             finished_at=timezone.now(), current_file="")
+    _finish(run, SyncRun.State.FAILED, error=message)
     CovaCredential.objects.filter(pk=credential.pk).update(last_error=message)
-    cache.delete(progress_key(run.pk))
 
 
 def _fetch(run: SyncRun, credential: CovaCredential, cursor) -> dict:

@@ -31,18 +31,25 @@ def progress_key(run_id: int) -> str:
     return f"sync-run:{run_id}:rows"
 
 
-def sync_run_create(*, connection: Connection, trigger: str) -> SyncRun:
-    """A queued run; refused while another run of the connection is queued or running."""
-    if connection.is_frozen and trigger != SyncRun.Trigger.COMMAND:
-        raise DomainError(f"{connection.name} is frozen: unfreeze it to sync.", code="frozen")
+def sync_run_create(*, connection: Connection, trigger: str, credential=None) -> SyncRun:
+    """A queued run of the connection (of one of its Cova credentials, when given); refused
+    while frozen or while another run of the same is queued or running."""
+    if credential is None and connection.provider == Connection.Provider.COVA:
+        raise DomainError(f"{connection.name} syncs per credential: sync one of its credentials.",
+                          code="credential_needed")
+    what = credential.username if credential is not None else connection.name
+    frozen = connection.is_frozen or (credential is not None and credential.is_frozen)
+    if frozen and trigger != SyncRun.Trigger.COMMAND:
+        raise DomainError(f"{what} is frozen: unfreeze it to sync.", code="frozen")
     with db.atomic():
         Connection.objects.select_for_update().get(pk=connection.pk)
-        active = connection.runs.filter(state__in=[SyncRun.State.QUEUED, SyncRun.State.RUNNING]).first()
+        runs = connection.runs if credential is None else credential.runs
+        active = runs.filter(state__in=[SyncRun.State.QUEUED, SyncRun.State.RUNNING]).first()
         if active is not None:
-            raise DomainError(f"A sync of {connection.name} is already {active.state}.", code="sync_active",
+            raise DomainError(f"A sync of {what} is already {active.state}.", code="sync_active",
                               extra={"run_id": active.pk})
         return SyncRun.objects.create(company_id=connection.company_id, connection=connection,
-                                      trigger=trigger)
+                                      credential=credential, trigger=trigger)
 
 
 def _bump(run: SyncRun, **counts) -> None:
@@ -85,6 +92,10 @@ def sync_run_execute(*, run_id: int) -> SyncRun:
     """Do the run. A ProviderError or any failure mid-file ends it as failed with the
     reason (the file in progress rolls back whole) and raises SyncFailed."""
     run = SyncRun.objects.select_related("connection__company").get(pk=run_id)
+    if run.credential_id is not None:  # an API source: Cova reads customers and sales, not files
+        from .cova import cova_sync_run_execute
+
+        return cova_sync_run_execute(run_id=run_id)
     connection = run.connection
     SyncRun.objects.filter(pk=run.pk).update(
         state=SyncRun.State.RUNNING, started_at=run.started_at or timezone.now(),

@@ -309,7 +309,7 @@ def test_cova_connection_can_be_deleted_keeping_its_data(admin_client, cova):
 def test_sync_now_queues_a_run_once(admin_client, cova, django_capture_on_commit_callbacks):
     connection, credential = cova
     url = reverse("cova_credential_sync", args=[credential.pk])
-    with mock.patch("integrations.views_cova.cova_sync.delay") as delay, \
+    with mock.patch("integrations.views_cova.connection_sync.delay") as delay, \
             django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(url, HTTP_HX_REQUEST="true")
     run = SyncRun.objects.get(credential=credential)

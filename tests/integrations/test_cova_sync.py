@@ -11,14 +11,13 @@ from integrations.models import CovaCredential, SignupPush, SyncRun
 from integrations.services.cova import (
     cova_connection_create,
     cova_credential_save,
-    cova_sync_run_create,
     cova_sync_run_execute,
     signup_push_queue,
     signup_push_send,
     store_mapping_save,
     unmapped_locations,
 )
-from integrations.services.sync import SyncFailed
+from integrations.services.sync import SyncFailed, sync_run_create
 from loyalty.models import LoyaltyProgram, Persona, PersonaIdentity, PointsEntry, Transaction
 from loyalty.services.personas import persona_create, persona_enroll
 from stores.services import store_create
@@ -44,7 +43,8 @@ def sync(cova):
     def run(credential=None, *, expect_failure=False):
         credential = credential or cova
         credential.refresh_from_db()
-        run = cova_sync_run_create(credential=credential, trigger=SyncRun.Trigger.MANUAL)
+        run = sync_run_create(connection=credential.connection, credential=credential,
+                              trigger=SyncRun.Trigger.MANUAL)
         if expect_failure:
             with pytest.raises(SyncFailed):
                 cova_sync_run_execute(run_id=run.pk)
@@ -167,7 +167,7 @@ def test_freeze_stops_syncing(company, cova, cova_server):  # noqa: F811
     cova.is_frozen = True
     cova.save()
     with pytest.raises(DomainError, match="frozen"):
-        cova_sync_run_create(credential=cova, trigger=SyncRun.Trigger.MANUAL)
+        sync_run_create(connection=cova.connection, credential=cova, trigger=SyncRun.Trigger.MANUAL)
     cova_credential_save(connection=cova.connection, credential=cova, client_id=cova.client_id,
                          client_secret="", username=cova.username, password="",
                          cova_company_id=cova.cova_company_id, accounts_url=cova.accounts_url,
@@ -256,7 +256,8 @@ def test_persistent_failure_leaves_watermarks_and_data(company, cova, cova_serve
     run = sync(expect_failure=True)
 
     assert run.state == SyncRun.State.FAILED
-    assert "503" in run.error or "did not" in run.error or "Cova" in run.error
+    host = cova_server.url.removeprefix("http://")
+    assert run.error == f"Cova answered HTTP 503 at {host} (4 attempts)."
     cova.refresh_from_db()
     assert (cova.customers_since, dict(cova.sales_since)) == before
     assert cova.last_error == run.error
@@ -348,3 +349,39 @@ def test_deleting_the_connection_removes_its_schedules_and_keeps_data_on_request
     assert not PeriodicTask.objects.filter(pk=task_id).exists()
     assert Transaction.objects.filter(company=company).count() == 1
     assert Persona.objects.get(company=company).sourced_from.name == "Cova (deleted connection)"
+
+
+def test_the_sync_task_retries_an_unreachable_cova_then_gives_up(company, cova, cova_server,  # noqa: F811
+                                                                 monkeypatch):
+    from integrations.tasks import MAX_ATTEMPTS, connection_sync
+
+    monkeypatch.setattr("integrations.providers.cova.time.sleep", lambda s: None)
+    cova_server.add_customer(FirstName="Ray", Phone="(303) 555-0195", State="CO")
+    cova_server.fail_always(503, path_contains="/Customers")
+    run = sync_run_create(connection=cova.connection, credential=cova, trigger=SyncRun.Trigger.SCHEDULE)
+
+    connection_sync.apply(args=[run.pk])
+
+    run.refresh_from_db()
+    assert (run.state, run.attempts) == ("failed", MAX_ATTEMPTS)
+    host = cova_server.url.removeprefix("http://")
+    assert run.error == f"Cova answered HTTP 503 at {host} (4 attempts)."
+    assert not Persona.objects.filter(company=company).exists()
+
+
+def test_a_cova_connection_is_synced_per_credential(cova):
+    from stores.errors import DomainError
+
+    with pytest.raises(DomainError, match="per credential"):
+        sync_run_create(connection=cova.connection, trigger=SyncRun.Trigger.MANUAL)
+
+
+def test_another_companys_credential_cannot_be_mapped_or_pushed(cova, other_company):
+    from stores.errors import DomainError
+
+    foreign_store = store_create(company=other_company, name="Elsewhere", state="CO")
+    with pytest.raises(DomainError, match="another company"):
+        store_mapping_save(store=foreign_store, connection=cova.connection, external_location_id="1001")
+    stranger = persona_create(company=other_company, source=None, first_name="Nope", phone="(303) 555-0199")
+    persona_enroll(company=other_company, persona_id=stranger.pk)
+    assert signup_push_queue(persona=stranger) == []
