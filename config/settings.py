@@ -59,6 +59,8 @@ INSTALLED_APPS = [
     "loyalty",
     "integrations",
     "audiences",
+    "waitingroom",
+    "analytics",
 ]
 
 MIDDLEWARE = [

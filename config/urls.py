@@ -19,6 +19,8 @@ urlpatterns = [
     path("settings/integrations/", include("integrations.urls")),
     path("settings/webhooks/", include("loyalty.urls_webhooks")),
     path("audiences/", include("audiences.urls")),
+    path("analytics/", include("analytics.urls")),
+    path("queue/", include("waitingroom.urls")),
     path("api/pos/v1/", include("loyalty.urls_api")),
     path("api/v1/audiences/", include("audiences.urls_api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),

@@ -28,6 +28,8 @@ PERMISSIONS: dict[str, set[str]] = {
     "webhooks.manage": {Role.ADMIN},
     "audiences.view": {Role.ADMIN, Role.MARKETER},
     "audiences.manage": {Role.ADMIN, Role.MARKETER},
+    "analytics.view": {Role.ADMIN, Role.MARKETER},
+    "queue.view": {Role.ADMIN, Role.BUDTENDER},
 }
 
 
