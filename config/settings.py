@@ -168,6 +168,9 @@ SPECTACULAR_SETTINGS = {
     "SECURITY": [{"apiKey": [], "accountUid": []}],
 }
 
+# Waiting-room kiosk: check-ins one tablet may send a store per minute.
+CHECKIN_RATE_LIMIT_PER_MINUTE = int(os.environ.get("CHECKIN_RATE_LIMIT_PER_MINUTE", "30"))
+
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True

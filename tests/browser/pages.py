@@ -10,4 +10,5 @@ def log_in(page, live_server, username):
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
-    expect(page.get_by_role("heading", name="Personas")).to_be_visible()
+    # Signed in: the page after the login form has the sidebar.
+    expect(page.get_by_role("navigation", name="Main")).to_be_visible()

@@ -1,0 +1,176 @@
+import io
+
+import segno
+from django.conf import settings
+from django.contrib import messages
+from django.core.cache import cache
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+from stores.errors import DomainError
+from stores.models import RetailStore
+from stores.services import store_checkin_token_regenerate
+from stores.tenancy import company_view
+
+from . import selectors, services
+from .forms import CheckInForm
+
+# -- The budtender's queue ---------------------------------------------------------------------
+
+
+@company_view("queue.view")
+def queue_home(request):
+    """The queues this user may open; straight to it when there is one."""
+    access = selectors.queue_access(membership=request.membership)
+    if len(access.stores) == 1:
+        return redirect("queue_store", store_id=access.stores[0].pk)
+    counts = selectors.queue_waiting_counts(stores=access.stores)
+    for store in access.stores:
+        store.waiting = counts.get(store.pk, 0)
+    return render(request, "waitingroom/queue_home.html", {"access": access})
+
+
+def _queue_store(request, store_id):
+    access = selectors.queue_access(membership=request.membership)
+    return selectors.queue_store_get(access=access, store_id=store_id), access
+
+
+def _queue_context(store, access, *, note="", error=""):
+    entries = list(selectors.queue_today(store=store))
+    # Each row's links start with this: one reverse() a page rather than five a row.
+    base = reverse("queue_store", args=[store.pk]) + "entries/"
+    for entry in entries:
+        entry.url = f"{base}{entry.pk}/"
+    return {"store": store, "entries": entries, "stores": access.stores, "note": note, "error": error}
+
+
+@never_cache
+@company_view("queue.view")
+def queue_store(request, store_id):
+    """Today's queue at one store. The list part of the page polls itself every few
+    seconds, so arrivals show up without a reload."""
+    store, access = _queue_store(request, store_id)
+    template = "waitingroom/queue.html"
+    if request.htmx and request.htmx.target == "queue-entries":
+        template += "#entries"
+    response = render(request, template, _queue_context(store, access))
+    patch_vary_headers(response, ["HX-Request", "HX-Target"])
+    return response
+
+
+_ACTIONS = {
+    "serve": lambda entry, user: services.queue_serving_start(entry=entry, user=user),
+    "done": lambda entry, user: services.queue_entry_finish(entry=entry),
+    "remove": lambda entry, user: services.queue_entry_remove(entry=entry),
+    "signup": lambda entry, user: services.queue_signup(entry=entry),
+}
+_DONE_NOTES = {
+    "serve": "Serving {name}.", "done": "{name} is done.", "remove": "{name} left the queue.",
+    "signup": "{name} is now a loyalty member.",
+}
+
+
+@require_POST
+@company_view("queue.view")
+def queue_entry_action(request, store_id, entry_id, action):
+    if action not in _ACTIONS:
+        raise Http404("No such action.")
+    store, access = _queue_store(request, store_id)
+    entry = selectors.queue_entry_get(store=store, entry_id=entry_id)
+    note = error = ""
+    try:
+        _ACTIONS[action](entry, request.user)
+    except DomainError as exc:
+        error = exc.message
+    else:
+        note = _DONE_NOTES[action].format(name=entry.persona.display_name)
+    if not request.htmx:
+        if error:
+            messages.error(request, error)
+        else:
+            messages.success(request, note)
+        return redirect("queue_store", store_id=store.pk)
+    return render(request, "waitingroom/queue.html#entries",
+                  _queue_context(store, access, note=note, error=error))
+
+
+@company_view("queue.view")
+def queue_profile(request, store_id, entry_id):
+    """The customer's profile, in the panel beside the queue (or as a page of its own)."""
+    store, _ = _queue_store(request, store_id)
+    entry = selectors.queue_entry_get(store=store, entry_id=entry_id)
+    context = selectors.persona_profile(persona=entry.persona) | {"store": store, "entry": entry}
+    if request.htmx:
+        return render(request, "waitingroom/profile.html#panel", context)
+    return render(request, "waitingroom/profile.html", context)
+
+
+# -- Settings › Retail stores: the kiosk link ------------------------------------------------------
+
+def checkin_link_context(request, store: RetailStore) -> dict:
+    url = request.build_absolute_uri(reverse("queue_check_in", args=[store.checkin_token]))
+    qr = segno.make(url, error="m")
+    svg = io.BytesIO()
+    qr.save(svg, kind="svg", scale=4, border=2, xmldecl=False, svgns=True, title="Check-in QR code")
+    return {"store": store, "checkin_url": url, "checkin_qr": svg.getvalue().decode()}
+
+
+@require_POST
+@company_view("settings.manage")
+def checkin_link_regenerate(request, store_id):
+    """A new kiosk link; the old one stops working at once."""
+    try:
+        store = request.company.stores.get(pk=store_id)
+    except (RetailStore.DoesNotExist, ValueError):
+        raise Http404("No such store.") from None
+    store = store_checkin_token_regenerate(store=store)
+    context = checkin_link_context(request, store) | {
+        "note": "A new check-in link is live. Open it on the tablet; the old link no longer works."}
+    return render(request, "waitingroom/checkin_link.html", context)
+
+
+# -- The kiosk at the door (public) ---------------------------------------------------------------
+
+def _too_many(request, store) -> bool:
+    """A fixed window per tablet (address) and store, kept in Redis."""
+    limit = settings.CHECKIN_RATE_LIMIT_PER_MINUTE
+    key = f"checkin-rate:{store.checkin_token}:{request.META.get('REMOTE_ADDR', '')}"
+    cache.add(key, 0, timeout=60)
+    try:
+        return cache.incr(key) > limit
+    except ValueError:  # the window closed between add and incr
+        cache.set(key, 1, timeout=60)
+        return False
+
+
+@never_cache
+def queue_check_in(request, token):
+    store = selectors.checkin_store_get(token=token)
+    form = CheckInForm(request.POST or None)
+    context = {"store": store, "form": form}
+    if request.method == "POST":
+        if _too_many(request, store):
+            context["error"] = ("Too many check-ins from this tablet just now. "
+                                "Please wait a minute and try again.")
+            return render(request, "waitingroom/kiosk.html", context, status=429)
+        if form.is_valid():
+            try:
+                entry = services.queue_check_in(store=store, **form.cleaned_data)
+            except DomainError as exc:
+                field = exc.extra.get("field")
+                message = exc.message
+                if field == "phone":
+                    message += " Enter your mobile number with its area code."
+                form.add_error(field if field in form.fields else None, message)
+            else:
+                # Greet them by the name typed here, never the one on file: anyone can type
+                # any number, and the tablet must not tell whose it is.
+                context |= {"entry": entry, "position": selectors.queue_position(entry=entry),
+                            "greeting": form.cleaned_data["first_name"], "form": CheckInForm()}
+                return render(request, "waitingroom/kiosk.html", context)
+        return render(request, "waitingroom/kiosk.html", context, status=400)
+    return render(request, "waitingroom/kiosk.html", context)
