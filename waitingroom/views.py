@@ -1,4 +1,5 @@
 import io
+import zoneinfo
 
 import segno
 from django.conf import settings
@@ -7,6 +8,7 @@ from django.core.cache import cache
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
@@ -36,7 +38,10 @@ def queue_home(request):
 
 def _queue_store(request, store_id):
     access = selectors.queue_access(membership=request.membership)
-    return selectors.queue_store_get(access=access, store_id=store_id), access
+    store = selectors.queue_store_get(access=access, store_id=store_id)
+    # Times on the queue read in the store's own clock, which may not be the company's.
+    timezone.activate(zoneinfo.ZoneInfo(store.effective_timezone))
+    return store, access
 
 
 def _queue_context(store, access, *, note="", error=""):

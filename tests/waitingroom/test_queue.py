@@ -433,3 +433,18 @@ def test_membership_store_list_empty_means_every_store(client, login, queue_stor
     login(client, budtender)
     home = client.get(reverse("queue_home")).content.decode()
     assert queue_url(queue_store) in home and queue_url(other_store) in home
+
+
+def test_queue_times_read_in_the_stores_own_clock(client, login, admin_user, company):
+    portland = RetailStoreFactory(company=company, name="Portland", state="OR",
+                                  timezone="America/Los_Angeles", opt_in_queue_enabled=True)
+    arrived = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) - dt.timedelta(minutes=5)
+    queue_check_in(store=portland, phone="3035550172", first_name="West", now=arrived)
+    login(client, admin_user)
+
+    page = client.get(queue_url(portland)).content.decode()
+
+    local = arrived.astimezone(zoneinfo.ZoneInfo("America/Los_Angeles"))
+    denver = arrived.astimezone(zoneinfo.ZoneInfo("America/Denver"))
+    assert f"Checked in {local:%-I:%M} {local:%p}" in page
+    assert f"Checked in {denver:%-I:%M} {denver:%p}" not in page
