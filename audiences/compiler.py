@@ -243,10 +243,13 @@ def audiences_referenced(tree: dict) -> set[int]:
 class Compiled:
     where: str  # over `p` (loyalty_persona) and `f` (audiences_personafacts, LEFT JOINed)
     params: dict = field(default_factory=dict)
+    # LEFT JOINs of purchaser sets (b1, b2, ...) that `where` tests.
+    joins: list[str] = field(default_factory=list)
 
     def select(self, columns: str = "p.id") -> tuple[str, dict]:
+        joins = "".join(f" {join}" for join in self.joins)
         return (f"SELECT {columns} FROM loyalty_persona p "
-                f"LEFT JOIN audiences_personafacts f ON f.persona_id = p.id "
+                f"LEFT JOIN audiences_personafacts f ON f.persona_id = p.id{joins} "
                 f"WHERE p.company_id = %(company)s AND {self.where}", self.params)
 
 
@@ -256,6 +259,7 @@ class _Compiler:
         self.now = now
         self.today = now.astimezone(self.zone).date()
         self.params = {"company": company_id, "now": now, "today": self.today, "tz": tz}
+        self.joins: list[str] = []
 
     def param(self, value) -> str:
         name = f"v{len(self.params)}"
@@ -349,13 +353,21 @@ class _Compiler:
                 return f"NOT coalesce({expr} = ANY({self.param(value)}::bigint[]), false)"
         raise RuleError("", f"cannot compile {kind} {op}")  # pragma: no cover - validated before
 
-    # History is matched as "p.id IN (the company's purchasers who ...)": PostgreSQL builds
-    # that set once and hashes it, where EXISTS under OR / NOT would probe per customer.
+    # History is matched against the set of the company's purchasers who ..., built once and
+    # LEFT JOINed by persona id: EXISTS under OR / NOT would probe per customer, and an
+    # "IN (subquery)" under OR keeps the whole scan of customers in one process, where a
+    # join lets PostgreSQL's parallel workers share it.
+    def purchaser_set(self, sql: str) -> str:
+        alias = f"b{len(self.joins) + 1}"
+        self.joins.append(f"LEFT JOIN ({sql}) {alias} ON {alias}.persona_id = p.id")
+        return f"({alias}.persona_id IS NOT NULL)"
+
     def purchasers(self, where: str = "", lines: str = "") -> str:
         join = " JOIN loyalty_lineitem l ON l.transaction_id = t.id" if lines else ""
-        return (f"p.id IN (SELECT t.persona_id FROM loyalty_transaction t{join} "
-                f"WHERE t.company_id = %(company)s AND t.status = 'completed' AND t.persona_id IS NOT NULL"
-                f"{where}{lines})")
+        return self.purchaser_set(
+            f"SELECT DISTINCT t.persona_id FROM loyalty_transaction t{join} "
+            f"WHERE t.company_id = %(company)s AND t.status = 'completed' AND t.persona_id IS NOT NULL"
+            f"{where}{lines}")
 
     def stores_purchased(self, op: str, value) -> str:
         if op in ("is_set", "is_not_set"):
@@ -386,9 +398,10 @@ class _Compiler:
         extra = "".join(f" AND {w}" for w in where)
         if value["at_least"] <= 1:
             return self.purchasers(extra)
-        return (f"p.id IN (SELECT t.persona_id FROM loyalty_transaction t WHERE t.company_id = %(company)s "
-                f"AND t.status = 'completed' AND t.persona_id IS NOT NULL{extra} "
-                f"GROUP BY t.persona_id HAVING count(*) >= {self.param(value['at_least'])}::int)")
+        return self.purchaser_set(
+            f"SELECT t.persona_id FROM loyalty_transaction t WHERE t.company_id = %(company)s "
+            f"AND t.status = 'completed' AND t.persona_id IS NOT NULL{extra} "
+            f"GROUP BY t.persona_id HAVING count(*) >= {self.param(value['at_least'])}::int")
 
 
 def rules_compile(tree: dict, *, company_id: int, tz: str, now: dt.datetime | None = None) -> Compiled:
@@ -398,4 +411,4 @@ def rules_compile(tree: dict, *, company_id: int, tz: str, now: dt.datetime | No
     tree = rules_clean(tree)
     compiler = _Compiler(company_id=company_id, tz=tz, now=now or timezone.now())
     where = compiler.node(tree)
-    return Compiled(where=where, params=compiler.params)
+    return Compiled(where=where, params=compiler.params, joins=compiler.joins)

@@ -136,15 +136,19 @@ TREE = group(
         match="any"),
 )
 
+# The fastest shape found by hand: the purchaser set LEFT JOINed (an "IN (subquery)" under
+# OR keeps the scan of customers in one process).
 HANDWRITTEN = """
 SELECT count(*) FROM loyalty_persona p
 LEFT JOIN audiences_personafacts f ON f.persona_id = p.id
+LEFT JOIN (SELECT DISTINCT t.persona_id FROM loyalty_transaction t
+           JOIN loyalty_lineitem l ON l.transaction_id = t.id
+           WHERE t.company_id = %(company)s AND t.status = 'completed' AND t.occurred_at >= %(cutoff)s
+             AND t.persona_id IS NOT NULL AND lower(l.category) = 'edibles') edibles
+       ON edibles.persona_id = p.id
 WHERE p.company_id = %(company)s AND p.sms_opt_in
   AND lower(coalesce(p.custom_traits ->> 'CovaPricingGroup', '')) <> 'medical'
-  AND (p.id IN (SELECT t.persona_id FROM loyalty_transaction t
-                JOIN loyalty_lineitem l ON l.transaction_id = t.id
-                WHERE t.company_id = %(company)s AND t.status = 'completed' AND t.occurred_at >= %(cutoff)s
-                  AND lower(l.category) = 'edibles')
+  AND (edibles.persona_id IS NOT NULL
        OR (f.lifetime_spend > 500 AND f.segment IN ('champion', 'loyal', 'at_risk')))
 """
 
