@@ -131,7 +131,8 @@ def cmd_run() -> int:
         subprocess.run([python, manage, "load_demo"], env=env, check=True)
         subprocess.run([python, manage, "load_demo_reports"], env=env, check=True)
         subprocess.run([python, manage, "load_demo_audiences"], env=env, check=True)
-        subprocess.run([python, manage, "load_demo_queue"], env=env, check=True)
+        subprocess.run([python, manage, "load_demo_queue", "--base-url", f"http://{host}:{port}"],
+                       env=env, check=True)
         commands = {
             "web": [python, manage, "runserver", f"{host}:{port}"],
             "worker": [python, "-m", "celery", "-A", "config", "worker", "-l", "info",

@@ -19,6 +19,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--per-store", type=int, default=6)
+        parser.add_argument("--base-url", default="", help="Where the site is served, for the kiosk links.")
 
     def handle(self, *args, **options):
         company = Company.objects.filter(slug=DEMO_SLUG).first()
@@ -39,5 +40,5 @@ class Command(BaseCommand):
                 for minutes, persona in zip(range(len(picked) * 6, 0, -6), picked, strict=False):
                     queue_check_in(store=store, phone=persona.phone, now=now - timedelta(minutes=minutes))
                 self.stdout.write(f"{store.name}: {len(picked)} customers waiting.")
-            url = reverse("queue_check_in", args=[store.checkin_token])
-            self.stdout.write(f"  kiosk: {url}")
+            url = options["base_url"].rstrip("/") + reverse("queue_check_in", args=[store.checkin_token])
+            self.stdout.write(f"  check-in kiosk: {url}")
