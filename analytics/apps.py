@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class AnalyticsConfig(AppConfig):
     name = "analytics"
     verbose_name = "Analytics"
+
+    def ready(self):
+        from . import receivers  # noqa: F401

@@ -1,3 +1,8 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns = []
+from . import views
+
+urlpatterns = [
+    path("", views.analytics_page, name="analytics"),
+    path("export/<slug:chart_key>.csv", views.analytics_csv, name="analytics_csv"),
+]

@@ -131,6 +131,7 @@ def cmd_run() -> int:
         subprocess.run([python, manage, "load_demo"], env=env, check=True)
         subprocess.run([python, manage, "load_demo_reports"], env=env, check=True)
         subprocess.run([python, manage, "load_demo_audiences"], env=env, check=True)
+        subprocess.run([python, manage, "analytics_rebuild"], env=env, check=True)
         subprocess.run([python, manage, "load_demo_queue", "--base-url", f"http://{host}:{port}"],
                        env=env, check=True)
         commands = {

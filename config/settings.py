@@ -115,7 +115,9 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": "loyalty",
+        # Parallel test workers share one Redis: each keeps its counters to itself.
+        "KEY_PREFIX": "loyalty" + (f"-{os.environ['PYTEST_XDIST_WORKER']}"
+                                   if os.environ.get("PYTEST_XDIST_WORKER") else ""),
     }
 }
 
@@ -124,7 +126,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "home"
+LOGIN_REDIRECT_URL = "home"  # the dashboard for the signed-in role
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"

@@ -1,9 +1,11 @@
 from django.urls import path
 
+from analytics.views import home
+
 from . import views
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", home, name="home"),  # the dashboard
     path("company/switch/", views.company_switch, name="company_switch"),
     path("settings/stores/", views.store_list, name="store_list"),
     path("settings/stores/new/", views.store_create_view, name="store_create"),

@@ -16,13 +16,6 @@ from .services import api_key_create, api_key_revoke, store_create, store_update
 from .tenancy import SESSION_KEY, company_view
 
 
-@login_required
-def home(request):
-    if request.membership is None:
-        return render(request, "stores/no_company.html", status=403)
-    return redirect("persona_list")
-
-
 @require_POST
 @login_required
 def company_switch(request):

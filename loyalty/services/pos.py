@@ -10,6 +10,7 @@ from decimal import ROUND_FLOOR, Decimal
 from django.db import transaction as db
 from django.utils import timezone
 
+from analytics.services import analytics_refresh_soon
 from stores.errors import DomainError
 
 from ..catalog import catalog_for
@@ -111,6 +112,7 @@ def pos_transaction_send(*, company, data: PosTransaction) -> tuple[Transaction,
         personas_save_derived_locked(personas.values())
         if catalog_for(company).tiers:  # a sale can move its customer up a tier
             tiers_recompute(company=company, persona_ids=list(personas))
+        analytics_refresh_soon(company_id=company.pk)  # the sales analytics, once this commits
     return txn, created
 
 

@@ -44,7 +44,7 @@ def test_admin_connects_cova_maps_a_store_and_syncs(page, live_server, shop, cov
     log_in(page, live_server, admin.username)
 
     # Settings › Integrations: search for Cova and click Connect.
-    page.get_by_role("link", name="Integrations").click()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Integrations").click()
     expect(page.get_by_role("heading", name="Integrations", exact=True)).to_be_visible()
     expect(page.get_by_test_id("integration-cova")).to_contain_text("Not connected")
     shot(page, "catalog")
@@ -91,7 +91,7 @@ def test_admin_connects_cova_maps_a_store_and_syncs(page, live_server, shop, cov
     assert (mapping.store_id, mapping.external_location_id) == (store.pk, "1001")
 
     # Back to the connection: one mapped location, $15 a month; Sync now.
-    page.get_by_role("link", name="Integrations").click()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Integrations").click()
     page.get_by_test_id("integration-cova").get_by_role("link", name="Manage").click()
     expect(page.get_by_test_id("fee-total")).to_have_text("$15.00")
     page.get_by_role("button", name="Sync now").click()

@@ -41,7 +41,7 @@ def test_admin_maps_headers_syncs_and_reads_row_errors(page, live_server, shop, 
     admin, connection = shop
     log_in(page, live_server, admin.username)
 
-    page.get_by_role("link", name="Integrations").click()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Integrations").click()
     page.get_by_role("link", name="Store reports").click()
     expect(page.get_by_role("heading", name=re.compile("Store reports"))).to_be_visible()
     page.get_by_role("link", name="Header mapping").click()

@@ -26,6 +26,7 @@ def shop(company):
 def test_admin_searches_opens_a_card_and_adjusts_points(page, live_server, shop):
     admin, dana = shop
     log_in(page, live_server, admin.username)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Personas").click()
 
     expect(page.get_by_test_id("result-count")).to_have_text("9 personas")
     # Survives only if the search and the adjustment happen without a full page load.

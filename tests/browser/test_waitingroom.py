@@ -22,7 +22,7 @@ def test_check_in_shows_up_live_signup_turns_enrolled_and_profile_shows_history(
     staff = browser.new_context(viewport={"width": 1360, "height": 900})
     budtender = staff.new_page()
     log_in(budtender, live_server, "bud")
-    budtender.get_by_role("link", name="Waiting room").click()
+    budtender.get_by_role("navigation", name="Main").get_by_role("link", name="Waiting room").click()
     expect(budtender.get_by_role("heading", name="Denver – Broadway queue")).to_be_visible()
     expect(budtender.get_by_test_id("queue-empty")).to_be_visible()
     budtender.evaluate("window.__noReload = true")

@@ -1,0 +1,119 @@
+"""The Analytics page (HTMX filters, KPIs, charts, tables, CSV) and the home dashboard."""
+
+from __future__ import annotations
+
+import csv
+from urllib.parse import urlencode
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponse
+from django.shortcuts import render
+from django.utils.text import slugify
+
+from integrations.models import SyncRun
+from integrations.selectors import Status, integration_statuses
+from integrations.services.cova import unmapped_locations
+from stores.tenancy import company_view, role_can
+
+from . import charts, selectors
+from .forms import RANGES, AnalyticsFilterForm, company_today, preset_period
+from .services import rollup_ensure_current
+
+TEMPLATE = "analytics/page.html"
+DASHBOARD_KPIS = ("net_sales", "orders", "average_order_value", "customers", "member_share")
+
+
+def _form(request) -> AnalyticsFilterForm:
+    return AnalyticsFilterForm(request.GET, company=request.company, today=company_today(request.company))
+
+
+def _query(form: AnalyticsFilterForm) -> str:
+    """The filters as a query string, for the CSV links (the same view, as a file)."""
+    data = form.cleaned_data
+    pairs = [("range", data["range"])]
+    if data["range"] == "custom":
+        pairs += [("start", data["period"].start.isoformat()), ("end", data["period"].end.isoformat())]
+    pairs += [("store", s) for s in data["store"]]
+    pairs += [(name, data[name]) for name in ("fulfillment", "customers") if data[name]]
+    return urlencode(pairs)
+
+
+@company_view("analytics.view")
+def analytics_page(request):
+    form = _form(request)
+    context = {"form": form, "ranges": RANGES, "stores": selectors.store_names(company=request.company),
+               "currency": request.company.currency}
+    if form.is_valid():
+        filters = form.filters()
+        rollup_ensure_current(company=request.company)
+        report = selectors.sales_report(company=request.company, filters=filters)
+        context.update(
+            report=report, query=_query(form), period=charts.period_text(report),
+            kpis=charts.kpis(report, request.company.currency),
+            charts=[_chart_context(c, request.company.currency)
+                    for c in charts.all_charts(report, context["stores"], request.company.currency)],
+            chosen_stores=set(filters.store_ids),
+        )
+        status = 200
+    else:
+        context.update(errors=form.messages(), chosen_stores=set(), period=None)
+        status = 400
+    if request.htmx and not request.htmx.history_restore_request:
+        return render(request, TEMPLATE + "#results", context)  # htmx swaps 200s only
+    return render(request, TEMPLATE, context, status=status)
+
+
+def _chart_context(chart: charts.Chart, currency: str) -> dict:
+    rows, footer = chart.table(currency)
+    return {"chart": chart, "rows": rows, "footer": footer, "figure_id": f"figure-{chart.key}",
+            "data_id": f"figure-{chart.key}-data"}
+
+
+@company_view("analytics.view")
+def analytics_csv(request, chart_key):
+    """One chart's data as a CSV file, for the same filters as the page."""
+    if chart_key not in charts.CHART_KEYS:
+        raise Http404("No such chart.")
+    form = _form(request)
+    if not form.is_valid():
+        return HttpResponse("\n".join(form.messages()) + "\n", status=400, content_type="text/plain")
+    filters = form.filters()
+    rollup_ensure_current(company=request.company)
+    report = selectors.sales_report(company=request.company, filters=filters)
+    currency = request.company.currency
+    every = charts.all_charts(report, selectors.store_names(company=request.company), currency)
+    chart = next(c for c in every if c.key == chart_key)
+    period = filters.period
+    name = f"{slugify(request.company.name)}-{chart_key}-{period.start}-to-{period.end}.csv"
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    writer = csv.writer(response)
+    writer.writerow(chart.csv_header(currency))
+    writer.writerows(chart.csv_rows())
+    return response
+
+
+@login_required
+def home(request):
+    """The signed-in user's start page: the last 30 days at a glance (for those who may see
+    sales), the latest syncs and what needs attention."""
+    if request.membership is None:
+        return render(request, "stores/no_company.html", status=403)
+    company, role = request.company, request.membership.role
+    context = {"can_sales": role_can(role, "analytics.view"),
+               "can_integrations": role_can(role, "integrations.manage")}
+    if context["can_sales"]:
+        filters = selectors.Filters(period=preset_period("30d", company_today(company)))
+        rollup_ensure_current(company=company)
+        report = selectors.headline(company=company, filters=filters)
+        context.update(kpis=charts.kpis(report, company.currency, only=DASHBOARD_KPIS),
+                       period=charts.period_text(report))
+    if context["can_sales"] or context["can_integrations"]:
+        context["runs"] = (SyncRun.objects.filter(company=company).select_related("connection", "credential")
+                           .order_by("-created_at", "-id")[:6])
+        statuses = integration_statuses(company=company)
+        context["failing"] = [c for status in statuses.values() for c in status.connections
+                              if c.state == Status.FAILING]
+        if not role_can(role, "settings.manage"):  # admins see it on every page already
+            context["unmapped"] = len(unmapped_locations(company=company))
+    return render(request, "analytics/dashboard.html", context)
