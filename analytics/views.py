@@ -14,6 +14,7 @@ from integrations.models import SyncRun
 from integrations.selectors import Status, integration_statuses
 from integrations.services.cova import unmapped_locations
 from stores.tenancy import company_view, role_can
+from waitingroom.selectors import queue_access, queue_waiting_counts
 
 from . import charts, selectors
 from .forms import RANGES, AnalyticsFilterForm, company_today, preset_period
@@ -108,6 +109,9 @@ def home(request):
         report = selectors.headline(company=company, filters=filters)
         context.update(kpis=charts.kpis(report, company.currency, only=DASHBOARD_KPIS),
                        period=charts.period_text(report))
+    if role_can(role, "queue.view"):
+        stores = queue_access(membership=request.membership).stores
+        context["waiting"] = sum(queue_waiting_counts(stores=stores).values()) if stores else None
     if context["can_sales"] or context["can_integrations"]:
         context["runs"] = (SyncRun.objects.filter(company=company).select_related("connection", "credential")
                            .order_by("-created_at", "-id")[:6])

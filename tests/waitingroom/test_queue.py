@@ -450,3 +450,15 @@ def test_queue_times_read_in_the_stores_own_clock(client, login, admin_user, com
     denver = arrived.astimezone(zoneinfo.ZoneInfo("America/Denver"))
     assert f"Checked in {local:%-I:%M} {local:%p}" in page
     assert f"Checked in {denver:%-I:%M} {denver:%p}" not in page
+
+
+def test_the_home_dashboard_says_how_many_are_waiting(client, login, store_budtender, queue_store,
+                                                      other_store):
+    queue_check_in(store=queue_store, phone="3035550173", first_name="One")
+    queue_check_in(store=queue_store, phone="3035550174", first_name="Two")
+    queue_check_in(store=other_store, phone="3035550175", first_name="Not theirs")
+    login(client, store_budtender)
+
+    page = client.get(reverse("home")).content.decode()
+
+    assert '<span data-testid="dashboard-waiting">2 waiting now</span>' in page
