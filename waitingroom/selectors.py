@@ -23,16 +23,20 @@ class QueueAccess:
     stores: list[RetailStore]
     # Plain words for an empty list: what is turned off, and where to turn it on.
     reason: str = ""
+    # For admins, who still see the queue: that budtenders do not.
+    notice: str = ""
 
 
 def queue_access(*, membership) -> QueueAccess:
     company = membership.company
-    if membership.role != Role.ADMIN:
-        program = loyalty_selectors.loyalty_program_get(company=company)
-        if not program.budtenders_see_queue:
+    notice = ""
+    if not loyalty_selectors.loyalty_program_get(company=company).budtenders_see_queue:
+        if membership.role != Role.ADMIN:
             return QueueAccess([], "The waiting-room queue is turned off for budtenders in the "
                                    "loyalty settings. Ask an admin to turn on “Budtenders can "
                                    "see the waiting-room queue”.")
+        notice = ("Budtenders cannot see this queue: “Budtenders can see the waiting-room queue” "
+                  "is off in the loyalty settings.")
     stores = company.stores.filter(opt_in_queue_enabled=True).select_related("company")
     if membership.role != Role.ADMIN:
         # A member tied to some stores sees those; no stores means every store.
@@ -43,7 +47,7 @@ def queue_access(*, membership) -> QueueAccess:
         return QueueAccess([], "No store of yours has the opt-in queue turned on. It is turned "
                                "on per store, under Settings › Retail stores › Edit › "
                                "Additional settings.")
-    return QueueAccess(enabled)
+    return QueueAccess(enabled, notice=notice)
 
 
 def queue_store_get(*, access: QueueAccess, store_id) -> RetailStore:
@@ -66,8 +70,12 @@ def checkin_store_get(*, token: str) -> RetailStore:
 def queue_today(*, store: RetailStore) -> QuerySet[QueueEntry]:
     """Who is in line at the store today (its own clock), first come first."""
     today = store_local_date(store, timezone.now())
+    # Only what a row shows: the queue is drawn every two seconds on every open screen.
     return (QueueEntry.objects.filter(store=store, local_date=today, state__in=IN_LINE)
-            .select_related("persona", "served_by").order_by("checked_in_at", "id"))
+            .select_related("persona", "served_by")
+            .only("state", "checked_in_at", "persona__first_name", "persona__last_name",
+                  "persona__email", "persona__phone", "persona__is_member", "served_by__username")
+            .order_by("checked_in_at", "id"))
 
 
 def queue_waiting_counts(*, stores: list[RetailStore]) -> dict[int, int]:

@@ -20,6 +20,8 @@ from stores.tenancy import company_view
 
 from . import selectors, services
 from .forms import CheckInForm
+from .models import QueueState
+from .templatetags.queue import waited
 
 # -- The budtender's queue ---------------------------------------------------------------------
 
@@ -44,13 +46,25 @@ def _queue_store(request, store_id):
     return store, access
 
 
+def _queue_rows(store) -> list[dict]:
+    """Today's queue as the rows the page shows. Worked out here, once a row, rather than
+    looked up field by field in the template: every open queue redraws every two seconds."""
+    base = reverse("queue_store", args=[store.pk]) + "entries/"  # one reverse() a page
+    rows = []
+    for entry in selectors.queue_today(store=store):
+        arrived = timezone.localtime(entry.checked_in_at)
+        rows.append({
+            "url": f"{base}{entry.pk}/", "name": entry.persona.display_name,
+            "member": entry.persona.is_member, "serving": entry.state == QueueState.SERVING,
+            "served_by": entry.served_by.get_username() if entry.served_by else "",
+            "arrived": f"{arrived:%-I:%M %p}", "waited": waited(entry.checked_in_at),
+        })
+    return rows
+
+
 def _queue_context(store, access, *, note="", error=""):
-    entries = list(selectors.queue_today(store=store))
-    # Each row's links start with this: one reverse() a page rather than five a row.
-    base = reverse("queue_store", args=[store.pk]) + "entries/"
-    for entry in entries:
-        entry.url = f"{base}{entry.pk}/"
-    return {"store": store, "entries": entries, "stores": access.stores, "note": note, "error": error}
+    return {"store": store, "rows": _queue_rows(store), "stores": access.stores,
+            "access_notice": access.notice, "note": note, "error": error}
 
 
 @never_cache

@@ -313,9 +313,11 @@ def test_turning_off_budtenders_seeing_the_queue_hides_it_from_them(client, logi
     assert home.status_code == 200
     assert "turned off for budtenders in the loyalty settings" in home.content.decode()
     assert client.get(queue_url(queue_store)).status_code == 404
-    # Admins still run the queue.
+    # Admins still run the queue, and are told budtenders cannot see it.
     login(client, admin_user)
-    assert client.get(queue_url(queue_store)).status_code == 200
+    page = client.get(queue_url(queue_store))
+    assert page.status_code == 200
+    assert "Budtenders cannot see this queue" in page.content.decode()
 
 
 def test_a_store_without_the_opt_in_queue_has_no_queue(client, login, admin_user, company):
