@@ -42,7 +42,7 @@ def function(name: str, body: str) -> str:
 
 
 def trigger(name: str, table: str, event: str, referencing: str, fn: str) -> str:
-    return (f"CREATE TRIGGER {name} AFTER {event} ON {table} REFERENCING {referencing} "
+    return (f"CREATE OR REPLACE TRIGGER {name} AFTER {event} ON {table} REFERENCING {referencing} "
             f"FOR EACH STATEMENT EXECUTE FUNCTION {fn}();")
 
 
@@ -62,7 +62,7 @@ for short, table, body in (("sales", "loyalty_transaction", SALES_ROWS),
         BACKWARD.append(f"DROP TRIGGER IF EXISTS {fn}_trg ON {table}; DROP FUNCTION IF EXISTS {fn}();")
 
 FORWARD.append(function("analytics_mark_enrolment_update", PERSONA_ROW))
-FORWARD.append("CREATE TRIGGER analytics_mark_enrolment_update_trg "
+FORWARD.append("CREATE OR REPLACE TRIGGER analytics_mark_enrolment_update_trg "
                "AFTER UPDATE OF is_member, enrolled_at ON loyalty_persona FOR EACH ROW "
                "WHEN (OLD.is_member IS DISTINCT FROM NEW.is_member OR OLD.enrolled_at IS DISTINCT FROM NEW.enrolled_at) "
                "EXECUTE FUNCTION analytics_mark_enrolment_update();")
