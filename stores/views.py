@@ -12,6 +12,7 @@ from integrations.views_cova import store_mappings_form, store_mappings_save
 
 from .errors import DomainError
 from .models import ApiKey, RetailStore
+from .selectors import store_get
 from .services import api_key_create, api_key_revoke, store_create, store_update
 from .tenancy import SESSION_KEY, company_view
 
@@ -67,13 +68,6 @@ class RetailStoreForm(forms.ModelForm):
         return [f for f in self if f.name in self.additional_fields]
 
 
-def _store_get(request, store_id) -> RetailStore:
-    try:
-        return request.company.stores.get(pk=store_id)
-    except RetailStore.DoesNotExist:
-        raise Http404("No such store.") from None
-
-
 @company_view("settings.manage")
 def store_list(request):
     stores = request.company.stores.order_by("name")
@@ -110,12 +104,12 @@ def store_create_view(request):
 def store_edit(request, store_id):
     """The store's settings, and its Store mappings: which location of each Cova connection
     it is (a select of the locations Cova lists), and its report mappings, read-only."""
-    store = _store_get(request, store_id)
+    store = store_get(company=request.company, store_id=store_id)
     form = RetailStoreForm(request.POST or None, instance=store, company=request.company)
     mappings_form = store_mappings_form(company=request.company, store=store, data=request.POST or None)
     if request.method == "POST" and form.is_valid() and mappings_form.is_valid():
         try:
-            store_update(store=_store_get(request, store_id), **form.cleaned_data)
+            store_update(store=store_get(company=request.company, store_id=store_id), **form.cleaned_data)
         except DomainError as exc:
             form.add_error(exc.extra.get("field"), exc.message)
         else:

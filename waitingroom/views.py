@@ -15,13 +15,13 @@ from django.views.decorators.http import require_POST
 
 from stores.errors import DomainError
 from stores.models import RetailStore
+from stores.selectors import store_get
 from stores.services import store_checkin_token_regenerate
 from stores.tenancy import company_view
 
 from . import selectors, services
 from .forms import CheckInForm
 from .models import QueueState
-from .templatetags.queue import waited
 
 # -- The budtender's queue ---------------------------------------------------------------------
 
@@ -46,6 +46,16 @@ def _queue_store(request, store_id):
     return store, access
 
 
+def _waited(since) -> str:
+    """How long since check-in, as a budtender says it: "just now", "7 min", "1 h 05"."""
+    minutes = int((timezone.now() - since).total_seconds() // 60)
+    if minutes < 1:
+        return "just now"
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d}"
+
+
 def _queue_rows(store) -> list[dict]:
     """Today's queue as the rows the page shows. Worked out here, once a row, rather than
     looked up field by field in the template: every open queue redraws every two seconds."""
@@ -57,7 +67,7 @@ def _queue_rows(store) -> list[dict]:
             "url": f"{base}{entry.pk}/", "name": entry.persona.display_name,
             "member": entry.persona.is_member, "serving": entry.state == QueueState.SERVING,
             "served_by": entry.served_by.get_username() if entry.served_by else "",
-            "arrived": f"{arrived:%-I:%M %p}", "waited": waited(entry.checked_in_at),
+            "arrived": f"{arrived:%-I:%M %p}", "waited": _waited(entry.checked_in_at),
         })
     return rows
 
@@ -142,10 +152,7 @@ def checkin_link_context(request, store: RetailStore) -> dict:
 @company_view("settings.manage")
 def checkin_link_regenerate(request, store_id):
     """A new kiosk link; the old one stops working at once."""
-    try:
-        store = request.company.stores.get(pk=store_id)
-    except (RetailStore.DoesNotExist, ValueError):
-        raise Http404("No such store.") from None
+    store = store_get(company=request.company, store_id=store_id)
     store = store_checkin_token_regenerate(store=store)
     context = checkin_link_context(request, store) | {
         "note": "A new check-in link is live. Open it on the tablet; the old link no longer works."}

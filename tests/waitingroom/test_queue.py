@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from loyalty.models import LoyaltyProgram, Persona, PointsEntry
+from loyalty.signals import persona_enrolled
 from stores.models import Role
 from stores.services import store_checkin_token_regenerate
 from tests.factories import MembershipFactory, PersonaFactory, RetailStoreFactory
@@ -85,6 +86,17 @@ def test_bad_phone_numbers_get_a_clear_error_and_nothing_is_saved(client, queue_
     assert "phone number" in page and "area code" in page
     assert not Persona.objects.filter(company=queue_store.company).exists()
     assert not QueueEntry.objects.exists()
+
+
+def test_another_companys_customer_with_the_same_number_is_not_matched(client, queue_store, other_company):
+    theirs = PersonaFactory(company=other_company, first_name="Other", phone="+13035550131")
+
+    response = check_in(client, queue_store, phone="303 555 0131", first_name="Mine")
+
+    assert response.status_code == 200
+    mine = Persona.objects.get(company=queue_store.company, phone="+13035550131")
+    assert mine.pk != theirs.pk and mine.first_name == "Mine"
+    assert not QueueEntry.objects.filter(persona=theirs).exists()
 
 
 def test_blank_phone_and_unknown_phone_without_a_name_are_refused(client, queue_store):
@@ -234,15 +246,29 @@ def test_signup_enrolls_the_customer_and_the_button_turns_enrolled(
     entry = queue_check_in(store=queue_store, phone="3035550167", first_name="Sign", last_name="Me")
     login(client, store_budtender)
 
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        page = action(client, queue_store, entry, "signup").content.decode()
+    announced = []
+
+    def heard(sender, persona, **kwargs):
+        announced.append(persona.pk)
+
+    persona_enrolled.connect(heard)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            page = action(client, queue_store, entry, "signup").content.decode()
+    finally:
+        persona_enrolled.disconnect(heard)
 
     assert "Sign Me is now a loyalty member." in page
     assert 'data-testid="enrolled"' in page and 'data-testid="signup"' not in page
     persona = Persona.objects.get(pk=entry.persona_id)
     assert persona.is_member and persona.enrolled_at is not None
     assert persona.points_balance == 100
-    assert callbacks  # the enrolment was announced (signup pushes listen to it)
+    assert announced == [persona.pk]  # what signup pushes to the POS listen to
+
+    # Signing up a member again changes nothing and says so in place.
+    page = action(client, queue_store, entry, "signup").content.decode()
+    persona.refresh_from_db()
+    assert persona.points_balance == 100 and 'data-testid="enrolled"' in page
 
 
 def test_signup_queues_the_push_to_cova(client, login, store_budtender, queue_store, company,
@@ -349,7 +375,6 @@ def test_queue_update_has_a_constant_query_count_and_is_quick(client, login, sto
         queries_seen[:] = queries.captured_queries
         return len(queries), response.content.decode()
 
-    PersonaFactory.create_batch(3, company=company)
     for n in range(3):
         queue_check_in(store=queue_store, phone=f"30355502{n:02d}", first_name=f"Few{n}")
     poll()  # session and per-process caches warm up on the first request
