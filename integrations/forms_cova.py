@@ -27,7 +27,6 @@ CA_PROVINCES = [
     ("SK", "Saskatchewan"), ("YT", "Yukon"),
 ]
 MARKET_CHOICES = [(code, f"{code} · {name}") for code, name in US_STATES + CA_PROVINCES]
-KNOWN_MARKETS = {code for code, _ in MARKET_CHOICES}
 LOCATION_IDS_SPLIT = re.compile(r"[\s,;]+")
 
 
@@ -80,7 +79,6 @@ class CovaCredentialForm(forms.Form):
 
     secret_names = ("client_secret", "password")
     key_names = ("grant_type", "client_id", "client_secret", "username", "password", "cova_company_id")
-    option_names = ("is_frozen", "location_ids", "pricing_group_id", "skip_payment_methods", "sync_time")
     advanced_names = ("accounts_url", "api_url")
 
     def __init__(self, *args, company, credential: CovaCredential | None = None, **kwargs):
@@ -117,9 +115,6 @@ class CovaCredentialForm(forms.Form):
 
     def key_fields(self):
         return [self[name] for name in self.key_names]
-
-    def option_fields(self):
-        return [self[name] for name in self.option_names]
 
     def advanced_fields(self):
         return [self[name] for name in self.advanced_names]

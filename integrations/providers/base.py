@@ -27,15 +27,18 @@ class ProviderError(Exception):
     `message` says exactly what, e.g. "Bucket 'reports' does not exist at
     http://s3.local:9000"."""
 
-    def __init__(self, problem: ConnectionProblem, message: str):
+    def __init__(self, problem: ConnectionProblem, message: str, *, acted_maybe: bool = False):
         super().__init__(message)
         self.problem = problem
         self.message = message
+        # The source may have done what it was asked (a create that timed out): doing it
+        # again could do it twice.
+        self.acted_maybe = acted_maybe
 
     @property
     def retryable(self) -> bool:
         # Only an unreachable server may come back by itself; a wrong key will not.
-        return self.problem == ConnectionProblem.UNREACHABLE
+        return self.problem == ConnectionProblem.UNREACHABLE and not self.acted_maybe
 
 
 @dataclass(frozen=True)

@@ -202,9 +202,9 @@ class CovaClient:
             self._token_expires_at = self._clock() + lifetime - skew
             return token
 
-    def missing_permissions(self) -> list[str]:
+    def missing_permissions(self, me: dict | None = None) -> list[str]:
         """The REQUIRED_PERMISSIONS the API user lacks, in that order."""
-        granted = self._granted(self._me())
+        granted = self._granted(me if me is not None else self._me())
         return [name for name in REQUIRED_PERMISSIONS if name.casefold() not in granted]
 
     def test(self) -> str:
@@ -212,8 +212,7 @@ class CovaClient:
         message, or ProviderError naming exactly what is wrong."""
         me = self._me()
         user = str(me.get("UserName") or self.username)
-        granted = self._granted(me)
-        missing = [name for name in REQUIRED_PERMISSIONS if name.casefold() not in granted]
+        missing = self.missing_permissions(me)
         if missing:
             raise ProviderError(ConnectionProblem.NO_PERMISSION, _missing_message(user, missing))
         try:
@@ -363,7 +362,8 @@ class CovaClient:
     def _unreachable(problem: str, attempts: int, unsure: bool = False) -> ProviderError:
         note = "; the customer may or may not have been created" if unsure else ""
         return ProviderError(ConnectionProblem.UNREACHABLE,
-                             f"{problem} ({attempts} attempt{'' if attempts == 1 else 's'}{note}).")
+                             f"{problem} ({attempts} attempt{'' if attempts == 1 else 's'}{note}).",
+                             acted_maybe=unsure)
 
     def _fetch_token(self) -> tuple[str, float]:
         url = f"{self.accounts_url}/v1/oauth2/token"
@@ -450,7 +450,8 @@ class CovaClient:
             # Only a call that is not retried gets here: Cova may have acted on it.
             return ProviderError(ConnectionProblem.UNREACHABLE,
                                  f"Cova answered HTTP {status} at {self._host(response.url)} when asked to "
-                                 f"{verb} {what}; it may or may not have been done.")
+                                 f"{verb} {what}; it may or may not have been done.",
+                                 acted_maybe=status >= 500)
         return ProviderError(ConnectionProblem.MISCONFIGURED, f"Cova refused to {verb} {what}{detail}.")
 
     def _get_json(self, url: str, *, what: str, not_found_ok: bool = False):

@@ -302,9 +302,8 @@ def _phone(value: str, country: str) -> str:
         return ""  # a number we cannot read: the customer comes in without it
 
 
-def _progress(run: SyncRun, **counts) -> None:
-    cache.set(progress_key(run.pk), counts.get("rows", 0), 3600)
-    cache.set(f"sync-run:{run.pk}:cova", counts, 3600)
+def _progress(run: SyncRun, *, rows: int) -> None:
+    cache.set(progress_key(run.pk), rows, 3600)
 
 
 def cova_sync_run_execute(*, run_id: int) -> SyncRun:
@@ -387,7 +386,7 @@ def _fetch(run: SyncRun, credential: CovaCredential, cursor) -> dict:
                            c.birth_date.isoformat() if c.birth_date else None, c.state.upper(),
                            c.pricing_group_id, c.created_at.isoformat(), c.survivor_id or c.id))
         customers.flush()
-        _progress(run, customers=customers.rows, sales=0, rows=customers.rows)
+        _progress(run, rows=customers.rows)
 
     # Sales per location since each one's watermark.
     mapped = dict(StoreMapping.objects.filter(connection=connection)
@@ -421,7 +420,7 @@ def _fetch(run: SyncRun, credential: CovaCredential, cursor) -> dict:
                     payments.add((sale.id, payment.method, payment.amount))
             lines.flush()
             payments.flush()
-            _progress(run, customers=customers.rows, sales=sales, rows=customers.rows + sales)
+            _progress(run, rows=customers.rows + sales)
         if newest is not None:
             sales_since[location.id] = newest.isoformat()
     return {"customers": customers.rows, "sales": sales, "unmapped": unmapped, "lines": lines.rows,
@@ -553,7 +552,10 @@ def signup_push_send(*, push_id: int) -> SignupPush:
             first_name=persona.first_name, last_name=persona.last_name, email=persona.email,
             phone=persona.phone, birth_date=persona.birth_date, pricing_group_id=credential.pricing_group_id)
     except ProviderError as exc:
-        SignupPush.objects.filter(pk=push.pk).update(state=SignupPush.State.FAILED, error=exc.message)
+        error = exc.message
+        if exc.acted_maybe:
+            error += " Look for this customer in Cova before creating them there."
+        SignupPush.objects.filter(pk=push.pk).update(state=SignupPush.State.FAILED, error=error)
         raise
     with db.atomic():
         PersonaIdentity.objects.get_or_create(

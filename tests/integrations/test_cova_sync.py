@@ -278,6 +278,41 @@ def test_secrets_never_in_runs_errors_or_requests(company, cova, cova_server, sy
         assert all(secret not in path for _, path, _ in cova_server.requests)
 
 
+def test_a_signup_push_cova_may_have_acted_on_is_not_sent_again(company, cova, cova_server):  # noqa: F811
+    from integrations.tasks import signup_push
+
+    persona = persona_create(company=company, source=None, first_name="Tess", phone="(303) 555-0171")
+    persona_enroll(company=company, persona_id=persona.pk)
+    [push] = signup_push_queue(persona=persona)
+    cova_server.fail_next(1, status=500, path_contains="/Customers")
+
+    signup_push.apply(args=[push.pk])  # retries run inline here, as a worker would run them
+
+    assert len(cova_server.requests_to("/Customers", method="POST")) == 1
+    push.refresh_from_db()
+    assert push.state == SignupPush.State.FAILED
+    assert "may or may not" in push.error and "Look for this customer in Cova" in push.error
+
+
+def test_a_signup_push_is_retried_while_cova_cannot_be_reached(company, cova, cova_server,  # noqa: F811
+                                                                monkeypatch):
+    from integrations.tasks import signup_push
+
+    persona = persona_create(company=company, source=None, first_name="Ulla", phone="(303) 555-0172")
+    persona_enroll(company=company, persona_id=persona.pk)
+    [push] = signup_push_queue(persona=persona)
+    # The token request fails: nothing was created, so trying again is safe.
+    monkeypatch.setattr("integrations.providers.cova.time.sleep", lambda s: None)
+    cova_server.fail_next(4, status=503, path_contains="/token")
+
+    signup_push.apply(args=[push.pk])
+
+    push.refresh_from_db()
+    assert push.state == SignupPush.State.SENT
+    assert len(cova_server.requests_to("/token")) == 5  # four refused, then the retried task's
+    assert len(cova_server.requests_to("/Customers", method="POST")) == 1
+
+
 def test_signup_push_creates_the_customer_in_cova(company, cova, cova_server):  # noqa: F811
     cova_credential_save(connection=cova.connection, credential=cova, client_id=cova.client_id,
                          client_secret="", username=cova.username, password="",
