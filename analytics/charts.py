@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-from .selectors import FULFILLMENT_LABELS, Bucket, SalesReport, Totals
+from .selectors import FULFILLMENT_LABELS, Bucket, SalesReport, Totals, share_percent
 
 TOP = 10
 WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
@@ -38,11 +38,6 @@ def number(value) -> str:
 def percent(value: Decimal | None) -> str:
     return "—" if value is None else f"{value}%"
 
-
-def _share(part: Decimal, whole: Decimal) -> Decimal | None:
-    if not whole or whole <= 0:
-        return None
-    return (100 * Decimal(part) / Decimal(whole)).quantize(Decimal("0.1"), ROUND_HALF_UP)
 
 
 # --- KPIs ---------------------------------------------------------------------------------------
@@ -119,7 +114,7 @@ def kpis(report: SalesReport, currency: str, *, only: tuple[str, ...] | None = N
 
 
 def _share_text(part, whole) -> str:
-    return percent(_share(part, whole))
+    return percent(share_percent(part, whole))
 
 
 # --- charts -------------------------------------------------------------------------------------
@@ -252,9 +247,6 @@ def _bucket_label(bucket: Bucket, kind: str) -> str:
     return f"{bucket.start:%a %b %-d, %Y}"
 
 
-BUCKET_WORDS = {"hour": "hour", "day": "day", "week": "week", "month": "month"}
-
-
 def over_time_chart(report: SalesReport, currency: str) -> Chart:
     kind = report.bucket
     prefix = SYMBOLS.get(currency, "")
@@ -264,7 +256,7 @@ def over_time_chart(report: SalesReport, currency: str) -> Chart:
         footer = ["Total", sum(b.orders for b in report.over_time),
                   sum((b.net_sales for b in report.over_time), Decimal("0"))]
     else:
-        columns = [Column(BUCKET_WORDS[kind].capitalize()), Column("Orders", "int"),
+        columns = [Column(kind.capitalize()), Column("Orders", "int"),
                    Column("Gross sales", "money"), Column("Discounts", "money"), Column("Returns", "money"),
                    Column("Net sales", "money"), Column("Tax", "money")]
         rows = [[_bucket_label(b, kind), b.orders, b.totals.gross_sales, b.totals.discounts,
@@ -299,7 +291,7 @@ def over_time_chart(report: SalesReport, currency: str) -> Chart:
                               yaxis2={"overlaying": "y", "side": "right", "showgrid": False,
                                       "fixedrange": True, "rangemode": "tozero", "automargin": True}),
         }
-    return Chart("sales-over-time", "Sales over time", f"Net sales and orders by {BUCKET_WORDS[kind]}",
+    return Chart("sales-over-time", "Sales over time", f"Net sales and orders by {kind}",
                  columns, rows, figure, footer=footer, size="wide")
 
 
@@ -307,7 +299,7 @@ def store_chart(report: SalesReport, store_names: dict, currency: str) -> Chart:
     items = sorted(report.by_store.items(), key=lambda kv: (-kv[1].net_sales, store_names.get(kv[0], "")))
     names = [store_names.get(store_id, UNMAPPED) if store_id else UNMAPPED for store_id, _ in items]
     total = report.current.net_sales
-    rows = [[name, t.orders, t.net_sales, _share(t.net_sales, total)]
+    rows = [[name, t.orders, t.net_sales, share_percent(t.net_sales, total)]
             for name, (_, t) in zip(names, items, strict=True)]
     figure = None
     if items and not report.current.is_empty:
@@ -402,7 +394,7 @@ def loyalty_chart(report: SalesReport, currency: str) -> Chart:
 
 
 def _split_chart(key, title, subtitle, label, labels, totals: list[Totals], whole: Totals, currency) -> Chart:
-    rows = [[name, t.orders, t.net_sales, _share(t.net_sales, whole.net_sales)]
+    rows = [[name, t.orders, t.net_sales, share_percent(t.net_sales, whole.net_sales)]
             for name, t in zip(labels, totals, strict=True)]
     figure = None if whole.is_empty else _donut(labels, [t.net_sales for t in totals], currency)
     columns = [Column(label), Column("Orders", "int"), Column("Net sales", "money"), Column("Share", "pct")]
@@ -412,8 +404,8 @@ def _split_chart(key, title, subtitle, label, labels, totals: list[Totals], whol
 
 def customers_chart(report: SalesReport, currency: str) -> Chart:
     c = report.customers
-    rows = [["New", c.new, _share(c.new, c.unique)],
-            ["Returning", c.returning, _share(c.returning, c.unique)]]
+    rows = [["New", c.new, share_percent(c.new, c.unique)],
+            ["Returning", c.returning, share_percent(c.returning, c.unique)]]
     figure = _donut(["New", "Returning"], [c.new, c.returning], None) if c.unique else None
     return Chart("customers", "New vs returning customers", "Customers on file who ordered in this period",
                  [Column("Customers"), Column("Count", "int"), Column("Share", "pct")], rows, figure,
@@ -422,22 +414,22 @@ def customers_chart(report: SalesReport, currency: str) -> Chart:
                  note="New: their first order ever is in this period.")
 
 
+# Every chart on the page, in page order, by the key its CSV link uses.
+CHARTS = {
+    "sales-over-time": lambda report, store_names, currency: over_time_chart(report, currency),
+    "stores": store_chart,
+    "categories": lambda report, store_names, currency: category_chart(report, currency),
+    "products": lambda report, store_names, currency: product_chart(report, currency),
+    "brands": lambda report, store_names, currency: brand_chart(report, currency),
+    "hours": lambda report, store_names, currency: hours_chart(report, currency),
+    "fulfillment": lambda report, store_names, currency: fulfillment_chart(report, currency),
+    "loyalty": lambda report, store_names, currency: loyalty_chart(report, currency),
+    "customers": lambda report, store_names, currency: customers_chart(report, currency),
+}
+
+
 def all_charts(report: SalesReport, store_names: dict, currency: str) -> list[Chart]:
-    return [
-        over_time_chart(report, currency),
-        store_chart(report, store_names, currency),
-        category_chart(report, currency),
-        product_chart(report, currency),
-        brand_chart(report, currency),
-        hours_chart(report, currency),
-        fulfillment_chart(report, currency),
-        loyalty_chart(report, currency),
-        customers_chart(report, currency),
-    ]
-
-
-CHART_KEYS = ("sales-over-time", "stores", "categories", "products", "brands", "hours", "fulfillment",
-              "loyalty", "customers")
+    return [build(report, store_names, currency) for build in CHARTS.values()]
 
 
 @dataclass

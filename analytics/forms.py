@@ -4,10 +4,8 @@ comes from the URL (so a view can be shared), so every bad value gets a plain me
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
 
 from django import forms
-from django.utils import timezone
 
 from loyalty.models import Fulfillment
 
@@ -25,10 +23,6 @@ DEFAULT_RANGE = "30d"
 PRESET_DAYS = {"today": 1, "7d": 7, "30d": 30, "90d": 90}
 LONGEST_DAYS = 3 * 366
 EARLIEST = dt.date(2000, 1, 1)
-
-
-def company_today(company) -> dt.date:
-    return timezone.now().astimezone(zoneinfo.ZoneInfo(company.timezone)).date()
 
 
 def year_before(day: dt.date) -> dt.date:
@@ -61,12 +55,11 @@ class AnalyticsFilterForm(forms.Form):
         choices=[("", "All customers"), ("members", "Loyalty members"), ("others", "Everyone else")],
         error_messages={"invalid_choice": "“%(value)s” is not a group of customers."})
 
-    def __init__(self, data, *, company, today: dt.date):
+    def __init__(self, data, *, stores: dict[int, str], today: dt.date):
+        """`stores`: the company's stores by id (`selectors.store_names`)."""
         super().__init__(data)
-        self.company = company
         self.today = today
-        self.fields["store"].choices = [(str(pk), name) for pk, name in
-                                        company.stores.order_by("name").values_list("pk", "name")]
+        self.fields["store"].choices = [(str(pk), name) for pk, name in stores.items()]
 
     def clean(self):
         cleaned = super().clean()

@@ -201,17 +201,18 @@ class SalesReport:
 
     @property
     def member_share(self) -> Decimal | None:
-        return _share(self.member_sales, self.current.net_sales)
+        return share_percent(self.member_sales, self.current.net_sales)
 
     @property
     def previous_member_share(self) -> Decimal | None:
-        return _share(self.previous_member_sales, self.previous.net_sales)
+        return share_percent(self.previous_member_sales, self.previous.net_sales)
 
 
-def _share(part: Decimal, whole: Decimal) -> Decimal | None:
-    if whole <= 0:
+def share_percent(part, whole) -> Decimal | None:
+    """`part` as a percent of `whole`, to one decimal; None when there is no whole."""
+    if not whole or whole <= 0:
         return None
-    return (100 * part / whole).quantize(Decimal("0.1"), ROUND_HALF_UP)
+    return (100 * Decimal(part) / Decimal(whole)).quantize(Decimal("0.1"), ROUND_HALF_UP)
 
 
 # --- SQL --------------------------------------------------------------------------------------

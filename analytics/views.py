@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.utils.text import slugify
 
 from integrations.models import SyncRun
@@ -17,15 +18,16 @@ from stores.tenancy import company_view, role_can
 from waitingroom.selectors import queue_access, queue_waiting_counts
 
 from . import charts, selectors
-from .forms import RANGES, AnalyticsFilterForm, company_today, preset_period
+from .forms import RANGES, AnalyticsFilterForm, preset_period
 from .services import rollup_ensure_current
 
 TEMPLATE = "analytics/page.html"
 DASHBOARD_KPIS = ("net_sales", "orders", "average_order_value", "customers", "member_share")
 
 
-def _form(request) -> AnalyticsFilterForm:
-    return AnalyticsFilterForm(request.GET, company=request.company, today=company_today(request.company))
+def _form(request, stores: dict[int, str]) -> AnalyticsFilterForm:
+    # Requests run in the company's time zone (CurrentCompanyMiddleware): today is theirs.
+    return AnalyticsFilterForm(request.GET, stores=stores, today=timezone.localdate())
 
 
 def _query(form: AnalyticsFilterForm) -> str:
@@ -41,8 +43,9 @@ def _query(form: AnalyticsFilterForm) -> str:
 
 @company_view("analytics.view")
 def analytics_page(request):
-    form = _form(request)
-    context = {"form": form, "ranges": RANGES, "stores": selectors.store_names(company=request.company),
+    stores = selectors.store_names(company=request.company)
+    form = _form(request, stores)
+    context = {"form": form, "ranges": RANGES, "stores": stores,
                "currency": request.company.currency}
     if form.is_valid():
         filters = form.filters()
@@ -73,17 +76,17 @@ def _chart_context(chart: charts.Chart, currency: str) -> dict:
 @company_view("analytics.view")
 def analytics_csv(request, chart_key):
     """One chart's data as a CSV file, for the same filters as the page."""
-    if chart_key not in charts.CHART_KEYS:
+    if chart_key not in charts.CHARTS:
         raise Http404("No such chart.")
-    form = _form(request)
+    stores = selectors.store_names(company=request.company)
+    form = _form(request, stores)
     if not form.is_valid():
         return HttpResponse("\n".join(form.messages()) + "\n", status=400, content_type="text/plain")
     filters = form.filters()
     rollup_ensure_current(company=request.company)
     report = selectors.sales_report(company=request.company, filters=filters)
     currency = request.company.currency
-    every = charts.all_charts(report, selectors.store_names(company=request.company), currency)
-    chart = next(c for c in every if c.key == chart_key)
+    chart = charts.CHARTS[chart_key](report, stores, currency)
     period = filters.period
     name = f"{slugify(request.company.name)}-{chart_key}-{period.start}-to-{period.end}.csv"
     response = HttpResponse(content_type="text/csv; charset=utf-8")
@@ -104,7 +107,7 @@ def home(request):
     context = {"can_sales": role_can(role, "analytics.view"),
                "can_integrations": role_can(role, "integrations.manage")}
     if context["can_sales"]:
-        filters = selectors.Filters(period=preset_period("30d", company_today(company)))
+        filters = selectors.Filters(period=preset_period("30d", timezone.localdate()))
         rollup_ensure_current(company=company)
         report = selectors.headline(company=company, filters=filters)
         context.update(kpis=charts.kpis(report, company.currency, only=DASHBOARD_KPIS),

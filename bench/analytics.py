@@ -47,7 +47,7 @@ from django.test import Client  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from analytics.forms import company_today, preset_period  # noqa: E402
+from analytics.forms import preset_period  # noqa: E402
 from analytics.models import RollupState  # noqa: E402
 from analytics.selectors import Filters, months_and_days, sales_report  # noqa: E402
 from analytics.services import rollup_refresh  # noqa: E402
@@ -350,7 +350,8 @@ def main() -> None:
                                  role=Role.MARKETER).user
         client = Client()
         client.force_login(user)
-        today = company_today(company)
+        with timezone.override(company.timezone):  # as a request of the company runs
+            today = timezone.localdate()
         filters = Filters(period=preset_period("12m", today))
 
         def page():

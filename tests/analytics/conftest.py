@@ -12,7 +12,7 @@ from loyalty.services import (
     source_get_or_create,
     transaction_record,
 )
-from tests.factories import OfferFactory, RetailStoreFactory
+from tests.factories import OfferFactory, PersonaFactory, RetailStoreFactory
 
 DENVER = ZoneInfo("America/Denver")
 
@@ -117,8 +117,10 @@ class Shop:
         # Another company, same day and product names: never in these numbers.
         other_source = source_get_or_create(company=other_company, kind="pos_api")
         self.elsewhere = RetailStoreFactory(company=other_company, name="Elsewhere")
+        self.stranger = PersonaFactory(company=other_company, first_name="Stranger")
         record(other_company, other_source, "other-1", local(2026, 1, 6, 12), [
-            line("Flower", "Green Dot", "Blue Dream 3.5g", 10, "100.00")], store=self.elsewhere)
+            line("Flower", "Green Dot", "Blue Dream 3.5g", 10, "100.00")], store=self.elsewhere,
+            persona=self.stranger)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from django.urls import reverse
 from analytics.models import ChangedHour
 from integrations.models import Connection, SyncRun
 from integrations.signals import sync_completed
+from loyalty.models import Transaction
 from loyalty.services.pos import PosTransaction, pos_transaction_send
 from stores.models import Role
 from tests.analytics.conftest import line, local, record
@@ -231,12 +232,45 @@ def test_dashboard_without_a_company(client, login, db):
 
 # --- keeping the rollup current ------------------------------------------------------------------------
 
-def test_sync_completed_queues_a_refresh(company, django_capture_on_commit_callbacks):
+def test_sync_completed_queues_a_refresh(company, store, django_capture_on_commit_callbacks):
+    from django.core.cache import cache
+
+    cache.delete(f"analytics:refresh-queued:{company.pk}")
     connection = mock.Mock(company_id=company.pk)
-    with mock.patch("analytics.tasks.analytics_refresh.delay") as delay, \
+    with mock.patch("analytics.tasks.analytics_refresh.apply_async") as queued, \
             django_capture_on_commit_callbacks(execute=True):
         sync_completed.send(sender=Connection, connection=connection, run=None)
-    delay.assert_called_once_with(company.pk)
+        # A POS sale right after the sync joins the refresh already queued.
+        pos_transaction_send(company=company, data=PosTransaction(
+            transaction_id="T-after-sync", store_id=store.pk, subtotal=Decimal("10.00"),
+            items=[line("Flower", "B", "P", 1, "10.00")]))
+    queued.assert_called_once_with((company.pk,), countdown=10)
+
+
+def test_a_broker_failure_never_fails_a_sale(company, store, django_capture_on_commit_callbacks):
+    from django.core.cache import cache
+
+    cache.delete(f"analytics:refresh-queued:{company.pk}")
+    with mock.patch("analytics.tasks.analytics_refresh.apply_async", side_effect=OSError("broker down")), \
+            django_capture_on_commit_callbacks(execute=True):
+        txn, created = pos_transaction_send(company=company, data=PosTransaction(
+            transaction_id="T-broker", store_id=store.pk, subtotal=Decimal("10.00"),
+            items=[line("Flower", "B", "P", 1, "10.00")]))
+    assert created and Transaction.objects.filter(pk=txn.pk).exists()
+    assert ChangedHour.objects.filter(company_id=company.pk).exists()  # the page still catches up
+
+
+def test_a_sale_that_rolls_back_queues_no_refresh(company, store, django_capture_on_commit_callbacks):
+    from django.db import transaction as db
+
+    with mock.patch("analytics.tasks.analytics_refresh.apply_async") as queued, \
+            django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError), db.atomic():
+        pos_transaction_send(company=company, data=PosTransaction(
+            transaction_id="T-rollback", store_id=store.pk, subtotal=Decimal("10.00"),
+            items=[line("Flower", "B", "P", 1, "10.00")]))
+        raise RuntimeError("the caller fails after the sale")
+    queued.assert_not_called()
+    assert not Transaction.objects.filter(external_id="T-rollback").exists()
 
 
 def test_pos_sale_queues_one_refresh_for_a_burst(company, store, django_capture_on_commit_callbacks):

@@ -9,7 +9,7 @@ import pytest
 import time_machine
 
 from analytics import selectors
-from analytics.models import ChangedHour, Customer, RollupState, SalesDay
+from analytics.models import ChangedHour, Customer, CustomerActivity, RollupState, SalesDay
 from analytics.selectors import Filters, Period
 from analytics.services import rollup_ensure_current, rollup_pending, rollup_refresh
 from integrations.services.imports import transactions_attach_store
@@ -152,11 +152,22 @@ def test_rollup_rebuilds_when_the_time_zone_changes(shop, company):
 def test_rollup_other_company_untouched(shop, company, other_company):
     rollup_refresh(company=company)
     rollup_refresh(company=other_company)
-    before = SalesDay.objects.filter(company=other_company).count()
-    record(company, shop.source, "x", local(2026, 1, 6, 10), [line("Flower", "B", "P", 1, "1.00")])
+
+    def theirs():
+        return (sorted(SalesDay.objects.filter(company=other_company).values_list("id", flat=True)),
+                list(Customer.objects.filter(company=other_company).values_list("persona_id", "first_day")),
+                list(CustomerActivity.objects.filter(company=other_company)
+                     .values_list("persona_id", "store_id", "first_day")))
+
+    before = theirs()
+    assert before[1] == [(shop.stranger.pk, D(2026, 1, 6))]  # their customer is in the rollup
+    # A sale of ours on the same day as theirs, by one of our customers.
+    record(company, shop.source, "x", local(2026, 1, 6, 10), [line("Flower", "B", "P", 1, "1.00")],
+           persona=shop.ben)
     assert not ChangedHour.objects.filter(company_id=other_company.pk).exists()
     rollup_refresh(company=company)
-    assert SalesDay.objects.filter(company=other_company).count() == before
+    assert theirs() == before
+    assert not Customer.objects.filter(company=company, persona_id=shop.stranger.pk).exists()
 
 
 @pytest.mark.django_db(transaction=True)
