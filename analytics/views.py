@@ -12,8 +12,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from integrations.models import SyncRun
-from integrations.selectors import Status, integration_statuses
-from integrations.services.cova import unmapped_locations
+from integrations.selectors import Status, integration_statuses, unmapped_location_count
 from stores.tenancy import company_view, role_can
 from waitingroom.selectors import queue_access, queue_waiting_counts
 
@@ -122,5 +121,5 @@ def home(request):
         context["failing"] = [c for status in statuses.values() for c in status.connections
                               if c.state == Status.FAILING]
         if not role_can(role, "settings.manage"):  # admins see it on every page already
-            context["unmapped"] = len(unmapped_locations(company=company))
+            context["unmapped"] = unmapped_location_count(company=company)
     return render(request, "analytics/dashboard.html", context)

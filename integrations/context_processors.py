@@ -4,7 +4,7 @@ from django.utils.functional import cached_property
 
 from stores.tenancy import role_can
 
-from .services.cova import unmapped_locations
+from .selectors import unmapped_location_count
 
 
 class UnmappedStores:
@@ -16,7 +16,7 @@ class UnmappedStores:
 
     @cached_property
     def count(self) -> int:
-        return len(unmapped_locations(company=self.company))
+        return unmapped_location_count(company=self.company)
 
 
 def account_notices(request):

@@ -8,6 +8,8 @@ from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 
+from loyalty.models import Transaction
+
 from . import fields as F
 from .models import Connection, CovaCredential, ImportedFile, Provider, RowError, StoreMapping, SyncRun
 from .reader import FileRejected, PreviewRow
@@ -222,3 +224,30 @@ def store_mappings_of_store(*, store):
     """Every mapping onto this store, of any connection, with its connection."""
     return (StoreMapping.objects.filter(store=store, connection__company_id=store.company_id)
             .select_related("connection").order_by("connection__name", "external_location_id"))
+
+
+# --- locations waiting for a store --------------------------------------------------------
+
+def _waiting_sales(company):
+    return Transaction.objects.filter(company=company, store__isnull=True).exclude(source_location="")
+
+
+def unmapped_locations(*, company, connection: Connection | None = None) -> list[dict]:
+    """Locations whose sales wait for a store mapping: connection, location id, sales.
+    With `connection`, only that connection's."""
+    sales = _waiting_sales(company)
+    if connection is not None:
+        sales = sales.filter(source_id=connection.source_id)
+    rows = list(sales.values("source_id", "source_location").annotate(sales=Count("id"))
+                .order_by("source_id", "source_location"))
+    if not rows:
+        return []
+    connections = {c.source_id: c for c in Connection.objects.filter(
+        company=company, source_id__in={r["source_id"] for r in rows})}
+    return [{"connection": connections.get(r["source_id"]), "location_id": r["source_location"],
+             "sales": r["sales"]} for r in rows]
+
+
+def unmapped_location_count(*, company) -> int:
+    """How many locations wait for a store mapping, for the notice on every page."""
+    return _waiting_sales(company).values("source_id", "source_location").distinct().count()

@@ -27,6 +27,7 @@ from .forms_cova import CovaConnectForm, CovaCredentialForm, StoreMappingsForm
 from .models import Provider, StoreMapping, SyncRun
 from .providers import ProviderError
 from .providers.cova import REQUIRED_PERMISSIONS, CovaLocation
+from .selectors import unmapped_locations
 from .services.cova import (
     COVA_FEE_PER_LOCATION,
     cova_connection_create,
@@ -36,7 +37,6 @@ from .services.cova import (
     cova_locations,
     cova_monthly_fee,
     store_mapping_save,
-    unmapped_locations,
 )
 from .services.sync import sync_run_create
 from .tasks import connection_sync
@@ -239,8 +239,8 @@ def _locations(connection, credentials) -> dict:
     except (ProviderError, DomainError) as exc:
         return {"locations": [], "locations_error": exc.message}
     mapped = {m.external_location_id: m for m in connection.store_mappings.select_related("store")}
-    waiting = {u["location_id"]: u["sales"] for u in unmapped_locations(company=connection.company)
-               if u["connection"] is not None and u["connection"].pk == connection.pk}
+    waiting = {u["location_id"]: u["sales"]
+               for u in unmapped_locations(company=connection.company, connection=connection)}
     rows = [{"location": loc, "mapping": mapped.get(loc.id), "waiting": waiting.get(loc.id, 0)}
             for loc in found]
     return {"locations": rows, "locations_error": ""}

@@ -21,11 +21,11 @@ from django.core.cache import cache
 from django.db import IntegrityError
 from django.db import connection as db_connection
 from django.db import transaction as db
-from django.db.models import Count, F
+from django.db.models import F
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from loyalty.models import Persona, PersonaIdentity, Source, Transaction
+from loyalty.models import Persona, PersonaIdentity, Source
 from loyalty.phone import phone_normalize
 from stores.errors import DomainError
 from stores.models import RetailStore
@@ -224,20 +224,6 @@ def store_mapping_save(*, store: RetailStore, connection: Connection, external_l
         current.save()
         transactions_attach_store(connection, location_id=location_id, store_id=store.pk)
     return current
-
-
-def unmapped_locations(*, company) -> list[dict]:
-    """Locations whose sales wait for a store mapping: connection, location id, sales."""
-    rows = (Transaction.objects.filter(company=company, store__isnull=True).exclude(source_location="")
-            .values("source_id", "source_location").annotate(sales=Count("id"))
-            .order_by("source_id", "source_location"))
-    rows = list(rows)
-    if not rows:
-        return []
-    connections = {c.source_id: c for c in Connection.objects.filter(
-        company=company, source_id__in={r["source_id"] for r in rows})}
-    return [{"connection": connections.get(r["source_id"]), "location_id": r["source_location"],
-             "sales": r["sales"]} for r in rows]
 
 
 # --- sync -----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from urllib.parse import unquote
 import pytest
 
 from integrations.models import CovaCredential, SignupPush, SyncRun
+from integrations.selectors import unmapped_location_count, unmapped_locations
 from integrations.services.cova import (
     cova_connection_create,
     cova_credential_save,
@@ -15,7 +16,6 @@ from integrations.services.cova import (
     signup_push_queue,
     signup_push_send,
     store_mapping_save,
-    unmapped_locations,
 )
 from integrations.services.sync import SyncFailed, sync_run_create
 from loyalty.models import LoyaltyProgram, Persona, PersonaIdentity, PointsEntry, Transaction
@@ -219,6 +219,7 @@ def test_unmapped_location_sales_wait_then_attach(company, cova, cova_server, sy
     waiting = Transaction.objects.filter(company=company)
     assert waiting.count() == 2 and all(t.store_id is None and t.source_location == "1002" for t in waiting)
     assert [(u["location_id"], u["sales"]) for u in unmapped_locations(company=company)] == [("1002", 2)]
+    assert unmapped_location_count(company=company) == 1
     persona = Persona.objects.get(company=company)
     assert persona.favourite_store is None
 
@@ -226,6 +227,7 @@ def test_unmapped_location_sales_wait_then_attach(company, cova, cova_server, sy
     store_mapping_save(store=uptown, connection=cova.connection, external_location_id="1002")
 
     assert unmapped_locations(company=company) == []
+    assert unmapped_location_count(company=company) == 0
     assert set(Transaction.objects.filter(company=company).values_list("store_id", "source_location")) == {
         (uptown.pk, "")}
     persona.refresh_from_db()
