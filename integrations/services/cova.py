@@ -93,7 +93,7 @@ def cova_credential_save(*, connection: Connection, credential: CovaCredential |
         if not values[field]:
             raise DomainError(f"Enter the {label} Cova sent you.", extra={"field": field})
     if not values["cova_company_id"].isdigit():
-        raise DomainError("The Cova company id is a number, e.g. 4455.", extra={"field": "cova_company_id"})
+        raise DomainError("The Cova company id is a number, e.g. 123456.", extra={"field": "cova_company_id"})
     client_secret, password = (client_secret or "").strip(), password or ""
     if credential is None and (not client_secret or not password):
         field = "client_secret" if not client_secret else "password"
