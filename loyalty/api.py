@@ -22,6 +22,7 @@ from stores.errors import DomainError
 from stores.models import ApiKey
 from stores.services import api_key_authenticate
 
+from .api_input import input_validated
 from .catalog import catalog_for
 from .models import IdempotencyRecord, Persona, PointsEntry, Redemption
 from .phone import phone_normalize
@@ -116,9 +117,7 @@ class PosView(APIView):
         return self.request.user.company
 
     def valid(self, serializer_class):
-        serializer = serializer_class(data=self.request.data)
-        serializer.is_valid(raise_exception=True)
-        return serializer.validated_data
+        return input_validated(serializer_class, self.request.data)
 
 
 
@@ -348,7 +347,9 @@ class LookupView(PosActionView):
                 raise DomainError(exc.message, code="invalid", extra={"field": "phone"}) from None
         elif by in ("email", "external_id"):
             value = value.strip()
-        matches = personas_at_counter(company=self.company, by=by, value=value)
+        # Per-customer limits need each offer's times held; most programs set none.
+        limited = any(offer.limit_per_persona is not None for offer in catalog_for(self.company).offers)
+        matches = personas_at_counter(company=self.company, by=by, value=value, with_offers_held=limited)
         if not matches:
             raise Http404("No customer matches.")
         if len(matches) > 1:
@@ -357,7 +358,8 @@ class LookupView(PosActionView):
                              "candidates": [_masked(p) for p in matches[:5]]}, status=409)
         persona = matches[0]
         if persona.has_overdue_lock and locks_expire(company=self.company, persona_id=persona.pk):
-            persona = personas_at_counter(company=self.company, by="persona_id", value=persona.pk)[0]
+            persona = personas_at_counter(company=self.company, by="persona_id", value=persona.pk,
+                                          with_offers_held=limited)[0]
         return Response(_persona_body(persona, basket_from(data.get("basket")), self.company))
 
 
