@@ -1,6 +1,7 @@
 import re
 from dataclasses import dataclass
 
+from django.db import connection
 from django.db.models import F, Prefetch, Q, QuerySet
 from django.http import Http404
 
@@ -169,46 +170,71 @@ def persona_redemptions(*, persona: Persona, limit: int = 50):
 
 # The POS looks a customer up on every scan. One query brings the persona with what the
 # counter needs beside it (is a lock overdue, the wallet, how often each offer is held),
-# instead of four: at the register, round trips are the cost.
+# instead of four: at the register, round trips are the cost. It runs on a plain cursor
+# and builds the Persona with from_db: a RawQuerySet re-derives its column mapping on
+# every call, which cost more than the query itself.
 _COUNTER_SQL = """
-SELECT p.*,
+SELECT {columns},
   EXISTS (SELECT 1 FROM loyalty_redemption r WHERE r.persona_id = p.id AND r.state = 'locked'
           AND r.locked_until <= now()) AS has_overdue_lock,
   (SELECT coalesce(json_agg(json_build_object('id', w.id, 'offer_id', w.offer_id)
                             ORDER BY w.created_at DESC, w.id DESC), '[]'::json)
      FROM loyalty_walletitem w WHERE w.persona_id = p.id AND w.state = 'available') AS wallet_available,
-  (SELECT coalesce(json_object_agg(h.offer_id, h.n), '{{}}'::json) FROM (
-     SELECT offer_id, count(*) AS n FROM (
-       SELECT offer_id FROM loyalty_walletitem WHERE persona_id = p.id
-       UNION ALL
-       SELECT offer_id FROM loyalty_redemption WHERE persona_id = p.id AND wallet_item_id IS NULL
-         AND state = ANY(%(holding)s)) held GROUP BY offer_id) h) AS offers_held
+  {held} AS offers_held
 FROM loyalty_persona p
 WHERE p.company_id = %(company)s AND {match}
 ORDER BY p.id
 LIMIT %(limit)s
 """
+# How often each offer is held, for per-customer limits; skipped when no offer has one.
+_COUNTER_HELD = """(SELECT coalesce(json_object_agg(h.offer_id, h.n), '{}'::json) FROM (
+     SELECT offer_id, count(*) AS n FROM (
+       SELECT offer_id FROM loyalty_walletitem WHERE persona_id = p.id
+       UNION ALL
+       SELECT offer_id FROM loyalty_redemption WHERE persona_id = p.id AND wallet_item_id IS NULL
+         AND state = ANY(%(holding)s)) held GROUP BY offer_id) h)"""
 _COUNTER_MATCH = {
-    "phone": "p.phone = %(value)s",
-    "email": "lower(p.email) = lower(%(value)s)",
-    "persona_id": "p.id = %(value)s",
+    "phone": "p.phone = %(value)s::text",
+    "email": "lower(p.email) = lower(%(value)s::text)",
+    "persona_id": "p.id = %(value)s::bigint",
     "external_id": "p.id IN (SELECT i.persona_id FROM loyalty_personaidentity i "
-                   "WHERE i.company_id = %(company)s AND i.external_id = %(value)s)",
+                   "WHERE i.company_id = %(company)s AND i.external_id = %(value)s::text)",
 }
+_PERSONA_FIELDS = Persona._meta.concrete_fields
+# The JSON column arrives as text; its field turns it into Python.
+_PERSONA_CONVERTED = [(i, f) for i, f in enumerate(_PERSONA_FIELDS) if hasattr(f, "from_db_value")]
+_COUNTER_QUERIES = {
+    (by, with_held): _COUNTER_SQL.format(columns=", ".join(f"p.{f.column}" for f in _PERSONA_FIELDS),
+                                         match=match, held=_COUNTER_HELD if with_held else "NULL::json")
+    for by, match in _COUNTER_MATCH.items() for with_held in (True, False)}
 
 
-def personas_at_counter(*, company, by: str, value, limit: int = 6) -> list[Persona]:
+def personas_at_counter(*, company, by: str, value, limit: int = 6,
+                        with_offers_held: bool = True) -> list[Persona]:
     """Personas matching `by` (phone, email, persona_id or external_id) exactly, each with
     has_overdue_lock, wallet_items (available, newest first, unsaved WalletItem objects
-    carrying id and offer_id) and offers_held ({offer id: times held})."""
+    carrying id and offer_id) and, with_offers_held, offers_held ({offer id: times held})."""
     from .models import Redemption, WalletItem
 
-    sql = _COUNTER_SQL.format(match=_COUNTER_MATCH[by])
-    personas = list(Persona.objects.raw(sql, {"company": company.pk, "value": value, "limit": limit,
-                                              "holding": list(Redemption.HOLDING)}))
-    for persona in personas:
+    params = {"company": company.pk, "value": value, "limit": limit}
+    if with_offers_held:
+        params["holding"] = list(Redemption.HOLDING)
+    with connection.cursor() as cursor:
+        cursor.execute(_COUNTER_QUERIES[by, with_offers_held], params)
+        rows = cursor.fetchall()
+    attnames = [f.attname for f in _PERSONA_FIELDS]
+    width = len(attnames)
+    personas = []
+    for row in rows:
+        values = list(row[:width])
+        for i, field in _PERSONA_CONVERTED:
+            values[i] = field.from_db_value(values[i], None, connection)
+        persona = Persona.from_db(connection.alias, attnames, values)
+        persona.has_overdue_lock, wallet_available, offers_held = row[width:]
         persona.wallet_items = [
             WalletItem(pk=w["id"], offer_id=w["offer_id"], persona_id=persona.pk, company_id=company.pk,
-                       state=WalletItem.State.AVAILABLE) for w in persona.wallet_available]
-        persona.offers_held = {int(k): n for k, n in persona.offers_held.items()}
+                       state=WalletItem.State.AVAILABLE) for w in wallet_available]
+        if offers_held is not None:
+            persona.offers_held = {int(k): n for k, n in offers_held.items()}
+        personas.append(persona)
     return personas

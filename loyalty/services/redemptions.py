@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
+from functools import cached_property
 
 from django.db import IntegrityError, connection
 from django.db import transaction as db
@@ -65,17 +66,18 @@ class Basket:
     tax_total: Decimal = Decimal("0")
     store_id: int | None = None
 
-    @property
+    # Cached: every offer on the lookup asks again, and a basket does not change.
+    @cached_property
     def pre_tax(self) -> Decimal:
         if self.subtotal is not None:
             return self.subtotal
         return sum((i.amount for i in self.items), Decimal("0"))
 
-    @property
+    @cached_property
     def categories(self) -> set[str]:
         return {i.category.strip().lower() for i in self.items if i.category}
 
-    @property
+    @cached_property
     def brands(self) -> set[str]:
         return {i.brand.strip().lower() for i in self.items if i.brand}
 
