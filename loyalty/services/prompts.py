@@ -1,7 +1,12 @@
 """POS prompts: rules on the basket or the customer that put a message in front of the
 cashier ("offer the 2-year warranty on TVs over $500"), and which of them fire now."""
 
+import atexit
+import logging
+import os
+import threading
 import zoneinfo
+from collections import Counter
 from decimal import Decimal, InvalidOperation
 
 from django.core.cache import cache
@@ -14,6 +19,8 @@ from stores.errors import DomainError
 from stores.versions import redis_client
 
 from ..models import Persona, Prompt, Tier
+
+logger = logging.getLogger(__name__)
 
 C = Prompt.Condition
 TEXT_CONDITIONS = (C.CATEGORY, C.BRAND, C.SKU)
@@ -166,8 +173,9 @@ def prompts_firing(*, company, persona: Persona | None, basket,
     """The company's active prompts that fire for this basket (dicts with sku, product,
     brand, category, quantity, unit_price; may be empty) and customer (may be None: then
     only basket conditions fire). `prompts` (the catalog's) saves the query. Firings are
-    counted in the shared cache and added to the prompts by prompt_fired_counts_flush:
-    a database write on every lookup would make concurrent registers queue on one row."""
+    counted (in the process, then the shared cache) and added to the prompts by
+    prompt_fired_counts_flush: a database write on every lookup would make concurrent
+    registers queue on one row."""
     if prompts is None:
         prompts = list(Prompt.objects.filter(company=company, is_active=True).order_by("name", "pk"))
     if not prompts:
@@ -180,15 +188,58 @@ def prompts_firing(*, company, persona: Persona | None, basket,
     return fired
 
 
+# Firings are counted in the process first and added to the shared cache at most once a
+# second, by a timer thread: a Redis round trip on every lookup was a sixth of its cost.
+# A process that dies hard loses at most that last second of counts.
+FIRINGS_SEND_SECONDS = 1.0
+_firings_pending: Counter = Counter()
+_firings_lock = threading.Lock()
+_firings_timer: threading.Timer | None = None
+
+
 def _firings_count(prompt_ids: list[int]) -> None:
-    # One pipelined INCR for all of them: Django's cache API would take two round trips
-    # per prompt (it checks that the key exists first). Integers are stored as plain
-    # Redis integers, so cache.get_many reads them back.
-    keys = [cache.make_and_validate_key(_fired_key(pk)) for pk in prompt_ids]
-    with redis_client().pipeline(transaction=False) as pipe:
-        for key in keys:
-            pipe.incr(key)
-        pipe.execute()
+    global _firings_timer
+    with _firings_lock:
+        _firings_pending.update(prompt_ids)
+        if _firings_timer is None:
+            _firings_timer = threading.Timer(FIRINGS_SEND_SECONDS, _firings_send)
+            _firings_timer.daemon = True
+            _firings_timer.start()
+
+
+def _firings_send() -> None:
+    """This process's counted firings into the shared cache: one pipelined INCRBY each
+    (Django's cache API would take two round trips per key). Kept for the next try when
+    Redis is away."""
+    global _firings_timer
+    with _firings_lock:
+        pending = dict(_firings_pending)
+        _firings_pending.clear()
+        if _firings_timer is not None and _firings_timer is not threading.current_thread():
+            _firings_timer.cancel()  # sent now: nothing left for it
+        _firings_timer = None
+    if not pending:
+        return
+    try:
+        with redis_client().pipeline(transaction=False) as pipe:
+            for pk, count in pending.items():
+                pipe.incrby(cache.make_and_validate_key(_fired_key(pk)), count)
+            pipe.execute()
+    except Exception:
+        logger.warning("Could not count %s prompt firings in Redis; kept for the next try.",
+                       sum(pending.values()), exc_info=True)
+        with _firings_lock:
+            _firings_pending.update(pending)
+
+
+def _firings_forget_timer() -> None:
+    # A forked child (a Celery or gunicorn worker) has the counts but not the timer thread.
+    global _firings_timer
+    _firings_timer = None
+
+
+os.register_at_fork(after_in_child=_firings_forget_timer)
+atexit.register(_firings_send)
 
 
 def _fired_key(prompt_id: int) -> str:
@@ -198,6 +249,7 @@ def _fired_key(prompt_id: int) -> str:
 def prompt_fired_counts_flush(*, company=None) -> int:
     """Move the counted firings into Prompt.times_fired (the periodic task, and before
     the prompts page shows them). Returns how many firings moved."""
+    _firings_send()  # this process's own, without waiting for its timer
     prompts = Prompt.objects.all() if company is None else Prompt.objects.filter(company=company)
     ids = list(prompts.values_list("pk", flat=True))
     pending = cache.get_many([_fired_key(pk) for pk in ids])

@@ -2,6 +2,7 @@
 their services, and the persona card's tier, wallet and redemptions."""
 
 import re
+import time
 from datetime import date, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -419,6 +420,37 @@ def test_prompts_firing_for_each_condition(company, admin_user):
     counts = dict(Prompt.objects.filter(company=company).values_list("name", "times_fired"))
     assert counts["category"] == 2 and counts["total"] == 3 and counts["not enrolled"] == 1
     assert counts["off"] == 0 and counts["gold"] == 1
+
+
+def test_firings_reach_the_shared_count_within_a_second_and_survive_a_redis_outage(company, monkeypatch):
+    from django.core.cache import cache
+
+    from loyalty.services import prompts as prompt_services
+
+    prompt = prompt_create(company=company, name="flower", condition="category", value="Flower", message="x")
+    key = prompt_services._fired_key(prompt.pk)
+    prompt_services._firings_send()  # nothing left over from earlier tests, no timer running
+    cache.delete(key)  # nor from an earlier run whose prompt had this id
+    fired(company, None, [item(category="Flower")])
+    fired(company, None, [item(category="Flower")])
+    assert cache.get(key) is None  # counted in the process, not a Redis call per lookup
+    deadline = time.monotonic() + 5
+    while cache.get(key) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert cache.get(key) == 2  # the timer sent both, with no lookup after them
+
+    # Redis away: the counts wait in the process for the next send
+    def redis_down():
+        raise ConnectionError("down")
+
+    monkeypatch.setattr(prompt_services, "redis_client", redis_down)
+    fired(company, None, [item(category="Flower")])
+    prompt_services._firings_send()
+    assert prompt_services._firings_pending[prompt.pk] == 1
+    monkeypatch.undo()
+    prompt_fired_counts_flush(company=company)
+    prompt.refresh_from_db()
+    assert prompt.times_fired == 3 and cache.get(key) == 0
 
 
 def test_prompt_validation(company):
