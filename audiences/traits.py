@@ -56,6 +56,11 @@ class Trait:
     def operators(self) -> tuple[str, ...]:
         return OPERATORS[self.type]
 
+    @property
+    def on_facts(self) -> bool:
+        """Read from the purchase facts (`f`) alone, nothing on the persona row (`p`)."""
+        return self.kind == "column" and "f." in self.sql and "p." not in self.sql
+
 
 _DAYS_SINCE = "(%(today)s::date - (f.last_purchase_at AT TIME ZONE %(tz)s::text)::date)"
 
