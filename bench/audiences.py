@@ -136,11 +136,15 @@ TREE = group(
         match="any"),
 )
 
-# The fastest shape found by hand: the purchaser set LEFT JOINed (an "IN (subquery)" under
-# OR keeps the scan of customers in one process).
+# The fastest shape found by hand: the purchaser set and the regulars among the purchase
+# facts, each LEFT JOINed (an "IN (subquery)" under OR keeps the scan of customers in one
+# process; joining every customer's facts costs more than picking the regulars first).
 HANDWRITTEN = """
 SELECT count(*) FROM loyalty_persona p
-LEFT JOIN audiences_personafacts f ON f.persona_id = p.id
+LEFT JOIN (SELECT f.persona_id FROM audiences_personafacts f
+           WHERE f.company_id = %(company)s AND f.lifetime_spend > 500
+             AND f.segment IN ('champion', 'loyal', 'at_risk')) regulars
+       ON regulars.persona_id = p.id
 LEFT JOIN (SELECT DISTINCT t.persona_id FROM loyalty_transaction t
            JOIN loyalty_lineitem l ON l.transaction_id = t.id
            WHERE t.company_id = %(company)s AND t.status = 'completed' AND t.occurred_at >= %(cutoff)s
@@ -148,8 +152,7 @@ LEFT JOIN (SELECT DISTINCT t.persona_id FROM loyalty_transaction t
        ON edibles.persona_id = p.id
 WHERE p.company_id = %(company)s AND p.sms_opt_in
   AND lower(coalesce(p.custom_traits ->> 'CovaPricingGroup', '')) <> 'medical'
-  AND (edibles.persona_id IS NOT NULL
-       OR (f.lifetime_spend > 500 AND f.segment IN ('champion', 'loyal', 'at_risk')))
+  AND (edibles.persona_id IS NOT NULL OR regulars.persona_id IS NOT NULL)
 """
 
 
