@@ -200,20 +200,23 @@ _COUNTER_MATCH = {
     "external_id": "p.id IN (SELECT i.persona_id FROM loyalty_personaidentity i "
                    "WHERE i.company_id = %(company)s AND i.external_id = %(value)s::text)",
 }
-_PERSONA_FIELDS = Persona._meta.concrete_fields
-# The JSON column arrives as text; its field turns it into Python.
-_PERSONA_CONVERTED = [(i, f) for i, f in enumerate(_PERSONA_FIELDS) if hasattr(f, "from_db_value")]
+# What the counter shows and decides on, in the model's order (as from_db reads them);
+# the other fields load on first use.
+_COUNTER_FIELDS = tuple(f.attname for f in Persona._meta.concrete_fields if f.attname in {
+    "id", "company_id", "first_name", "last_name", "phone", "email", "birth_date", "is_member",
+    "points_balance", "lifetime_points", "tier"})
 _COUNTER_QUERIES = {
-    (by, with_held): _COUNTER_SQL.format(columns=", ".join(f"p.{f.column}" for f in _PERSONA_FIELDS),
+    (by, with_held): _COUNTER_SQL.format(columns=", ".join(f"p.{name}" for name in _COUNTER_FIELDS),
                                          match=match, held=_COUNTER_HELD if with_held else "NULL::json")
     for by, match in _COUNTER_MATCH.items() for with_held in (True, False)}
 
 
 def personas_at_counter(*, company, by: str, value, limit: int = 6,
                         with_offers_held: bool = True) -> list[Persona]:
-    """Personas matching `by` (phone, email, persona_id or external_id) exactly, each with
-    has_overdue_lock, wallet_items (available, newest first, unsaved WalletItem objects
-    carrying id and offer_id) and, with_offers_held, offers_held ({offer id: times held})."""
+    """Personas matching `by` (phone, email, persona_id or external_id) exactly, with the
+    fields the counter shows (the others load on first use), each with has_overdue_lock,
+    wallet_items (available, newest first, unsaved WalletItem objects carrying id and
+    offer_id) and, with_offers_held, offers_held ({offer id: times held})."""
     from .models import Redemption, WalletItem
 
     params = {"company": company.pk, "value": value, "limit": limit}
@@ -222,14 +225,10 @@ def personas_at_counter(*, company, by: str, value, limit: int = 6,
     with connection.cursor() as cursor:
         cursor.execute(_COUNTER_QUERIES[by, with_offers_held], params)
         rows = cursor.fetchall()
-    attnames = [f.attname for f in _PERSONA_FIELDS]
-    width = len(attnames)
+    width = len(_COUNTER_FIELDS)
     personas = []
     for row in rows:
-        values = list(row[:width])
-        for i, field in _PERSONA_CONVERTED:
-            values[i] = field.from_db_value(values[i], None, connection)
-        persona = Persona.from_db(connection.alias, attnames, values)
+        persona = Persona.from_db(connection.alias, _COUNTER_FIELDS, row[:width])
         persona.has_overdue_lock, wallet_available, offers_held = row[width:]
         persona.wallet_items = [
             WalletItem(pk=w["id"], offer_id=w["offer_id"], persona_id=persona.pk, company_id=company.pk,
