@@ -128,15 +128,20 @@ def _fold(value) -> str:
     return " ".join(str(value or "").split()).casefold()
 
 
-def _basket_facts(basket) -> dict:
+def _basket_facts(basket, conditions) -> dict:
+    """What the prompts' `conditions` ask of the basket, and only that: the POS asks on
+    every scan."""
     items = list(basket or [])
-    return {
-        C.CATEGORY: {_fold(i.get("category")) for i in items} - {""},
-        C.BRAND: {_fold(i.get("brand")) for i in items} - {""},
-        C.SKU: {_fold(i.get("sku")) for i in items} - {""},
-        "max_price": max((_dec(i.get("unit_price")) for i in items), default=None),
-        "total": sum((_dec(i.get("quantity")) * _dec(i.get("unit_price")) for i in items), Decimal("0")),
-    }
+    facts = {}
+    for condition in (C.CATEGORY, C.BRAND, C.SKU):
+        if condition in conditions:
+            facts[condition] = {_fold(i.get(condition)) for i in items} - {""}
+    if C.ITEM_PRICE_OVER in conditions:
+        facts["max_price"] = max((_dec(i.get("unit_price")) for i in items), default=None)
+    if C.BASKET_TOTAL_OVER in conditions:
+        facts["total"] = sum((_dec(i.get("quantity")) * _dec(i.get("unit_price")) for i in items),
+                             Decimal("0"))
+    return facts
 
 
 def _persona_matches(condition: str, value: str, persona: Persona, today) -> bool:
@@ -180,7 +185,7 @@ def prompts_firing(*, company, persona: Persona | None, basket,
         prompts = list(Prompt.objects.filter(company=company, is_active=True).order_by("name", "pk"))
     if not prompts:
         return []
-    facts = _basket_facts(basket)
+    facts = _basket_facts(basket, {p.condition for p in prompts})
     today = timezone.localtime(timezone.now(), zoneinfo.ZoneInfo(company.timezone)).date()
     fired = [p for p in prompts if prompt_matches(p, facts=facts, persona=persona, today=today)]
     if fired:
