@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from decimal import Decimal
 
 from django.db import IntegrityError
@@ -41,6 +42,7 @@ from .services.redemptions import (
 from .services.transactions import LineItemData, PaymentData
 
 CENT = Decimal("0.01")
+E164 = re.compile(r"\+[1-9]\d{6,14}")
 MONEY = {"max_digits": 12, "decimal_places": 2, "min_value": 0, "coerce_to_string": True}
 
 
@@ -340,16 +342,22 @@ class LookupView(PosActionView):
         data = self.valid(LookupSerializer)
         by = next(k for k in ("phone", "email", "persona_id", "external_id") if data.get(k) not in (None, ""))
         value = data[by]
-        if by == "phone":
-            try:
-                value = phone_normalize(value, country=self.company.country or "US")
-            except DomainError as exc:
-                raise DomainError(exc.message, code="invalid", extra={"field": "phone"}) from None
-        elif by in ("email", "external_id"):
+        if by in ("phone", "email", "external_id"):
             value = value.strip()
         # Per-customer limits need each offer's times held; most programs set none.
         limited = any(offer.limit_per_persona is not None for offer in catalog_for(self.company).offers)
-        matches = personas_at_counter(company=self.company, by=by, value=value, with_offers_held=limited)
+        # A phone sent as stored (E.164) is looked up as it is; it is parsed only when nobody
+        # has it, to tell a mistyped number from an unknown one.
+        matches = [] if by == "phone" and not E164.fullmatch(value) else personas_at_counter(
+            company=self.company, by=by, value=value, with_offers_held=limited)
+        if by == "phone" and not matches:
+            try:
+                normalized = phone_normalize(value, country=self.company.country or "US")
+            except DomainError as exc:
+                raise DomainError(exc.message, code="invalid", extra={"field": "phone"}) from None
+            if normalized != value:
+                matches = personas_at_counter(company=self.company, by=by, value=normalized,
+                                              with_offers_held=limited)
         if not matches:
             raise Http404("No customer matches.")
         if len(matches) > 1:

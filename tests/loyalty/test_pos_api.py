@@ -274,6 +274,18 @@ def test_lookup_by_email_and_by_an_id_in_another_system(counter, company):
     assert post(client, "lookup", {"phone": "not a phone"}).status_code == 400
 
 
+def test_a_phone_in_any_form_finds_the_customer_and_a_wrong_number_says_so(counter):
+    client, _, persona = counter
+    assert persona.phone == "+13035550150"
+    for typed in ("+13035550150", " +13035550150 ", "303-555-0150", "+1 (303) 555 0150"):
+        assert post(client, "lookup", {"phone": typed}).json()["persona"]["id"] == persona.pk, typed
+    unknown = post(client, "lookup", {"phone": "+13035550199"})
+    assert unknown.status_code == 404 and unknown.json()["code"] == "not_found"
+    # shaped like a stored number but not a real one (no area code 000): a 400 on the field
+    wrong = post(client, "lookup", {"phone": "+10005550150"})
+    assert wrong.status_code == 400 and wrong.json()["field"] == "phone"
+
+
 def test_buying_an_offer_into_the_wallet_then_redeeming_it_costs_points_once(counter, store):
     client, offer, persona = counter
     bought = post(client, "offers/purchase", {"persona_id": persona.pk, "offer_id": offer.pk})
