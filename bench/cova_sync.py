@@ -34,10 +34,9 @@ from integrations.providers.cova import CovaClient  # noqa: E402
 from integrations.services.cova import (  # noqa: E402
     cova_connection_create,
     cova_credential_save,
-    cova_sync_run_execute,
     store_mapping_save,
 )
-from integrations.services.sync import sync_run_create  # noqa: E402
+from integrations.services.sync import sync_run_create, sync_run_execute  # noqa: E402
 from loyalty.models import Source  # noqa: E402
 from stores.services import company_create, store_create  # noqa: E402
 from tests.integrations.cova_fake import FakeCova  # noqa: E402
@@ -73,7 +72,7 @@ def main() -> None:
             store_mapping_save(store=store, connection=cova, external_location_id=str(location["Id"]))
         run = sync_run_create(connection=cova, credential=credential, trigger=SyncRun.Trigger.COMMAND)
         started = time.perf_counter()
-        cova_sync_run_execute(run_id=run.pk)
+        sync_run_execute(run_id=run.pk)
         sync_s = time.perf_counter() - started
         run.refresh_from_db()
         assert run.state == SyncRun.State.SUCCEEDED, run.error

@@ -33,10 +33,9 @@ from stores.models import RetailStore
 from ..models import Connection, CovaCredential, SignupPush, StoreMapping, SyncRun
 from ..providers.base import ProviderError
 from ..providers.cova import DEFAULT_ACCOUNTS_URL, DEFAULT_API_URL, CovaClient, CovaLocation
-from ..signals import sync_completed
 from .connections import nightly_task_save
 from .imports import _merge, customers_merge, transactions_attach_store
-from .sync import SyncFailed, _finish, progress_key
+from .sync import progress_key
 
 log = logging.getLogger(__name__)
 
@@ -292,15 +291,11 @@ def _progress(run: SyncRun, *, rows: int) -> None:
     cache.set(progress_key(run.pk), rows, 3600)
 
 
-def cova_sync_run_execute(*, run_id: int) -> SyncRun:
-    """Do the run. Raises SyncFailed (retryable when Cova was unreachable)."""
-    run = SyncRun.objects.select_related("credential__connection__company").get(pk=run_id)
+def cova_sync(run: SyncRun) -> None:
+    """A Cova run's work, inside sync_run_execute: stage what changed, then merge it and
+    move the watermarks in one transaction."""
     credential = run.credential
-    connection = credential.connection
-    SyncRun.objects.filter(pk=run.pk).update(
-        state=SyncRun.State.RUNNING, started_at=run.started_at or timezone.now(),
-        attempts=F("attempts") + 1, error="", finished_at=None)
-    run.refresh_from_db()
+    connection = run.connection
     try:
         with db_connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {', '.join(_STAGED)}")
@@ -313,24 +308,11 @@ def cova_sync_run_execute(*, run_id: int) -> SyncRun:
             CovaCredential.objects.filter(pk=credential.pk).update(
                 customers_since=staged["customers_since"], sales_since=staged["sales_since"],
                 last_synced_at=timezone.now(), last_error="")
-    except ProviderError as exc:
-        _fail(run, credential, exc.message)
-        raise SyncFailed(exc.message, retryable=exc.retryable) from exc
-    except Exception as exc:
-        log.exception("Cova sync run %s failed", run.pk)
-        message = f"Cova sync failed: {exc}"
-        _fail(run, credential, message)
-        raise SyncFailed(message, retryable=True) from exc
     finally:
         _drop_staged()
     SyncRun.objects.filter(pk=run.pk).update(
         customers_synced=counts["customers"], sales_synced=counts["sales"],
         sales_unmapped=counts["unmapped"], rows_accepted=counts["lines"])
-    _finish(run, SyncRun.State.SUCCEEDED)
-    Connection.objects.filter(pk=connection.pk).update(last_synced_at=run.finished_at)
-    run.refresh_from_db()
-    sync_completed.send(sender=Connection, connection=connection, run=run)
-    return run
 
 
 def _drop_staged() -> None:
@@ -339,11 +321,6 @@ def _drop_staged() -> None:
             cursor.execute(f"DROP TABLE IF EXISTS {', '.join(_STAGED)}")
     except Exception:  # the connection itself is gone; its temp tables went with it
         log.warning("could not drop the Cova staging tables", exc_info=True)
-
-
-def _fail(run: SyncRun, credential: CovaCredential, message: str) -> None:
-    _finish(run, SyncRun.State.FAILED, error=message)
-    CovaCredential.objects.filter(pk=credential.pk).update(last_error=message)
 
 
 def _fetch(run: SyncRun, credential: CovaCredential, cursor) -> dict:

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from stores.errors import DomainError
 
-from ..models import Connection, ImportedFile, SyncRun
+from ..models import Connection, CovaCredential, ImportedFile, SyncRun
 from ..providers import ProviderError, ReportFile, provider_for
 from ..signals import sync_completed
 from .imports import imported_file_data_remove, report_file_import
@@ -89,40 +89,55 @@ def sync_file(*, run: SyncRun, file: ReportFile, open_stream) -> ImportedFile | 
 
 
 def sync_run_execute(*, run_id: int) -> SyncRun:
-    """Do the run. A ProviderError or any failure mid-file ends it as failed with the
-    reason (the file in progress rolls back whole) and raises SyncFailed."""
-    run = SyncRun.objects.select_related("connection__company").get(pk=run_id)
-    if run.credential_id is not None:  # an API source: Cova reads customers and sales, not files
-        from .cova import cova_sync_run_execute
+    """Do the run, whatever the source: report files, or Cova's API (customers and sales).
+    A ProviderError or any other failure ends it as failed with the reason (the file or
+    the Cova merge in progress rolls back whole) and raises SyncFailed; success stamps the
+    connection and sends sync_completed."""
+    run = SyncRun.objects.select_related("connection__company", "credential").get(pk=run_id)
+    if run.credential_id is not None:
+        from .cova import cova_sync
 
-        return cova_sync_run_execute(run_id=run_id)
-    connection = run.connection
+        work, reset = cova_sync, {}
+    else:
+        # Each attempt looks at every file again; what earlier ones imported stays counted.
+        work, reset = _files_sync, {"files_seen": 0, "files_skipped": 0}
     SyncRun.objects.filter(pk=run.pk).update(
         state=SyncRun.State.RUNNING, started_at=run.started_at or timezone.now(),
-        attempts=F("attempts") + 1, error="", finished_at=None,
-        # Each attempt looks at every file again; what earlier ones imported stays counted.
-        files_seen=0, files_skipped=0)
+        attempts=F("attempts") + 1, error="", finished_at=None, **reset)
     run.refresh_from_db()
     try:
-        provider = provider_for(connection)
-        files = provider.list_files()
-        for file in files:
-            sync_file(run=run, file=file, open_stream=provider.open)
-        present = {f.key for f in files}
-        for gone in connection.files.exclude(key__in=present).filter(removed_at__isnull=True):
-            _file_disappeared(run, gone, removes_data=provider.deletion_removes_data)
+        work(run)
     except ProviderError as exc:
-        _finish(run, SyncRun.State.FAILED, error=exc.message)
+        _fail(run, exc.message)
         raise SyncFailed(exc.message, retryable=exc.retryable) from exc
-    except Exception as exc:  # a broken stream or database error: the file rolled back
+    except Exception as exc:  # a broken stream or database error: the work in progress rolled back
         log.exception("sync run %s failed", run.pk)
-        message = f"Failed while importing {run.current_file or 'the file list'}: {exc}"
-        _finish(run, SyncRun.State.FAILED, error=message)
+        message = (f"Cova sync failed: {exc}" if run.credential_id is not None
+                   else f"Failed while importing {run.current_file or 'the file list'}: {exc}")
+        _fail(run, message)
         raise SyncFailed(message, retryable=True) from exc
     _finish(run, SyncRun.State.SUCCEEDED)
-    Connection.objects.filter(pk=connection.pk).update(last_synced_at=run.finished_at)
-    sync_completed.send(sender=Connection, connection=connection, run=run)
+    Connection.objects.filter(pk=run.connection_id).update(last_synced_at=run.finished_at)
+    run.refresh_from_db()
+    sync_completed.send(sender=Connection, connection=run.connection, run=run)
     return run
+
+
+def _files_sync(run: SyncRun) -> None:
+    connection = run.connection
+    provider = provider_for(connection)
+    files = provider.list_files()
+    for file in files:
+        sync_file(run=run, file=file, open_stream=provider.open)
+    present = {f.key for f in files}
+    for gone in connection.files.exclude(key__in=present).filter(removed_at__isnull=True):
+        _file_disappeared(run, gone, removes_data=provider.deletion_removes_data)
+
+
+def _fail(run: SyncRun, message: str) -> None:
+    _finish(run, SyncRun.State.FAILED, error=message)
+    if run.credential_id is not None:  # the Cova page shows it beside the credential
+        CovaCredential.objects.filter(pk=run.credential_id).update(last_error=message)
 
 
 def _file_disappeared(run: SyncRun, imported_file: ImportedFile, *, removes_data: bool) -> None:

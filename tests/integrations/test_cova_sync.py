@@ -12,12 +12,11 @@ from integrations.selectors import unmapped_location_count, unmapped_locations
 from integrations.services.cova import (
     cova_connection_create,
     cova_credential_save,
-    cova_sync_run_execute,
     signup_push_queue,
     signup_push_send,
     store_mapping_save,
 )
-from integrations.services.sync import SyncFailed, sync_run_create
+from integrations.services.sync import SyncFailed, sync_run_create, sync_run_execute
 from loyalty.models import LoyaltyProgram, Persona, PersonaIdentity, PointsEntry, Transaction
 from loyalty.services.personas import persona_create, persona_enroll
 from stores.services import store_create
@@ -47,9 +46,9 @@ def sync(cova):
                               trigger=SyncRun.Trigger.MANUAL)
         if expect_failure:
             with pytest.raises(SyncFailed):
-                cova_sync_run_execute(run_id=run.pk)
+                sync_run_execute(run_id=run.pk)
         else:
-            cova_sync_run_execute(run_id=run.pk)
+            sync_run_execute(run_id=run.pk)
         return SyncRun.objects.get(pk=run.pk)
 
     return run
