@@ -10,6 +10,8 @@ from unittest import mock
 
 import pytest
 import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from analytics.models import ChangedHour
@@ -19,7 +21,7 @@ from loyalty.models import Transaction
 from loyalty.services.pos import PosTransaction, pos_transaction_send
 from stores.models import Role
 from tests.analytics.conftest import line, local, record
-from tests.factories import MembershipFactory
+from tests.factories import MembershipFactory, PersonaFactory, RetailStoreFactory
 
 NOW = local(2026, 3, 31, 18)  # the shop's clock during these tests
 CUSTOM_QUARTER = "?range=custom&start=2026-01-01&end=2026-03-31"
@@ -133,6 +135,25 @@ def test_analytics_page_reads_a_sale_recorded_a_moment_ago(client, login, shop, 
            store=shop.denver)
     html = page(client, CUSTOM_QUARTER).content.decode()
     assert kpi(html, "net_sales") == "$200.00" and kpi(html, "orders") == "8"
+
+
+def test_analytics_page_queries_stay_the_same_with_more_stores_sales_and_customers(
+        client, login, shop, marketer_user):
+    client = login(client, marketer_user)
+    page(client, CUSTOM_QUARTER)  # the rollup is built
+    with CaptureQueriesContext(connection) as few:
+        assert page(client, CUSTOM_QUARTER).status_code == 200
+    for i in range(6):
+        store = RetailStoreFactory(company=shop.company, name=f"Store {i}")
+        buyer = PersonaFactory(company=shop.company)
+        for day in (3, 14, 27):
+            record(shop.company, shop.source, f"more-{i}-{day}", local(2026, 2, day, 12),
+                   [line(f"Category {i}", f"Brand {i}", f"Product {i}-{day}", 1, "12.00")], store=store,
+                   persona=buyer)
+    page(client, CUSTOM_QUARTER)  # the refresh that follows new sales
+    with CaptureQueriesContext(connection) as many:
+        assert page(client, CUSTOM_QUARTER).status_code == 200
+    assert len(many) == len(few), [q["sql"][:120] for q in many.captured_queries]
 
 
 # --- bad filters: a message, never a 500 -------------------------------------------------------------
