@@ -27,7 +27,6 @@ Targets: page < 500 ms, ratio <= 2.
 
 import argparse
 import os
-import statistics
 import sys
 import time
 import uuid
@@ -51,6 +50,7 @@ from analytics.forms import preset_period  # noqa: E402
 from analytics.models import RollupState  # noqa: E402
 from analytics.selectors import Filters, months_and_days, sales_report  # noqa: E402
 from analytics.services import rollup_refresh  # noqa: E402
+from bench.timing import median_ms  # noqa: E402
 from loyalty.models import LineItem, Source, Transaction  # noqa: E402
 from loyalty.services import LineItemData, TransactionData, transaction_record  # noqa: E402
 from stores.models import Company, Role  # noqa: E402
@@ -308,15 +308,6 @@ def handwritten(company, filters) -> dict:
             cursor.execute(sql, params)
             out[name] = cursor.fetchall()
     return out
-
-
-def median_ms(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
 
 
 def money(value) -> str:

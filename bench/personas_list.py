@@ -11,7 +11,6 @@ the count). Last line: personas=… list_ms=… raw_sql_ms=… ratio=… (ratio 
 
 import argparse
 import os
-import statistics
 import sys
 import time
 import uuid
@@ -28,6 +27,7 @@ from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
 
+from bench.timing import median_ms  # noqa: E402
 from stores.models import Role  # noqa: E402
 from stores.services import company_create, membership_create, store_create  # noqa: E402
 
@@ -88,15 +88,6 @@ RAW = {
 }
 
 
-def best_of(fn, repeat):
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--personas", type=int, default=100_000)
@@ -133,7 +124,7 @@ def main():
 
             view()
             raw()  # warm both
-            page_ms, raw_ms = best_of(view, args.repeat), best_of(raw, args.repeat)
+            page_ms, raw_ms = median_ms(view, args.repeat), median_ms(raw, args.repeat)
             page_total += page_ms
             raw_total += raw_ms
             print(f"  {name:<18} page {page_ms:7.1f} ms   raw SQL {raw_ms:7.1f} ms")

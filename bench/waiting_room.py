@@ -12,9 +12,7 @@ entries=… queue_ms=… raw_sql_ms=… ratio=… queries=…
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -31,6 +29,7 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from bench.timing import median_ms  # noqa: E402
 from loyalty.management.commands.load_demo import DEMO_SLUG  # noqa: E402
 from stores.models import Company  # noqa: E402
 from waitingroom.models import QueueEntry  # noqa: E402
@@ -44,15 +43,6 @@ LEFT JOIN auth_user u ON u.id = q.served_by_id
 WHERE q.store_id = %s AND q.local_date = %s AND q.state IN ('waiting', 'serving')
 ORDER BY q.checked_in_at, q.id
 """
-
-
-def median_ms(fn, repeat):
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
 
 
 def main():
