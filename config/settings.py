@@ -172,6 +172,10 @@ SPECTACULAR_SETTINGS = {
 
 # Waiting-room kiosk: check-ins one tablet may send a store per minute.
 CHECKIN_RATE_LIMIT_PER_MINUTE = int(os.environ.get("CHECKIN_RATE_LIMIT_PER_MINUTE", "30"))
+# How many reverse proxies in front of the app append to X-Forwarded-For: the kiosk's rate
+# limit then tells tablets apart by the address the outermost one saw. 0: the header is
+# not trusted (anyone could write it).
+TRUSTED_PROXIES = int(os.environ.get("TRUSTED_PROXIES", "0"))
 
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None

@@ -161,10 +161,22 @@ def checkin_link_regenerate(request, store_id):
 
 # -- The kiosk at the door (public) ---------------------------------------------------------------
 
+def _tablet_address(request) -> str:
+    """The tablet's address. Behind TRUSTED_PROXIES reverse proxies it is the one the
+    outermost of them saw, from X-Forwarded-For (each proxy appends the address it got
+    the request from); anything before that in the header is the client's own say."""
+    hops = settings.TRUSTED_PROXIES
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
+                 if part.strip()]
+    if hops and len(forwarded) >= hops:
+        return forwarded[-hops]
+    return request.META.get("REMOTE_ADDR", "")
+
+
 def _too_many(request, store) -> bool:
     """A fixed window per tablet (address) and store, kept in Redis."""
     limit = settings.CHECKIN_RATE_LIMIT_PER_MINUTE
-    key = f"checkin-rate:{store.checkin_token}:{request.META.get('REMOTE_ADDR', '')}"
+    key = f"checkin-rate:{store.checkin_token}:{_tablet_address(request)}"
     cache.add(key, 0, timeout=60)
     try:
         return cache.incr(key) > limit

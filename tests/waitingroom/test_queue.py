@@ -146,6 +146,28 @@ def test_the_kiosk_is_rate_limited_per_tablet(client, queue_store, settings):
     assert QueueEntry.objects.count() == 3
 
 
+def test_behind_a_trusted_proxy_each_tablet_has_its_own_limit(client, queue_store, settings):
+    settings.CHECKIN_RATE_LIMIT_PER_MINUTE = 2
+
+    def from_tablet(address, n, spoofed=""):
+        forwarded = ", ".join(part for part in (spoofed, address) if part)
+        data = {"phone": f"303555{n:04d}", "first_name": "T", "last_name": ""}
+        return client.post(kiosk_url(queue_store), data, HTTP_X_FORWARDED_FOR=forwarded).status_code
+
+    # Not trusted (the default): every tablet behind the proxy shares the proxy's budget,
+    # and a made-up header buys nothing.
+    settings.TRUSTED_PROXIES = 0
+    assert [from_tablet("10.0.0.5", 200), from_tablet("10.0.0.6", 201), from_tablet("10.0.0.7", 202)] \
+        == [200, 200, 429]
+    # One trusted proxy: tablets are told apart by the address it saw; what a tablet writes
+    # into the header before that changes nothing.
+    settings.TRUSTED_PROXIES = 1
+    assert [from_tablet("10.0.0.5", 210), from_tablet("10.0.0.5", 211), from_tablet("10.0.0.5", 212)] \
+        == [200, 200, 429]
+    assert from_tablet("10.0.0.5", 213, spoofed="1.2.3.4") == 429
+    assert [from_tablet("10.0.0.6", 214), from_tablet("10.0.0.6", 215)] == [200, 200]
+
+
 def test_a_check_in_lands_on_the_stores_local_day(queue_store, company):
     # 23:30 in Denver is already tomorrow in UTC; the queue goes by the store's day.
     late = dt.datetime(2026, 11, 20, 23, 30, tzinfo=zoneinfo.ZoneInfo("America/Denver"))
