@@ -25,7 +25,7 @@ from stores.services import api_key_authenticate
 
 from .api_input import input_validated
 from .catalog import catalog_for
-from .models import IdempotencyRecord, Persona, PointsEntry, Redemption
+from .models import IdempotencyRecord, Persona, PointsEntry, Redemption, Tier
 from .phone import phone_normalize
 from .selectors import persona_get, personas_at_counter
 from .services.pos import PosTransaction, pos_transaction_send
@@ -344,20 +344,22 @@ class LookupView(PosActionView):
         value = data[by]
         if by in ("phone", "email", "external_id"):
             value = value.strip()
-        # Per-customer limits need each offer's times held; most programs set none.
-        limited = any(offer.limit_per_persona is not None for offer in catalog_for(self.company).offers)
+        # Per-customer limits need each offer's times held, tiers on spend the last 12
+        # months' spend; most programs have neither.
+        catalog = catalog_for(self.company)
+        extras = {"with_offers_held": any(o.limit_per_persona is not None for o in catalog.offers),
+                  "with_spend_12m": any(t.threshold_kind == Tier.Threshold.SPEND_12M for t in catalog.tiers)}
         # A phone sent as stored (E.164) is looked up as it is; it is parsed only when nobody
         # has it, to tell a mistyped number from an unknown one.
         matches = [] if by == "phone" and not E164.fullmatch(value) else personas_at_counter(
-            company=self.company, by=by, value=value, with_offers_held=limited)
+            company=self.company, by=by, value=value, **extras)
         if by == "phone" and not matches:
             try:
                 normalized = phone_normalize(value, country=self.company.country or "US")
             except DomainError as exc:
                 raise DomainError(exc.message, code="invalid", extra={"field": "phone"}) from None
             if normalized != value:
-                matches = personas_at_counter(company=self.company, by=by, value=normalized,
-                                              with_offers_held=limited)
+                matches = personas_at_counter(company=self.company, by=by, value=normalized, **extras)
         if not matches:
             raise Http404("No customer matches.")
         if len(matches) > 1:
@@ -367,7 +369,7 @@ class LookupView(PosActionView):
         persona = matches[0]
         if persona.has_overdue_lock and locks_expire(company=self.company, persona_id=persona.pk):
             persona = personas_at_counter(company=self.company, by="persona_id", value=persona.pk,
-                                          with_offers_held=limited)[0]
+                                          **extras)[0]
         return Response(_persona_body(persona, basket_from(data.get("basket")), self.company))
 
 

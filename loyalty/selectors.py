@@ -1,9 +1,11 @@
+import datetime as dt
 import re
 from dataclasses import dataclass
 
 from django.db import connection
 from django.db.models import F, Prefetch, Q, QuerySet
 from django.http import Http404
+from django.utils import timezone
 
 from .models import LineItem, LoyaltyProgram, Persona, PersonaIdentity, PointsEntry, Transaction
 
@@ -180,7 +182,8 @@ SELECT {columns},
   (SELECT coalesce(json_agg(json_build_object('id', w.id, 'offer_id', w.offer_id)
                             ORDER BY w.created_at DESC, w.id DESC), '[]'::json)
      FROM loyalty_walletitem w WHERE w.persona_id = p.id AND w.state = 'available') AS wallet_available,
-  {held} AS offers_held
+  {held} AS offers_held,
+  {spend} AS spend_12m
 FROM loyalty_persona p
 WHERE p.company_id = %(company)s AND {match}
 ORDER BY p.id
@@ -193,6 +196,10 @@ _COUNTER_HELD = """(SELECT coalesce(json_object_agg(h.offer_id, h.n), '{}'::json
        UNION ALL
        SELECT offer_id FROM loyalty_redemption WHERE persona_id = p.id AND wallet_item_id IS NULL
          AND state = ANY(%(holding)s)) held GROUP BY offer_id) h)"""
+# Completed sales of the last 12 months, for tiers on spend (as persona_spend_12m).
+_COUNTER_SPEND = """(SELECT coalesce(sum(t.total), 0) FROM loyalty_transaction t
+     WHERE t.persona_id = p.id AND t.status = 'completed'
+       AND t.occurred_at >= %(spend_since)s::timestamptz)"""
 _COUNTER_MATCH = {
     "phone": "p.phone = %(value)s::text",
     "email": "lower(p.email) = lower(%(value)s::text)",
@@ -206,30 +213,37 @@ _COUNTER_FIELDS = tuple(f.attname for f in Persona._meta.concrete_fields if f.at
     "id", "company_id", "first_name", "last_name", "phone", "email", "birth_date", "is_member",
     "points_balance", "lifetime_points", "tier"})
 _COUNTER_QUERIES = {
-    (by, with_held): _COUNTER_SQL.format(columns=", ".join(f"p.{name}" for name in _COUNTER_FIELDS),
-                                         match=match, held=_COUNTER_HELD if with_held else "NULL::json")
-    for by, match in _COUNTER_MATCH.items() for with_held in (True, False)}
+    (by, with_held, with_spend): _COUNTER_SQL.format(
+        columns=", ".join(f"p.{name}" for name in _COUNTER_FIELDS), match=match,
+        held=_COUNTER_HELD if with_held else "NULL::json", spend=_COUNTER_SPEND if with_spend else "NULL")
+    for by, match in _COUNTER_MATCH.items() for with_held in (True, False) for with_spend in (True, False)}
 
 
-def personas_at_counter(*, company, by: str, value, limit: int = 6,
-                        with_offers_held: bool = True) -> list[Persona]:
+def personas_at_counter(*, company, by: str, value, limit: int = 6, with_offers_held: bool = True,
+                        with_spend_12m: bool = False) -> list[Persona]:
     """Personas matching `by` (phone, email, persona_id or external_id) exactly, with the
     fields the counter shows (the others load on first use), each with has_overdue_lock,
     wallet_items (available, newest first, unsaved WalletItem objects carrying id and
-    offer_id) and, with_offers_held, offers_held ({offer id: times held})."""
+    offer_id), with_offers_held offers_held ({offer id: times held}) and with_spend_12m
+    spend_12m (for tiers on spend)."""
     from .models import Redemption, WalletItem
+    from .services.program import SPEND_WINDOW_DAYS
 
     params = {"company": company.pk, "value": value, "limit": limit}
     if with_offers_held:
         params["holding"] = list(Redemption.HOLDING)
+    if with_spend_12m:
+        params["spend_since"] = timezone.now() - dt.timedelta(days=SPEND_WINDOW_DAYS)
     with connection.cursor() as cursor:
-        cursor.execute(_COUNTER_QUERIES[by, with_offers_held], params)
+        cursor.execute(_COUNTER_QUERIES[by, with_offers_held, with_spend_12m], params)
         rows = cursor.fetchall()
     width = len(_COUNTER_FIELDS)
     personas = []
     for row in rows:
         persona = Persona.from_db(connection.alias, _COUNTER_FIELDS, row[:width])
-        persona.has_overdue_lock, wallet_available, offers_held = row[width:]
+        persona.has_overdue_lock, wallet_available, offers_held, spend_12m = row[width:]
+        if spend_12m is not None:
+            persona.spend_12m = spend_12m
         persona.wallet_items = [
             WalletItem(pk=w["id"], offer_id=w["offer_id"], persona_id=persona.pk, company_id=company.pk,
                        state=WalletItem.State.AVAILABLE) for w in wallet_available]

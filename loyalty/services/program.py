@@ -281,7 +281,9 @@ def tier_progress(persona: Persona, *, tiers: list[Tier] | None = None) -> TierP
         return TierProgress(None, None, None)
     spend = None
     if any(t.threshold_kind == Tier.Threshold.SPEND_12M for t in tiers):
-        spend = persona_spend_12m(persona)
+        spend = getattr(persona, "spend_12m", None)  # brought by personas_at_counter
+        if spend is None:
+            spend = persona_spend_12m(persona)
 
     def metric(tier: Tier):
         return persona.lifetime_points if tier.threshold_kind == Tier.Threshold.LIFETIME_POINTS else spend

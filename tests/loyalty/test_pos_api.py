@@ -339,3 +339,31 @@ def test_resending_a_closed_transaction_leaves_its_redemption_and_points_alone(c
     assert balance(persona) == 150 + 32
     # Redeemed, then closed by the sale: two changes; the resend changed nothing.
     assert [d.payload["state"] for d in WebhookDelivery.objects.order_by("id")] == ["redeemed", "redeemed"]
+
+
+def test_lookup_shows_the_tier_by_the_last_12_months_spend_in_the_same_queries(counter, company, store):
+    from django.test.utils import CaptureQueriesContext
+
+    from loyalty.models import Tier
+    from loyalty.services.personas import source_get_or_create
+    from loyalty.services.program import tier_create
+
+    client, _, persona = counter
+    post(client, "lookup", {"persona_id": persona.pk})  # the key and the rules are read once
+    with CaptureQueriesContext(db_connection) as without_tiers:
+        post(client, "lookup", {"persona_id": persona.pk})
+    source = source_get_or_create(company=company, kind="pos_api")
+    now = timezone.now()
+    for ref, total, days_ago, status in [("a", "180.00", 10, "completed"), ("b", "120.00", 300, "completed"),
+                                         ("old", "400.00", 400, "completed"), ("void", "900.00", 5, "voided")]:
+        Transaction.objects.create(company=company, store=store, persona=persona, source=source, external_id=ref,
+                                   occurred_at=now - dt.timedelta(days=days_ago), subtotal=Decimal(total),
+                                   total=Decimal(total), status=status)
+    tier_create(company=company, name="Silver", threshold=100)
+    tier_create(company=company, name="VIP", threshold=500, threshold_kind=Tier.Threshold.SPEND_12M)
+    post(client, "lookup", {"persona_id": persona.pk})
+    with CaptureQueriesContext(db_connection) as with_tiers:
+        body = post(client, "lookup", {"persona_id": persona.pk}).json()
+    # 300.00 spent in the last 12 months: the old sale and the void do not count
+    assert (body["tier"], body["next_tier"], body["to_next_tier"]) == ("Silver", "VIP", "200.00")
+    assert len(with_tiers) == len(without_tiers)
