@@ -354,11 +354,12 @@ def test_lookup_shows_the_tier_by_the_last_12_months_spend_in_the_same_queries(c
         post(client, "lookup", {"persona_id": persona.pk})
     source = source_get_or_create(company=company, kind="pos_api")
     now = timezone.now()
-    for ref, total, days_ago, status in [("a", "180.00", 10, "completed"), ("b", "120.00", 300, "completed"),
-                                         ("old", "400.00", 400, "completed"), ("void", "900.00", 5, "voided")]:
-        Transaction.objects.create(company=company, store=store, persona=persona, source=source, external_id=ref,
-                                   occurred_at=now - dt.timedelta(days=days_ago), subtotal=Decimal(total),
-                                   total=Decimal(total), status=status)
+    sales = [("a", "180.00", 10, "completed"), ("b", "120.00", 300, "completed"),
+             ("old", "400.00", 400, "completed"), ("void", "900.00", 5, "voided")]
+    for ref, total, days_ago, status in sales:
+        Transaction.objects.create(
+            company=company, store=store, persona=persona, source=source, external_id=ref, status=status,
+            occurred_at=now - dt.timedelta(days=days_ago), subtotal=Decimal(total), total=Decimal(total))
     tier_create(company=company, name="Silver", threshold=100)
     tier_create(company=company, name="VIP", threshold=500, threshold_kind=Tier.Threshold.SPEND_12M)
     post(client, "lookup", {"persona_id": persona.pk})
