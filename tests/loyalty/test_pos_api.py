@@ -116,6 +116,40 @@ def test_lock_expires_and_the_points_come_back_on_read(counter, store):
     assert Redemption.objects.get(pk=lock.json()["redemption_id"]).state == "expired"
 
 
+def test_a_lookup_releases_an_overdue_lock_and_shows_the_points_back(counter, store):
+    client, offer, persona = counter
+    lock = post(client, "lock", {"persona_id": persona.pk, "cart_id": "WEB-10", "offer_id": offer.pk,
+                                 "basket": basket(store)})
+    assert post(client, "lookup", {"phone": persona.phone}).json()["points_balance"] == 150
+    # before the test's transaction began: PostgreSQL's now() is that moment
+    Redemption.objects.filter(pk=lock.json()["redemption_id"]).update(
+        locked_until=timezone.now() - dt.timedelta(hours=1))
+    found = post(client, "lookup", {"phone": persona.phone, "basket": basket(store)}).json()
+    assert found["points_balance"] == 250
+    assert Redemption.objects.get(pk=lock.json()["redemption_id"]).state == "expired"
+
+
+def test_a_lookup_leaves_out_an_offer_held_up_to_its_per_customer_limit(counter, store):
+    client, offer, persona = counter
+    Offer.objects.filter(pk=offer.pk).update(limit_per_persona=1)
+    # the rules are cached per process: a change goes through the service's version bump
+    from loyalty.catalog import catalog_changed
+
+    catalog_changed(persona.company_id)
+    offers = lambda: [r["offer_id"] for r in post(  # noqa: E731
+        client, "lookup", {"persona_id": persona.pk, "basket": basket(store)}).json()["rewards"]]
+    assert offers() == [offer.pk]
+    assert post(client, "redeem", {"persona_id": persona.pk, "cart_id": "LIM-1", "offer_id": offer.pk,
+                                   "basket": basket(store)}).status_code == 201
+    assert offers() == []  # held once: the limit is reached
+    other = PersonaFactory(company=persona.company)
+    points_adjust(company=persona.company, persona_id=other.pk, delta=150,
+                  staff_user=MembershipFactory(company=persona.company, role=Role.ADMIN).user, reason="x")
+    other_offers = [r["offer_id"] for r in post(
+        client, "lookup", {"persona_id": other.pk, "basket": basket(store)}).json()["rewards"]]
+    assert other_offers == [offer.pk]  # another customer's limit is their own
+
+
 def test_lock_again_after_a_cart_change_recomputes_then_send_transaction_redeems_it(counter, store):
     client, _, persona = counter
     percent = Offer.objects.create(company=persona.company, name="10% off", kind="percent", amount=10,
