@@ -50,11 +50,11 @@ from analytics.forms import preset_period  # noqa: E402
 from analytics.models import RollupState  # noqa: E402
 from analytics.selectors import Filters, months_and_days, sales_report  # noqa: E402
 from analytics.services import rollup_refresh  # noqa: E402
-from bench.timing import median_ms  # noqa: E402
+from bench.common import bench_company, median_ms  # noqa: E402
 from loyalty.models import LineItem, Source, Transaction  # noqa: E402
 from loyalty.services import LineItemData, TransactionData, transaction_record  # noqa: E402
 from stores.models import Company, Role  # noqa: E402
-from stores.services import company_create, membership_create, store_create  # noqa: E402
+from stores.services import membership_create  # noqa: E402
 
 STORES = 8
 PERSONAS = 120_000
@@ -199,20 +199,8 @@ def seed(company, stores, source, offer, sales: int) -> None:
 
 
 def seeded_company(sales: int) -> Company:
-    suffix = uuid.uuid4().hex[:8]
-    company = company_create(name=f"Bench {suffix}", slug=f"bench-{suffix}", timezone="America/Denver")
+    company, stores, source, offer = bench_company(stores=STORES)
     try:
-        stores = [store_create(company=company, name=f"Store {i + 1}", state="CO").pk
-                  for i in range(STORES)]
-        with connection.cursor() as cursor:
-            cursor.execute("INSERT INTO loyalty_source (company_id, kind, name, created_at) "
-                           "VALUES (%s, 'cova', 'Cova', now()) RETURNING id", [company.pk])
-            source = cursor.fetchone()[0]
-            cursor.execute("INSERT INTO loyalty_offer (company_id, name, description, kind, amount, "
-                           "points_cost, applies, min_subtotal, categories, brands, is_active, "
-                           "created_at) VALUES (%s, '10 off', '', 'flat', 10, 100, '', 0, '[]', '[]', "
-                           "true, now()) RETURNING id", [company.pk])
-            offer = cursor.fetchone()[0]
         step("seeded", lambda: seed(company, stores, source, offer, sales))
     except BaseException:
         cleanup(company)

@@ -24,7 +24,6 @@ import datetime as dt
 import os
 import sys
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -46,9 +45,9 @@ from audiences.services import (  # noqa: E402
     audience_save,
     persona_facts_refresh,
 )
+from bench.common import bench_company  # noqa: E402
 from loyalty.models import Persona  # noqa: E402
 from stores.models import Company  # noqa: E402
-from stores.services import company_create, store_create  # noqa: E402
 
 PERSONAS_SQL = """
 INSERT INTO loyalty_persona (company_id, first_name, last_name, phone, email, birth_date, market,
@@ -225,20 +224,8 @@ def cleanup(company) -> None:
 
 
 def seeded_company(personas: int):
-    suffix = uuid.uuid4().hex[:8]
-    company = company_create(name=f"Bench {suffix}", slug=f"bench-{suffix}", timezone="America/Denver")
+    company, stores, source, offer = bench_company(stores=5)
     try:
-        stores = [store_create(company=company, name=f"Store {i}", state="CO").pk for i in range(5)]
-        with connection.cursor() as cursor:
-            cursor.execute("INSERT INTO loyalty_source (company_id, kind, name, created_at) "
-                           "VALUES (%s, 'cova', 'Cova', now()) RETURNING id", [company.pk])
-            source = cursor.fetchone()[0]
-            cursor.execute("INSERT INTO loyalty_offer (company_id, name, description, kind, amount, "
-                           "points_cost, applies, min_subtotal, categories, brands, is_active, created_at) "
-                           "VALUES (%s, '10 off', '', 'flat', 10, 100, '', 0, '[]', '[]', true, now()) "
-                           "RETURNING id",
-                           [company.pk])
-            offer = cursor.fetchone()[0]
         seed(company, stores, source, offer, personas)
     except BaseException:
         cleanup(company)

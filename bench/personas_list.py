@@ -27,7 +27,7 @@ from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
 
-from bench.timing import median_ms  # noqa: E402
+from bench.common import median_ms  # noqa: E402
 from stores.models import Role  # noqa: E402
 from stores.services import company_create, membership_create, store_create  # noqa: E402
 

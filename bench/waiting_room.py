@@ -29,7 +29,7 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from bench.timing import median_ms  # noqa: E402
+from bench.common import median_ms  # noqa: E402
 from loyalty.management.commands.load_demo import DEMO_SLUG  # noqa: E402
 from stores.models import Company  # noqa: E402
 from waitingroom.models import QueueEntry  # noqa: E402
