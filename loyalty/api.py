@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from decimal import Decimal
 
 from django.db import IntegrityError
@@ -26,7 +25,7 @@ from stores.services import api_key_authenticate
 from .api_input import input_validated
 from .catalog import catalog_for
 from .models import IdempotencyRecord, Persona, PointsEntry, Redemption, Tier
-from .phone import phone_normalize
+from .phone import phone_looks_stored, phone_normalize
 from .selectors import persona_get, personas_at_counter
 from .services.pos import PosTransaction, pos_transaction_send
 from .services.redemptions import (
@@ -42,7 +41,6 @@ from .services.redemptions import (
 from .services.transactions import LineItemData, PaymentData
 
 CENT = Decimal("0.01")
-E164 = re.compile(r"\+[1-9]\d{6,14}")
 MONEY = {"max_digits": 12, "decimal_places": 2, "min_value": 0, "coerce_to_string": True}
 
 
@@ -351,7 +349,7 @@ class LookupView(PosActionView):
                   "with_spend_12m": any(t.threshold_kind == Tier.Threshold.SPEND_12M for t in catalog.tiers)}
         # A phone sent as stored (E.164) is looked up as it is; it is parsed only when nobody
         # has it, to tell a mistyped number from an unknown one.
-        matches = [] if by == "phone" and not E164.fullmatch(value) else personas_at_counter(
+        matches = [] if by == "phone" and not phone_looks_stored(value) else personas_at_counter(
             company=self.company, by=by, value=value, **extras)
         if by == "phone" and not matches:
             try:

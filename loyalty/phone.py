@@ -1,6 +1,15 @@
+import re
+
 import phonenumbers
 
 from .errors import InvalidPhone
+
+E164 = re.compile(r"\+[1-9]\d{6,14}")
+
+
+def phone_looks_stored(raw: str) -> bool:
+    """Already in the E.164 form phone_normalize stores (not a check that it is valid)."""
+    return bool(E164.fullmatch(raw))
 
 
 def phone_normalize(raw: str, *, country: str = "US", field: str = "phone") -> str:
