@@ -181,13 +181,19 @@ def queue_url(store):
     return reverse("queue_store", args=[store.pk])
 
 
-def test_budtender_sees_their_stores_queue_in_arrival_order(client, login, store_budtender, queue_store):
-    for n, name in enumerate(["Ann", "Ben", "Cy"]):
-        queue_check_in(store=queue_store, phone=f"30355501{n:02d}", first_name=name,
-                       now=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30 - n * 10))
-    login(client, store_budtender)
+# Tests that check people in minutes ago run at the store's midday: just after its midnight
+# those minutes would be yesterday's queue.
+DENVER_MIDDAY = dt.datetime(2026, 11, 20, 12, 0, tzinfo=zoneinfo.ZoneInfo("America/Denver"))
 
-    page = client.get(queue_url(queue_store)).content.decode()
+
+def test_budtender_sees_their_stores_queue_in_arrival_order(client, login, store_budtender, queue_store):
+    login(client, store_budtender)
+    with time_machine.travel(DENVER_MIDDAY, tick=True):
+        for n, name in enumerate(["Ann", "Ben", "Cy"]):
+            queue_check_in(store=queue_store, phone=f"30355501{n:02d}", first_name=name,
+                           now=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30 - n * 10))
+
+        page = client.get(queue_url(queue_store)).content.decode()
 
     names = re.findall(r'data-testid="queue-name">([^<]+)<', page)
     assert names == ["Ann", "Ben", "Cy"]
@@ -489,11 +495,12 @@ def test_membership_store_list_empty_means_every_store(client, login, queue_stor
 def test_queue_times_read_in_the_stores_own_clock(client, login, admin_user, company):
     portland = RetailStoreFactory(company=company, name="Portland", state="OR",
                                   timezone="America/Los_Angeles", opt_in_queue_enabled=True)
-    arrived = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) - dt.timedelta(minutes=5)
-    queue_check_in(store=portland, phone="3035550172", first_name="West", now=arrived)
     login(client, admin_user)
+    with time_machine.travel(DENVER_MIDDAY, tick=True):
+        arrived = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) - dt.timedelta(minutes=5)
+        queue_check_in(store=portland, phone="3035550172", first_name="West", now=arrived)
 
-    page = client.get(queue_url(portland)).content.decode()
+        page = client.get(queue_url(portland)).content.decode()
 
     local = arrived.astimezone(zoneinfo.ZoneInfo("America/Los_Angeles"))
     denver = arrived.astimezone(zoneinfo.ZoneInfo("America/Denver"))
