@@ -3,7 +3,7 @@
 from django.db import transaction as db
 from django.dispatch import receiver
 
-from loyalty.signals import persona_enrolled
+from loyalty.signals import persona_enrolled, persona_merging
 
 
 @receiver(persona_enrolled)
@@ -14,3 +14,13 @@ def push_signup_to_pos(sender, persona, **kwargs):
 
     for push in signup_push_queue(persona=persona):
         db.on_commit(lambda pk=push.pk: signup_push.delay(pk))
+
+
+@receiver(persona_merging)
+def signup_pushes_follow_the_merge(sender, survivor, duplicate, **kwargs):
+    """The duplicate's signup pushes become the survivor's, unless the survivor has its own
+    for that credential (one push per persona and credential)."""
+    from .models import SignupPush
+
+    own = SignupPush.objects.filter(persona=survivor).values("credential_id")
+    SignupPush.objects.filter(persona=duplicate).exclude(credential_id__in=own).update(persona=survivor)

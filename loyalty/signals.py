@@ -24,3 +24,8 @@ def rules_changed(sender, instance, **kwargs):
 def offer_scope_changed(sender, instance, **kwargs):
     if kwargs.get("action", "").startswith("post_"):
         catalog_changed(instance.company_id)
+
+
+# Sent inside the merge's database transaction, with `survivor` and `duplicate`, before the
+# duplicate is deleted: apps that keep rows of a persona move them to the survivor.
+persona_merging = Signal()

@@ -1,14 +1,23 @@
 from datetime import date, datetime
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError
+from django.db import IntegrityError, connection
 from django.db import transaction as db
 from django.utils import timezone
 
 from stores.errors import DomainError
 
-from ..locks import persona_lock
-from ..models import LoyaltyProgram, Persona, PersonaIdentity, Source
+from ..locks import persona_lock, personas_lock
+from ..models import (
+    LoyaltyProgram,
+    Persona,
+    PersonaIdentity,
+    PointsEntry,
+    Redemption,
+    Source,
+    Transaction,
+    WalletItem,
+)
 from ..phone import phone_normalize
 from .webhooks import persona_updated_emit
 
@@ -92,7 +101,6 @@ def _enrolled_announce(persona: Persona) -> None:
 
 def signup_bonus_give_locked(persona: Persona) -> None:
     """The program's signup bonus, once per persona (its key makes a second one fail)."""
-    from ..models import PointsEntry
     from .points import entry_append_locked, personas_save_derived_locked
 
     bonus = LoyaltyProgram.objects.filter(company_id=persona.company_id).values_list(
@@ -102,3 +110,66 @@ def signup_bonus_give_locked(persona: Persona) -> None:
     entry_append_locked(persona=persona, delta=bonus, kind=PointsEntry.Kind.EARN,
                         idempotency_key=f"signup:{persona.pk}", reason="Signup bonus")
     personas_save_derived_locked([persona])
+
+
+# The survivor's ledger is both ledgers: each persona's entries were appended under its
+# row lock, so id order is the order they happened in, and the running sum of the two is
+# never below zero because neither one's was.
+_LEDGER_RENUMBER = """
+UPDATE loyalty_pointsentry e SET balance_after = r.running
+FROM (SELECT id, sum(delta) OVER (ORDER BY id) AS running
+      FROM loyalty_pointsentry WHERE persona_id = %s) r
+WHERE e.id = r.id AND e.balance_after <> r.running
+"""
+
+
+def persona_merge(*, company, survivor_id: int, duplicate_id: int) -> Persona:
+    """One customer known twice becomes one persona: the duplicate's sales, points,
+    wallet, rewards, identities and places in line move to the survivor, its balance adds
+    to the survivor's, contact details the survivor lacks are filled from it, and the
+    duplicate is deleted. Returns the survivor."""
+    from ..signals import persona_merging
+    from .points import personas_save_derived_locked
+    from .program import tiers_recompute
+    from .webhooks import persona_updated_emit
+
+    if survivor_id == duplicate_id:
+        raise DomainError("A persona cannot be merged into itself.", code="merge_same_persona")
+    with db.atomic():
+        locked = personas_lock(company=company, persona_ids=[survivor_id, duplicate_id])
+        if len(locked) != 2:
+            raise DomainError("Both personas must belong to this company.", code="merge_unknown_persona")
+        survivor, duplicate = locked[survivor_id], locked[duplicate_id]
+
+        for model in (PersonaIdentity, Transaction, WalletItem, Redemption, PointsEntry):
+            model.objects.filter(persona_id=duplicate.pk).update(persona_id=survivor.pk)
+        persona_merging.send(sender=Persona, survivor=survivor, duplicate=duplicate)
+        with connection.cursor() as cursor:
+            cursor.execute(_LEDGER_RENUMBER, [survivor.pk])
+
+        survivor.points_balance += duplicate.points_balance
+        survivor.lifetime_points += duplicate.lifetime_points
+        if duplicate.last_purchase_at and (survivor.last_purchase_at is None
+                                           or duplicate.last_purchase_at > survivor.last_purchase_at):
+            survivor.last_purchase_at = duplicate.last_purchase_at
+        personas_save_derived_locked([survivor])
+        for field in ("first_name", "last_name", "phone", "email", "birth_date", "market", "favourite_store"):
+            if not getattr(survivor, field) and getattr(duplicate, field):
+                setattr(survivor, field, getattr(duplicate, field))
+        # A consent or an enrolment given under either record stands.
+        survivor.sms_opt_in = survivor.sms_opt_in or duplicate.sms_opt_in
+        survivor.email_opt_in = survivor.email_opt_in or duplicate.email_opt_in
+        enrolments = [p.enrolled_at for p in (survivor, duplicate) if p.is_member]
+        if enrolments:
+            survivor.is_member, survivor.enrolled_at = True, min(enrolments)
+        survivor.created_at = min(survivor.created_at, duplicate.created_at)
+        survivor.custom_traits = {**duplicate.custom_traits, **survivor.custom_traits}
+        duplicate.delete()
+        survivor.save(update_fields=[
+            "first_name", "last_name", "phone", "email", "birth_date", "market", "favourite_store",
+            "sms_opt_in", "email_opt_in", "is_member", "enrolled_at", "created_at", "custom_traits",
+            "updated_at"])
+        tiers_recompute(company=company, persona_ids=[survivor.pk])
+        survivor.refresh_from_db(fields=["tier"])
+        persona_updated_emit(survivor, change="merged", merged_persona_id=duplicate_id)
+    return survivor

@@ -192,17 +192,18 @@ def points_changed_emit(personas: Iterable[Persona]) -> None:
                                payloads=[points_changed_payload(p) for p in group])
 
 
-def persona_updated_payload(persona: Persona, *, change: str) -> dict:
+def persona_updated_payload(persona: Persona, *, change: str, **extra) -> dict:
     return {"persona_id": persona.pk, "change": change, "is_member": persona.is_member,
             "enrolled_at": persona.enrolled_at, "tier": persona.tier,
-            "points_balance": persona.points_balance, "lifetime_points": persona.lifetime_points}
+            "points_balance": persona.points_balance, "lifetime_points": persona.lifetime_points, **extra}
 
 
-def persona_updated_emit(persona: Persona, *, change: str) -> None:
+def persona_updated_emit(persona: Persona, *, change: str, **extra) -> None:
+    """`persona.updated`; `extra` adds to the payload (a merge names the persona that went)."""
     endpoint_ids = webhook_subscribers(company_id=persona.company_id, event=PERSONA_UPDATED)
     if endpoint_ids:
         _deliveries_create(endpoint_ids=endpoint_ids, event=PERSONA_UPDATED,
-                           payloads=[persona_updated_payload(persona, change=change)])
+                           payloads=[persona_updated_payload(persona, change=change, **extra)])
 
 
 # -- delivery ----------------------------------------------------------------------------
