@@ -27,6 +27,7 @@ from django_celery_beat.models import PeriodicTask
 
 from loyalty.models import Persona, PersonaIdentity, Source
 from loyalty.phone import phone_normalize
+from loyalty.services.personas import persona_merge
 from stores.errors import DomainError
 from stores.models import RetailStore
 
@@ -236,9 +237,8 @@ CREATE TEMP TABLE cova_customers (
 _STAGE_LINES = """
 CREATE TEMP TABLE cova_lines (
     row_no integer, transaction_id text, customer_id text, occurred_at timestamptz,
-    store_id bigint, first_name text, last_name text, email text, phone text, birth_date date,
-    sku text, product text, brand text, category text, quantity numeric, unit_price numeric,
-    discount numeric, tax numeric, line_total numeric, payment_method text, fulfillment text,
+    store_id bigint, sku text, product text, brand text, category text, quantity numeric,
+    unit_price numeric, discount numeric, tax numeric, line_total numeric, fulfillment text,
     employee text, source_location text
 )
 """
@@ -277,7 +277,7 @@ CUSTOMER_COLUMNS = ("customer_id", "first_name", "last_name", "email", "phone", 
                     "pricing_group", "first_seen", "survivor_id")
 LINE_COLUMNS = ("row_no", "transaction_id", "customer_id", "occurred_at", "store_id", "sku", "product",
                 "brand", "category", "quantity", "unit_price", "discount", "tax", "line_total",
-                "payment_method", "fulfillment", "employee", "source_location")
+                "fulfillment", "employee", "source_location")
 
 
 def _phone(value: str, country: str) -> str:
@@ -377,7 +377,7 @@ def _fetch(run: SyncRun, credential: CovaCredential, cursor) -> dict:
                 for item in sale.items:
                     lines.add((lines.rows + 1, sale.id, sale.customer_id or "", sale.completed_at.isoformat(),
                                store_id, item.sku, item.product, item.brand, item.category, item.quantity,
-                               item.unit_price, item.discount, item.tax, item.total, None, sale.fulfillment,
+                               item.unit_price, item.discount, item.tax, item.total, sale.fulfillment,
                                sale.employee, "" if store_id else location.id))
                 for payment in sale.payments:
                     payments.add((sale.id, payment.method, payment.amount))
@@ -420,23 +420,35 @@ JOIN loyalty_personaidentity i ON i.source_id = %(source_id)s AND i.external_id 
 WHERE d.survivor_id <> d.customer_id
 ON CONFLICT (source_id, external_id) DO NOTHING
 """
+# Customers who exist in both records, now that Cova has merged them: the duplicate's
+# persona goes into the survivor's.
+_MERGED_PERSONAS = """
+SELECT DISTINCT s.persona_id, i.persona_id
+FROM cova_customers d
+JOIN loyalty_personaidentity i ON i.source_id = %(source_id)s AND i.external_id = d.customer_id
+JOIN loyalty_personaidentity s ON s.source_id = %(source_id)s AND s.external_id = d.survivor_id
+WHERE d.survivor_id <> d.customer_id AND s.persona_id <> i.persona_id
+ORDER BY 1, 2
+"""
+# A sale's customer is the survivor of a merged-away customer; a customer we do not sync
+# (another market) or have never seen makes the sale a walk-in's.
 _LINES_FROM_STAGE = """
 CREATE TEMP TABLE import_lines ON COMMIT DROP AS
-SELECT row_no, transaction_id, coalesce(customer_id, '') AS customer_id, occurred_at, store_id,
+SELECT l.row_no, l.transaction_id,
+       CASE WHEN EXISTS (SELECT 1 FROM cova_customers c WHERE c.customer_id = b.id)
+              OR EXISTS (SELECT 1 FROM loyalty_personaidentity i
+                         WHERE i.source_id = %(source_id)s AND i.external_id = b.id)
+            THEN b.id ELSE '' END AS customer_id,
+       l.occurred_at, l.store_id,
        ''::text AS first_name, ''::text AS last_name, ''::text AS email, ''::text AS phone,
-       NULL::date AS birth_date, coalesce(sku, '') AS sku, coalesce(product, '') AS product,
-       coalesce(brand, '') AS brand, coalesce(category, '') AS category, quantity, unit_price,
-       coalesce(discount, 0) AS discount, coalesce(tax, 0) AS tax, line_total, payment_method,
-       coalesce(fulfillment, 'in_store') AS fulfillment, coalesce(employee, '') AS employee,
-       coalesce(source_location, '') AS source_location
-FROM cova_lines
-"""
-_UNKNOWN_CUSTOMERS = """
-UPDATE import_lines l SET customer_id = ''
-WHERE l.customer_id <> ''
-  AND NOT EXISTS (SELECT 1 FROM cova_customers c WHERE c.customer_id = l.customer_id)
-  AND NOT EXISTS (SELECT 1 FROM loyalty_personaidentity i
-                  WHERE i.source_id = %(source_id)s AND i.external_id = l.customer_id)
+       NULL::date AS birth_date, coalesce(l.sku, '') AS sku, coalesce(l.product, '') AS product,
+       coalesce(l.brand, '') AS brand, coalesce(l.category, '') AS category, l.quantity, l.unit_price,
+       coalesce(l.discount, 0) AS discount, coalesce(l.tax, 0) AS tax, l.line_total,
+       NULL::text AS payment_method, coalesce(l.fulfillment, 'in_store') AS fulfillment,
+       coalesce(l.employee, '') AS employee, coalesce(l.source_location, '') AS source_location
+FROM cova_lines l
+LEFT JOIN cova_customers d ON d.customer_id = l.customer_id
+CROSS JOIN LATERAL (SELECT coalesce(d.survivor_id, l.customer_id, '') AS id) b
 """
 _PAYMENTS_FROM_STAGE = """
 INSERT INTO loyalty_payment (transaction_id, method, amount)
@@ -455,15 +467,22 @@ def _merge_staged(connection: Connection, staged: dict) -> dict:
     customers_merge(connection)
     with db_connection.cursor() as cursor:
         cursor.execute(_TRAITS, params)
+        cursor.execute(_MERGED_PERSONAS, params)
+        merged = cursor.fetchall()
+    went_into: dict[int, int] = {}  # a persona merged by an earlier pair lives on in its survivor
+    for survivor_id, duplicate_id in merged:
+        while survivor_id in went_into:
+            survivor_id = went_into[survivor_id]
+        while duplicate_id in went_into:
+            duplicate_id = went_into[duplicate_id]
+        if survivor_id != duplicate_id:
+            persona_merge(company=connection.company, survivor_id=survivor_id, duplicate_id=duplicate_id)
+            went_into[duplicate_id] = survivor_id
+    with db_connection.cursor() as cursor:
         cursor.execute(_MERGED_IDENTITIES, params)
         cursor.execute("DROP TABLE import_customers")
         cursor.execute("DROP TABLE IF EXISTS import_lines")
-        cursor.execute(_LINES_FROM_STAGE)
-        # A sale of a merged-away customer belongs to the survivor.
-        cursor.execute("UPDATE import_lines l SET customer_id = d.survivor_id FROM cova_customers d "
-                       "WHERE l.customer_id = d.customer_id AND d.survivor_id <> d.customer_id")
-        # A sale of a customer we do not sync (another market) comes in as a walk-in's.
-        cursor.execute(_UNKNOWN_CUSTOMERS, params)
+        cursor.execute(_LINES_FROM_STAGE, params)
         cursor.execute("ANALYZE import_lines")
     new_sales = 0
     if staged["lines"]:
@@ -472,8 +491,7 @@ def _merge_staged(connection: Connection, staged: dict) -> dict:
             cursor.execute("SELECT count(*) FILTER (WHERE inserted) FROM import_txns")
             new_sales = cursor.fetchone()[0]
             if staged["has_payments"]:
-                cursor.execute("DELETE FROM loyalty_payment "
-                               "WHERE transaction_id IN (SELECT id FROM import_txns)")
+                # The merge already took away the payments of sales seen before.
                 cursor.execute(_PAYMENTS_FROM_STAGE)
     return {"customers": staged["customers"], "sales": new_sales, "unmapped": staged["unmapped"],
             "lines": staged["lines"]}

@@ -206,6 +206,37 @@ def test_merged_customers_land_on_the_survivor(company, cova, cova_server, sync,
     assert Transaction.objects.get(company=company).persona == persona
 
 
+def test_customers_merged_in_cova_after_a_sync_become_one_persona_with_one_balance(
+        company, cova, cova_server, sync, downtown):  # noqa: F811
+    _member_program(company, points_per_unit=1)
+    sam = cova_server.add_customer(FirstName="Sam", Phone="(303) 555-0132", State="CO")
+    samuel = cova_server.add_customer(FirstName="Samuel", Email="sam@example.com", State="CO")
+    cova_server.add_sale(1001, sam, items=[{"UnitPrice": 40.0}], completed_at=T0)
+    cova_server.add_sale(1001, samuel, items=[{"UnitPrice": 25.0}], completed_at=T0 + dt.timedelta(hours=1))
+    sync()
+    first = Persona.objects.get(identities__external_id=sam)
+    second = Persona.objects.get(identities__external_id=samuel)
+    assert (first.points_balance, second.points_balance) == (40, 25)
+
+    cova_server.merge_customer(samuel, sam)
+    cova_server.add_sale(1001, samuel, items=[{"UnitPrice": 10.0}], completed_at=T0 + dt.timedelta(hours=2))
+    run = sync()
+
+    assert run.state == SyncRun.State.SUCCEEDED, run.error
+    [persona] = Persona.objects.filter(company=company)
+    assert persona.pk == first.pk
+    assert (persona.first_name, persona.email) == ("Sam", "sam@example.com")
+    assert set(persona.identities.values_list("external_id", flat=True)) == {sam, samuel}
+    assert Transaction.objects.filter(company=company, persona=persona).count() == 3
+    assert persona.points_balance == 40 + 25 + 10
+    assert sum(PointsEntry.objects.filter(persona=persona).values_list("delta", flat=True)) == 75
+
+    again = sync()
+    assert again.state == SyncRun.State.SUCCEEDED and again.sales_synced == 0
+    persona.refresh_from_db()
+    assert persona.points_balance == 75 and Persona.objects.filter(company=company).count() == 1
+
+
 def test_unmapped_location_sales_wait_then_attach(company, cova, cova_server, sync):  # noqa: F811
     location = cova_server.add_location("Uptown", location_id=1002)
     customer = cova_server.add_customer(FirstName="Una", Phone="(303) 555-0140", State="CO")
