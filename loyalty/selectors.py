@@ -87,6 +87,20 @@ def persona_identities(*, persona: Persona) -> QuerySet[PersonaIdentity]:
     return persona.identities.select_related("source").order_by("source__name", "external_id")
 
 
+def persona_possible_duplicates(*, persona: Persona, limit: int = 5) -> list[Persona]:
+    """Other personas of the company with the same phone or email: likely the same
+    customer, known twice."""
+    same = Q()
+    if persona.phone:
+        same |= Q(phone=persona.phone)
+    if persona.email:
+        same |= Q(email__iexact=persona.email)
+    if not same:
+        return []
+    return list(Persona.objects.filter(same, company_id=persona.company_id).exclude(pk=persona.pk)
+                .order_by("id")[:limit])
+
+
 def persona_ledger(*, persona: Persona, limit: int = 50) -> QuerySet[PointsEntry]:
     return (persona.points_entries.select_related("staff_user", "transaction")
             .order_by("-created_at", "-id")[:limit])

@@ -4,8 +4,10 @@ from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from stores.errors import DomainError
 from stores.tenancy import company_view, role_can
@@ -15,6 +17,7 @@ from .forms import WalletGrantForm
 from .models import Source
 from .services import persona_enroll, points_adjust
 from .services.offers import wallet_grant
+from .services.personas import persona_merge
 from .services.program import tier_progress, tiers_recompute
 
 PAGE_SIZE = 25
@@ -126,6 +129,8 @@ def _card_context(request, persona) -> dict:
         "orders": selectors.persona_orders(persona=persona),
         "program": selectors.loyalty_program_get(company=request.company),
         "redemptions": selectors.persona_redemptions(persona=persona),
+        "possible_duplicates": (selectors.persona_possible_duplicates(persona=persona)
+                                if role_can(request.membership.role, "personas.merge") else []),
     }
 
 
@@ -161,6 +166,29 @@ def persona_wallet_grant(request, persona_id):
                       _wallet_context(request, persona, form, note))
     context = _card_context(request, persona) | _points_context(request, persona) | {"grant_form": form}
     return render(request, "loyalty/persona_detail.html", context, status=400)
+
+
+@require_POST
+@company_view("personas.merge")
+def persona_merge_view(request, persona_id):
+    """Merge another persona (a duplicate of this customer) into this one."""
+    persona = selectors.persona_get(company=request.company, persona_id=persona_id)
+    raw = request.POST.get("duplicate_id", "").strip().lstrip("#")
+    if not raw.isdigit():
+        messages.error(request, "Enter the number of the persona to merge into this one, e.g. 1042.")
+    else:
+        duplicate = selectors.persona_get(company=request.company, persona_id=int(raw))
+        try:
+            persona = persona_merge(company=request.company, survivor_id=persona.pk,
+                                    duplicate_id=duplicate.pk)
+        except DomainError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, f"{duplicate.display_name} (#{duplicate.pk}) is merged into this "
+                                      "persona: their sales, points and rewards are here now.")
+    if request.htmx:
+        return HttpResponseClientRedirect(reverse("persona_detail", args=[persona.pk]))
+    return redirect("persona_detail", persona_id=persona.pk)
 
 
 @require_POST

@@ -21,6 +21,7 @@ PERMISSIONS: dict[str, set[str]] = {
     "personas.view": {Role.ADMIN, Role.MARKETER, Role.BUDTENDER},
     "points.adjust": {Role.ADMIN, Role.BUDTENDER},
     "personas.enroll": {Role.ADMIN, Role.BUDTENDER},
+    "personas.merge": {Role.ADMIN},
     "settings.manage": {Role.ADMIN},
     "integrations.manage": {Role.ADMIN},
     "integrations.purge": {Role.ADMIN},

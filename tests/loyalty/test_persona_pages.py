@@ -112,8 +112,8 @@ def test_persona_card_shows_profile_ledger_and_orders(admin_client, company, sto
                                      total=Decimal("40"))]))
     # 13 for profile, ledger and orders; 4 for tier progress, wallet, redemptions and the offers
     # an admin can grant; 1 for a failed Cova signup, 1 for the layout's unmapped-stores
-    # notification. None of them grows with rows.
-    with django_assert_max_num_queries(19):
+    # notification, 1 for possible duplicates (admins). None of them grows with rows.
+    with django_assert_max_num_queries(20):
         response = admin_client.get(reverse("persona_detail", kwargs={"persona_id": persona.pk}))
     page = response.content.decode()
     for text in ("Dana", "(303) 555-0199", "Cova", "C-77", "CovaPricingGroup", "Medical",
@@ -153,3 +153,54 @@ def test_persona_enroll_button_makes_a_member(client, company):
     assert "is now a loyalty member" in response.content.decode()
     guest.refresh_from_db()
     assert guest.is_member and guest.enrolled_at is not None
+
+
+def test_admin_merges_a_possible_duplicate_from_the_card(admin_client, company, other_company, people):
+    ana = people["ana"]
+    again = persona_create(company=company, source=people["sources"][1], first_name="Ana M.",
+                           phone="303.555.0101", email="")
+    same_email = persona_create(company=company, source=people["sources"][1], email="ANA@example.com")
+    PersonaFactory(company=other_company, phone=ana.phone)  # another company's, never offered
+    url = reverse("persona_detail", kwargs={"persona_id": ana.pk})
+
+    page = admin_client.get(url).content.decode()
+    offered = page.split('data-testid="possible-duplicate"')[1:]
+    assert len(offered) == 2
+    assert f"#{again.pk}" in offered[0] and f"#{same_email.pk}" in offered[1]
+
+    response = admin_client.post(reverse("persona_merge", kwargs={"persona_id": ana.pk}),
+                                 {"duplicate_id": again.pk}, follow=True)
+
+    assert f"Ana M. (#{again.pk}) is merged into this persona" in response.content.decode()
+    assert not Persona.objects.filter(pk=again.pk).exists()
+    assert response.redirect_chain[-1][0] == url
+    # Over htmx the browser is sent to the card.
+    response = admin_client.post(reverse("persona_merge", kwargs={"persona_id": ana.pk}),
+                                 {"duplicate_id": f"#{same_email.pk}"}, HTTP_HX_REQUEST="true")
+    assert response.headers["HX-Redirect"] == url
+    assert not Persona.objects.filter(pk=same_email.pk).exists()
+    assert 'data-testid="possible-duplicate"' not in admin_client.get(url).content.decode()
+
+
+def test_merge_refuses_bad_numbers_other_companies_and_other_roles(client, admin_client, company,
+                                                                   other_company, people):
+    from stores.models import Role
+    from tests.factories import MembershipFactory
+
+    ana, bob = people["ana"], people["bob"]
+    merge_url = reverse("persona_merge", kwargs={"persona_id": ana.pk})
+
+    response = admin_client.post(merge_url, {"duplicate_id": "bob"}, follow=True)
+    assert "Enter the number of the persona to merge" in response.content.decode()
+    response = admin_client.post(merge_url, {"duplicate_id": ana.pk}, follow=True)
+    assert "cannot be merged into itself" in response.content.decode()
+    theirs = PersonaFactory(company=other_company)
+    assert admin_client.post(merge_url, {"duplicate_id": theirs.pk}).status_code == 404
+    assert Persona.objects.filter(pk=theirs.pk).exists()
+
+    for role in (Role.MARKETER, Role.BUDTENDER):
+        client.force_login(MembershipFactory(company=company, role=role).user)
+        card = client.get(reverse("persona_detail", args=[ana.pk])).content.decode()
+        assert 'data-testid="merge"' not in card
+        assert client.post(merge_url, {"duplicate_id": bob.pk}).status_code == 403
+    assert Persona.objects.filter(pk=bob.pk).exists()
