@@ -235,18 +235,30 @@ class CovaClient:
                           page_size: int = 500) -> Iterator[list[CovaCustomer]]:
         """Pages of the customers created or changed since `since` (all when None), oldest
         change first. Each customer carries `survivor_id`: its own id, or the id of the
-        customer it was (transitively) merged into."""
+        customer it was (transitively) merged into.
+
+        A customer changed while the pages are read moves to the end of the order, and
+        every later customer one place back: pages overlap by a fifth so that nobody slips
+        between two of them. A customer can therefore come twice; the later one is the
+        newer."""
         url = f"{self.api_url}/customers/v1/Companies({self._company()})/Customers"
         fetched: dict[str, dict] = {}  # survivors fetched one by one, for later merge chains
-        for page in self._pages(url, "LastModifiedDateUtc", since, page_size,
+        yielded: dict[str, object] = {}  # id -> the change time already yielded
+        for page in self._pages(url, "LastModifiedDateUtc", since, page_size, overlap=page_size // 5,
                                 what=f"the customers of Cova company {self.company_id}"):
             raws = [raw for raw in page if isinstance(raw, dict)]
             if len(raws) != len(page):
                 raise self._malformed(url, "a customer that is not an object")
+            # The overlap brings the same versions again: those are left out.
+            raws = [raw for raw in raws if not self._seen_before(raw, yielded)]
+            if not raws:
+                continue
             if len(fetched) > 10_000:
                 fetched.clear()
             known = {**fetched, **{str(raw["Id"]): raw for raw in raws if raw.get("Id")}}
-            yield [self._customer(raw, self._survivor(raw, known, fetched)) for raw in raws]
+            customers = [self._customer(raw, self._survivor(raw, known, fetched)) for raw in raws]
+            yielded.update((str(raw["Id"]), raw.get("LastModifiedDateUtc")) for raw in raws if raw.get("Id"))
+            yield customers
 
     def sales(self, location_id: str, since: dt.datetime | None, *, payments: bool = True,
               page_size: int = 200) -> Iterator[list[CovaSale]]:
@@ -467,13 +479,21 @@ class CovaClient:
         return ProviderError(ConnectionProblem.MISCONFIGURED,
                              f"{self._host(url)} did not answer like Cova ({what}, HTTP {status}).")
 
+    @staticmethod
+    def _seen_before(raw: dict, yielded: dict[str, object]) -> bool:
+        key = str(raw.get("Id") or "")
+        return bool(key) and key in yielded and yielded[key] == raw.get("LastModifiedDateUtc")
+
     def _pages(self, url: str, field: str, since: dt.datetime | None, page_size: int, *,
-               what: str, extra: dict | None = None) -> Iterator[list]:
+               what: str, extra: dict | None = None, overlap: int = 0) -> Iterator[list]:
         """The `value` lists of an OData collection, `page_size` at a time by $skip, until a
-        page is shorter than `page_size`. Empty pages are not yielded."""
+        page is shorter than `page_size`; each page after the first starts `overlap` rows
+        before the end of the one before. Empty pages are not yielded."""
         top = int(page_size)
         if top < 1:
             raise ValueError("page_size must be at least 1")
+        if not 0 <= overlap < top:
+            raise ValueError("overlap must be at least 0 and less than page_size")
         params: dict[str, str] = {}
         if since is not None:
             params["$filter"] = f"{field} ge {_odata_time(since)}"
@@ -487,7 +507,7 @@ class CovaClient:
                 yield page
             if len(page) < top:
                 return
-            skip += top
+            skip += top - overlap
 
     def _me(self) -> dict:
         url = f"{self.accounts_url}/v1/me"

@@ -230,7 +230,7 @@ def store_mapping_save(*, store: RetailStore, connection: Connection, external_l
 
 _STAGE_CUSTOMERS = """
 CREATE TEMP TABLE cova_customers (
-    customer_id text PRIMARY KEY, first_name text, last_name text, email text, phone text,
+    seq bigint, customer_id text, first_name text, last_name text, email text, phone text,
     birth_date date, market text, pricing_group text, first_seen timestamptz, survivor_id text
 )
 """
@@ -273,7 +273,7 @@ class _Copy:
         self.pending = 0
 
 
-CUSTOMER_COLUMNS = ("customer_id", "first_name", "last_name", "email", "phone", "birth_date", "market",
+CUSTOMER_COLUMNS = ("seq", "customer_id", "first_name", "last_name", "email", "phone", "birth_date", "market",
                     "pricing_group", "first_seen", "survivor_id")
 LINE_COLUMNS = ("row_no", "transaction_id", "customer_id", "occurred_at", "store_id", "sku", "product",
                 "brand", "category", "quantity", "unit_price", "discount", "tax", "line_total",
@@ -334,22 +334,26 @@ def _fetch(run: SyncRun, credential: CovaCredential, cursor) -> dict:
     # Customers changed since the watermark (overlapping by design: `ge`, merged idempotently).
     customers_since = credential.customers_since
     customers = _Copy(cursor, "cova_customers", CUSTOMER_COLUMNS)
-    seen: set[str] = set()
     SyncRun.objects.filter(pk=run.pk).update(current_file="Customers")
     for page in client.customers_changed(customers_since):
         for c in page:
             if customers_since is None or c.modified_at > customers_since:
                 customers_since = c.modified_at
-            if markets and c.state.upper() not in markets:
-                continue
-            if c.id in seen:
-                continue
-            seen.add(c.id)
-            customers.add((c.id, c.first_name, c.last_name, c.email.lower(), _phone(c.phone, country),
-                           c.birth_date.isoformat() if c.birth_date else None, c.state.upper(),
-                           c.pricing_group_id, c.created_at.isoformat(), c.survivor_id or c.id))
+            customers.add((customers.rows + 1, c.id, c.first_name, c.last_name, c.email.lower(),
+                           _phone(c.phone, country), c.birth_date.isoformat() if c.birth_date else None,
+                           c.state.upper(), c.pricing_group_id, c.created_at.isoformat(),
+                           c.survivor_id or c.id))
         customers.flush()
         _progress(run, rows=customers.rows)
+    # A customer changed during the reading comes twice: the later version is the one.
+    # Only then does the market filter apply, to what the customer is now.
+    cursor.execute("DELETE FROM cova_customers a USING cova_customers b "
+                   "WHERE a.customer_id = b.customer_id AND a.seq < b.seq")
+    if markets:
+        cursor.execute("DELETE FROM cova_customers WHERE market <> ALL(%s)", [sorted(markets)])
+    cursor.execute("ALTER TABLE cova_customers ADD PRIMARY KEY (customer_id)")
+    cursor.execute("SELECT count(*) FROM cova_customers")
+    customer_count = cursor.fetchone()[0]
 
     # Sales per location since each one's watermark.
     mapped = dict(StoreMapping.objects.filter(connection=connection)
@@ -383,10 +387,10 @@ def _fetch(run: SyncRun, credential: CovaCredential, cursor) -> dict:
                     payments.add((sale.id, payment.method, payment.amount))
             lines.flush()
             payments.flush()
-            _progress(run, rows=customers.rows + sales)
+            _progress(run, rows=customer_count + sales)
         if newest is not None:
             sales_since[location.id] = newest.isoformat()
-    return {"customers": customers.rows, "sales": sales, "unmapped": unmapped, "lines": lines.rows,
+    return {"customers": customer_count, "sales": sales, "unmapped": unmapped, "lines": lines.rows,
             "customers_since": customers_since, "sales_since": sales_since,
             "has_payments": payments.rows > 0}
 

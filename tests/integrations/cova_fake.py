@@ -30,6 +30,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -144,6 +145,9 @@ class FakeCova:
     token_forms: list[dict[str, str]] = field(default_factory=list)  # token request bodies
     created_customers: list[dict] = field(default_factory=list)  # POST /Customers bodies
     faults: list[Fault] = field(default_factory=list)
+    # Called with (path, query) as each request arrives, before it is answered: a test's
+    # way to change things while the client is paging.
+    on_request: Callable[[str, dict], None] | None = field(default=None, repr=False)
     tokens: dict[str, float] = field(default_factory=dict)  # access token -> expiry (monotonic)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     url: str = ""
@@ -401,6 +405,8 @@ class _Handler(BaseHTTPRequestHandler):
             delay = fake.delay_seconds if fake.delay_path_contains in path else 0.0
         if delay:
             time.sleep(delay)
+        if fake.on_request is not None:
+            fake.on_request(path, dict(parse_qsl(url.query, keep_blank_values=True)))
         if fault is not None:
             return self._fault(fault.status)
         route = next(((handler, match) for route_method, pattern, handler in ROUTES

@@ -160,6 +160,30 @@ def test_market_filter_and_location_restriction(company, cova, cova_server, sync
     assert not cova_server.requests_to(f"Locations({wa})/Sales")
 
 
+def test_customers_changed_during_the_sync_come_in_as_they_are_now(company, cova, cova_server, sync):  # noqa: F811
+    ids = [cova_server.add_customer(FirstName=f"C{n}", State="CO",
+                                    LastModifiedDateUtc=T0 + dt.timedelta(minutes=n))
+           for n in range(600)]  # two pages of 500
+    cova_credential_save(connection=cova.connection, credential=cova, client_id=cova.client_id,
+                         client_secret="", username=cova.username, password="",
+                         cova_company_id=cova.cova_company_id, accounts_url=cova.accounts_url,
+                         api_url=cova.api_url, markets="co")
+
+    def change_two_before_page_two(path, query):
+        if path.endswith("/Customers") and query.get("$skip") not in (None, "0") \
+                and cova_server.customers[ids[0]]["LastName"] is None:
+            cova_server.touch_customer(ids[0], LastName="Reyes")
+            cova_server.touch_customer(ids[1], State="WA")  # moved away: out of our markets now
+
+    cova_server.on_request = change_two_before_page_two
+    run = sync()
+
+    assert run.state == SyncRun.State.SUCCEEDED, run.error
+    synced = set(PersonaIdentity.objects.filter(company=company).values_list("external_id", flat=True))
+    assert synced == set(ids) - {ids[1]} and run.customers_synced == 599
+    assert Persona.objects.get(identities__external_id=ids[0]).last_name == "Reyes"
+
+
 def test_freeze_stops_syncing(company, cova, cova_server):  # noqa: F811
     from stores.errors import DomainError
 
