@@ -19,6 +19,8 @@ from ..models import (
     WalletItem,
 )
 from ..phone import phone_normalize
+from .points import personas_save_derived_locked
+from .program import tiers_recompute
 from .webhooks import persona_updated_emit
 
 
@@ -129,9 +131,6 @@ def persona_merge(*, company, survivor_id: int, duplicate_id: int) -> Persona:
     to the survivor's, contact details the survivor lacks are filled from it, and the
     duplicate is deleted. Returns the survivor."""
     from ..signals import persona_merging
-    from .points import personas_save_derived_locked
-    from .program import tiers_recompute
-    from .webhooks import persona_updated_emit
 
     if survivor_id == duplicate_id:
         raise DomainError("A persona cannot be merged into itself.", code="merge_same_persona")
