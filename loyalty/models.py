@@ -131,6 +131,34 @@ class PersonaIdentity(models.Model):
         return f"{self.source}: {self.external_id}"
 
 
+class PersonaMerge(models.Model):
+    """A persona merged into another: the record of who went where, since the merged
+    persona itself is gone."""
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
+    persona = models.ForeignKey(Persona, on_delete=models.CASCADE, related_name="merged_in",
+                                help_text="The persona it lives on in.")
+    merged_persona_id = models.BigIntegerField()
+    merged_name = models.CharField(max_length=250, blank=True)
+    points_moved = models.IntegerField(default=0)
+    sales_moved = models.PositiveIntegerField(default=0)
+    reason = models.CharField(max_length=200)
+    staff_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+    merged_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-merged_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["company", "merged_persona_id"], name="persona_merged_once"),
+            models.CheckConstraint(condition=~Q(persona_id=F("merged_persona_id")),
+                                   name="persona_merge_not_into_itself"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.merged_persona_id} into {self.persona_id}"
+
+
 class Channel(models.TextChoices):
     IN_STORE = "in_store", "In store"
     ONLINE = "online", "Online"

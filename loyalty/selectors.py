@@ -7,7 +7,7 @@ from django.db.models import F, Prefetch, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
-from .models import LineItem, LoyaltyProgram, Persona, PersonaIdentity, PointsEntry, Transaction
+from .models import LineItem, LoyaltyProgram, Persona, PersonaIdentity, PersonaMerge, PointsEntry, Transaction
 
 # Column key -> ORDER BY. Every sort ends on id so pages never overlap or skip rows.
 PERSONA_SORTS = {
@@ -85,6 +85,10 @@ def persona_get(*, company, persona_id) -> Persona:
 
 def persona_identities(*, persona: Persona) -> QuerySet[PersonaIdentity]:
     return persona.identities.select_related("source").order_by("source__name", "external_id")
+
+
+def persona_merged_in(*, persona: Persona) -> QuerySet[PersonaMerge]:
+    return persona.merged_in.select_related("staff_user").order_by("-merged_at", "-id")
 
 
 def persona_possible_duplicates(*, persona: Persona, limit: int = 5) -> list[Persona]:

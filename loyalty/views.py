@@ -126,6 +126,7 @@ def _card_context(request, persona) -> dict:
     """Everything on the persona card besides the points block."""
     return _wallet_context(request, persona) | {
         "identities": selectors.persona_identities(persona=persona),
+        "merged_in": selectors.persona_merged_in(persona=persona),
         "orders": selectors.persona_orders(persona=persona),
         "program": selectors.loyalty_program_get(company=request.company),
         "redemptions": selectors.persona_redemptions(persona=persona),
@@ -180,7 +181,8 @@ def persona_merge_view(request, persona_id):
         duplicate = selectors.persona_get(company=request.company, persona_id=int(raw))
         try:
             persona = persona_merge(company=request.company, survivor_id=persona.pk,
-                                    duplicate_id=duplicate.pk)
+                                    duplicate_id=duplicate.pk, reason="Merged on the persona card",
+                                    staff_user=request.user)
         except DomainError as exc:
             messages.error(request, exc.message)
         else:

@@ -480,7 +480,8 @@ def _merge_staged(connection: Connection, staged: dict) -> dict:
         while duplicate_id in went_into:
             duplicate_id = went_into[duplicate_id]
         if survivor_id != duplicate_id:
-            persona_merge(company=connection.company, survivor_id=survivor_id, duplicate_id=duplicate_id)
+            persona_merge(company=connection.company, survivor_id=survivor_id, duplicate_id=duplicate_id,
+                          reason=f"Merged in Cova ({connection.name})")
             went_into[duplicate_id] = survivor_id
     with db_connection.cursor() as cursor:
         cursor.execute(_MERGED_IDENTITIES, params)

@@ -12,6 +12,7 @@ from ..models import (
     LoyaltyProgram,
     Persona,
     PersonaIdentity,
+    PersonaMerge,
     PointsEntry,
     Redemption,
     Source,
@@ -125,11 +126,12 @@ WHERE e.id = r.id AND e.balance_after <> r.running
 """
 
 
-def persona_merge(*, company, survivor_id: int, duplicate_id: int) -> Persona:
+def persona_merge(*, company, survivor_id: int, duplicate_id: int, reason: str,
+                  staff_user=None) -> Persona:
     """One customer known twice becomes one persona: the duplicate's sales, points,
     wallet, rewards, identities and places in line move to the survivor, its balance adds
     to the survivor's, contact details the survivor lacks are filled from it, and the
-    duplicate is deleted. Returns the survivor."""
+    duplicate is deleted, leaving a PersonaMerge behind. Returns the survivor."""
     from ..signals import persona_merging
 
     if survivor_id == duplicate_id:
@@ -140,8 +142,14 @@ def persona_merge(*, company, survivor_id: int, duplicate_id: int) -> Persona:
             raise DomainError("Both personas must belong to this company.", code="merge_unknown_persona")
         survivor, duplicate = locked[survivor_id], locked[duplicate_id]
 
-        for model in (PersonaIdentity, Transaction, WalletItem, Redemption, PointsEntry):
+        sales = Transaction.objects.filter(persona_id=duplicate.pk).update(persona_id=survivor.pk)
+        # What was merged into the duplicate before is now the survivor's history.
+        for model in (PersonaIdentity, WalletItem, Redemption, PointsEntry, PersonaMerge):
             model.objects.filter(persona_id=duplicate.pk).update(persona_id=survivor.pk)
+        PersonaMerge.objects.create(
+            company=company, persona=survivor, merged_persona_id=duplicate.pk,
+            merged_name=duplicate.display_name[:250], points_moved=duplicate.points_balance,
+            sales_moved=sales, reason=reason[:200], staff_user=staff_user)
         persona_merging.send(sender=Persona, survivor=survivor, duplicate=duplicate)
         with connection.cursor() as cursor:
             cursor.execute(_LEDGER_RENUMBER, [survivor.pk])

@@ -6,7 +6,7 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from loyalty.models import LineItem, Payment, Persona, PointsEntry, Transaction
+from loyalty.models import LineItem, Payment, Persona, PersonaMerge, PointsEntry, Transaction
 from tests.factories import PersonaFactory, SourceFactory
 
 
@@ -52,3 +52,11 @@ def test_points_entry_rules(company, admin_user):
                                                **base))
     refused(lambda: PointsEntry.objects.create(
         delta=-10, kind="redeem", idempotency_key="d", **{**base, "balance_after": -5}))
+
+
+def test_a_persona_is_merged_once_and_never_into_itself(company):
+    survivor = PersonaFactory(company=company)
+    merge = {"company": company, "persona": survivor, "reason": "Test"}
+    PersonaMerge.objects.create(merged_persona_id=survivor.pk + 1000, **merge)
+    refused(lambda: PersonaMerge.objects.create(merged_persona_id=survivor.pk + 1000, **merge))
+    refused(lambda: PersonaMerge.objects.create(merged_persona_id=survivor.pk, **merge))

@@ -13,6 +13,7 @@ from loyalty.models import (
     Offer,
     Persona,
     PersonaIdentity,
+    PersonaMerge,
     PointsEntry,
     Redemption,
     Tier,
@@ -79,7 +80,7 @@ def test_sales_points_and_rewards_of_both_add_up_on_the_survivor(company, store,
     applied = redemption_apply(company=company, persona_id=samuel.pk, cart_id="CART-9", basket=basket,
                                offer_id=offer.pk)  # 130 -> 80
 
-    survivor = persona_merge(company=company, survivor_id=sam.pk, duplicate_id=samuel.pk)
+    survivor = persona_merge(company=company, survivor_id=sam.pk, duplicate_id=samuel.pk, reason="Test")
 
     assert not Persona.objects.filter(pk=samuel.pk).exists()
     assert survivor.points_balance == 120 + 80
@@ -116,7 +117,7 @@ def test_identities_enrolment_and_tier_follow_the_merge(company, store, pos):
     sam.refresh_from_db()
     assert sam.tier == "" and sam.points_balance == 0  # not a member: earned nothing
 
-    survivor = persona_merge(company=company, survivor_id=sam.pk, duplicate_id=samuel.pk)
+    survivor = persona_merge(company=company, survivor_id=sam.pk, duplicate_id=samuel.pk, reason="Test")
 
     assert survivor.is_member and survivor.enrolled_at == early
     assert survivor.points_balance == 100 and survivor.tier == ""  # 100 < 150
@@ -125,16 +126,23 @@ def test_identities_enrolment_and_tier_follow_the_merge(company, store, pos):
     PersonaFactory(company=company)  # someone else, untouched
     third = PersonaFactory(company=company)
     transaction_record(company=company, source=pos, data=sale(store, third, "T-3", "60.00"))
-    survivor = persona_merge(company=company, survivor_id=sam.pk, duplicate_id=third.pk)
+    survivor = persona_merge(company=company, survivor_id=sam.pk, duplicate_id=third.pk, reason="Test")
     assert survivor.points_balance == 160 and survivor.tier == "Gold"
     assert Persona.objects.get(pk=sam.pk).tier == "Gold"
+
+    # The survivor merged in turn: the record of who went where follows it.
+    last = PersonaFactory(company=company)
+    persona_merge(company=company, survivor_id=last.pk, duplicate_id=sam.pk, reason="Cleanup")
+    assert sorted(PersonaMerge.objects.filter(persona=last).values_list(
+        "merged_persona_id", "points_moved", "sales_moved", "reason")) == sorted([
+            (samuel.pk, 100, 1, "Test"), (third.pk, 60, 1, "Test"), (sam.pk, 160, 3, "Cleanup")])
 
 
 def test_the_pos_is_told_which_persona_went_and_where(company):
     webhook_endpoint_create(company=company, url="https://pos.example.com/hooks", events=["persona.updated"])
     sam, samuel = PersonaFactory(company=company), PersonaFactory(company=company)
 
-    persona_merge(company=company, survivor_id=sam.pk, duplicate_id=samuel.pk)
+    persona_merge(company=company, survivor_id=sam.pk, duplicate_id=samuel.pk, reason="Test")
 
     [delivery] = WebhookDelivery.objects.filter(event="persona.updated")
     assert delivery.payload["persona_id"] == sam.pk
@@ -146,9 +154,9 @@ def test_another_companys_persona_or_the_same_one_is_refused(company, other_comp
     theirs = PersonaFactory(company=other_company)
 
     with pytest.raises(DomainError, match="belong to this company"):
-        persona_merge(company=company, survivor_id=ours.pk, duplicate_id=theirs.pk)
+        persona_merge(company=company, survivor_id=ours.pk, duplicate_id=theirs.pk, reason="Test")
     with pytest.raises(DomainError, match="into itself"):
-        persona_merge(company=company, survivor_id=ours.pk, duplicate_id=ours.pk)
+        persona_merge(company=company, survivor_id=ours.pk, duplicate_id=ours.pk, reason="Test")
 
     assert Persona.objects.filter(pk__in=[ours.pk, theirs.pk]).count() == 2
 
@@ -160,7 +168,8 @@ def test_places_in_line_follow_and_one_place_per_store_stays(company):
     second = queue_check_in(store=downtown, phone="3035550182", first_name="Samuel")
     elsewhere = queue_check_in(store=uptown, phone="3035550182", first_name="Samuel")
 
-    persona_merge(company=company, survivor_id=first.persona_id, duplicate_id=second.persona_id)
+    persona_merge(company=company, survivor_id=first.persona_id, duplicate_id=second.persona_id,
+                  reason="Test")
 
     assert set(QueueEntry.objects.values_list("pk", "persona_id")) == {
         (first.pk, first.persona_id), (elsewhere.pk, first.persona_id)}
@@ -173,7 +182,7 @@ def test_analytics_count_one_customer_after_the_merge(company, store, pos):
     transaction_record(company=company, source=pos, data=sale(store, samuel, "T-2", "50.00", days_ago=1))
     rollup_refresh(company=company)
 
-    persona_merge(company=company, survivor_id=sam.pk, duplicate_id=samuel.pk)
+    persona_merge(company=company, survivor_id=sam.pk, duplicate_id=samuel.pk, reason="Test")
     rollup_refresh(company=company)
 
     with connection.cursor() as cursor:

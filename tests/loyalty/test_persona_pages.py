@@ -112,8 +112,9 @@ def test_persona_card_shows_profile_ledger_and_orders(admin_client, company, sto
                                      total=Decimal("40"))]))
     # 13 for profile, ledger and orders; 4 for tier progress, wallet, redemptions and the offers
     # an admin can grant; 1 for a failed Cova signup, 1 for the layout's unmapped-stores
-    # notification, 1 for possible duplicates (admins). None of them grows with rows.
-    with django_assert_max_num_queries(20):
+    # notification, 2 for the personas merged in and possible duplicates (admins). None of
+    # them grows with rows.
+    with django_assert_max_num_queries(21):
         response = admin_client.get(reverse("persona_detail", kwargs={"persona_id": persona.pk}))
     page = response.content.decode()
     for text in ("Dana", "(303) 555-0199", "Cova", "C-77", "CovaPricingGroup", "Medical",
@@ -171,7 +172,11 @@ def test_admin_merges_a_possible_duplicate_from_the_card(admin_client, company, 
     response = admin_client.post(reverse("persona_merge", kwargs={"persona_id": ana.pk}),
                                  {"duplicate_id": again.pk}, follow=True)
 
-    assert f"Ana M. (#{again.pk}) is merged into this persona" in response.content.decode()
+    page = response.content.decode()
+    assert f"Ana M. (#{again.pk}) is merged into this persona" in page
+    merged_in = page.split('data-testid="merged-in"')[1].split("</ul>")[0]
+    assert f"Ana M. <span class=\"muted\">#{again.pk}" in merged_in
+    assert "Merged on the persona card by" in merged_in
     assert not Persona.objects.filter(pk=again.pk).exists()
     assert response.redirect_chain[-1][0] == url
     # Over htmx the browser is sent to the card.
