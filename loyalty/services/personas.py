@@ -20,7 +20,7 @@ from ..models import (
     WalletItem,
 )
 from ..phone import phone_normalize
-from .points import personas_save_derived_locked
+from .points import entry_append_locked, personas_save_derived_locked
 from .program import tiers_recompute
 from .webhooks import persona_updated_emit
 
@@ -104,8 +104,6 @@ def _enrolled_announce(persona: Persona) -> None:
 
 def signup_bonus_give_locked(persona: Persona) -> None:
     """The program's signup bonus, once per persona (its key makes a second one fail)."""
-    from .points import entry_append_locked, personas_save_derived_locked
-
     bonus = LoyaltyProgram.objects.filter(company_id=persona.company_id).values_list(
         "signup_bonus", flat=True).first()
     if not bonus or PointsEntry.objects.filter(idempotency_key=f"signup:{persona.pk}").exists():
