@@ -26,7 +26,7 @@ from .api_input import input_validated
 from .catalog import catalog_for
 from .models import IdempotencyRecord, Persona, PointsEntry, Redemption, Tier
 from .phone import phone_looks_stored, phone_normalize
-from .selectors import persona_get, personas_at_counter
+from .selectors import persona_get, persona_merged_into, personas_at_counter
 from .services.pos import PosTransaction, pos_transaction_send
 from .services.redemptions import (
     Basket,
@@ -195,7 +195,10 @@ def basket_from(data: dict | None) -> Basket | None:
 class LookupSerializer(serializers.Serializer):
     phone = serializers.CharField(required=False, max_length=40)
     email = serializers.EmailField(required=False, max_length=254)
-    persona_id = serializers.IntegerField(required=False, min_value=1, max_value=2**62)
+    persona_id = serializers.IntegerField(
+        required=False, min_value=1, max_value=2**62,
+        help_text="A persona id. The id of a persona since merged into another finds that one; "
+                  "the answer's persona.id is the id to use from then on.")
     external_id = serializers.CharField(required=False, max_length=200)
     basket = BasketSerializer(required=False)
 
@@ -358,6 +361,11 @@ class LookupView(PosActionView):
                 raise DomainError(exc.message, code="invalid", extra={"field": "phone"}) from None
             if normalized != value:
                 matches = personas_at_counter(company=self.company, by=by, value=normalized, **extras)
+        if by == "persona_id" and not matches:
+            # A card or link from before a merge still finds the customer.
+            survivor_id = persona_merged_into(company=self.company, persona_id=value)
+            if survivor_id is not None:
+                matches = personas_at_counter(company=self.company, by=by, value=survivor_id, **extras)
         if not matches:
             raise Http404("No customer matches.")
         if len(matches) > 1:

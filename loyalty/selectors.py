@@ -87,6 +87,12 @@ def persona_identities(*, persona: Persona) -> QuerySet[PersonaIdentity]:
     return persona.identities.select_related("source").order_by("source__name", "external_id")
 
 
+def persona_merged_into(*, company, persona_id) -> int | None:
+    """The persona a merged-away persona lives on in (its records follow later merges)."""
+    return (PersonaMerge.objects.filter(company=company, merged_persona_id=persona_id)
+            .values_list("persona_id", flat=True).first())
+
+
 def persona_merged_in(*, persona: Persona) -> QuerySet[PersonaMerge]:
     return persona.merged_in.select_related("staff_user").order_by("-merged_at", "-id")
 

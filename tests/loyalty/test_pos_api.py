@@ -402,3 +402,21 @@ def test_lookup_shows_the_tier_by_the_last_12_months_spend_in_the_same_queries(c
     # 300.00 spent in the last 12 months: the old sale and the void do not count
     assert (body["tier"], body["next_tier"], body["to_next_tier"]) == ("Silver", "VIP", "200.00")
     assert len(with_tiers) == len(without_tiers)
+
+
+def test_lookup_by_the_id_of_a_merged_away_persona_finds_the_survivor(counter, company, other_company):
+    from loyalty.services.personas import persona_merge
+
+    client, _, persona = counter
+    duplicate = PersonaFactory(company=company, first_name="Dana B.")
+    staff = MembershipFactory(company=company, role=Role.ADMIN).user
+    points_adjust(company=company, persona_id=duplicate.pk, delta=40, staff_user=staff, reason="Welcome")
+    persona_merge(company=company, survivor_id=persona.pk, duplicate_id=duplicate.pk, reason="Test")
+
+    found = post(client, "lookup", {"persona_id": duplicate.pk}).json()
+    assert (found["persona"]["id"], found["points_balance"]) == (persona.pk, 290)
+    # Another company's merge record is not ours to follow.
+    theirs = PersonaFactory(company=other_company)
+    gone = PersonaFactory(company=other_company)
+    persona_merge(company=other_company, survivor_id=theirs.pk, duplicate_id=gone.pk, reason="Test")
+    assert post(client, "lookup", {"persona_id": gone.pk}).status_code == 404
