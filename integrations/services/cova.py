@@ -424,15 +424,17 @@ JOIN loyalty_personaidentity i ON i.source_id = %(source_id)s AND i.external_id 
 WHERE d.survivor_id <> d.customer_id
 ON CONFLICT (source_id, external_id) DO NOTHING
 """
-# Customers who exist in both records, now that Cova has merged them: the duplicate's
-# persona goes into the survivor's.
-_MERGED_PERSONAS = """
-SELECT DISTINCT s.persona_id, i.persona_id
+# A customer Cova merged away whose persona is not the survivor's: the two personas are
+# one customer. Asked again after each merge, since a merge moves identities (chains of
+# merges, and several Cova ids on one persona, then resolve by themselves).
+_NEXT_MERGED_PAIR = """
+SELECT s.persona_id, i.persona_id
 FROM cova_customers d
 JOIN loyalty_personaidentity i ON i.source_id = %(source_id)s AND i.external_id = d.customer_id
 JOIN loyalty_personaidentity s ON s.source_id = %(source_id)s AND s.external_id = d.survivor_id
 WHERE d.survivor_id <> d.customer_id AND s.persona_id <> i.persona_id
 ORDER BY 1, 2
+LIMIT 1
 """
 # A sale's customer is the survivor of a merged-away customer; a customer we do not sync
 # (another market) or have never seen makes the sale a walk-in's.
@@ -471,19 +473,13 @@ def _merge_staged(connection: Connection, staged: dict) -> dict:
     customers_merge(connection)
     with db_connection.cursor() as cursor:
         cursor.execute(_TRAITS, params)
-        cursor.execute(_MERGED_PERSONAS, params)
-        merged = cursor.fetchall()
-    went_into: dict[int, int] = {}  # a persona merged by an earlier pair lives on in its survivor
-    for survivor_id, duplicate_id in merged:
-        while survivor_id in went_into:
-            survivor_id = went_into[survivor_id]
-        while duplicate_id in went_into:
-            duplicate_id = went_into[duplicate_id]
-        if survivor_id != duplicate_id:
-            persona_merge(company=connection.company, survivor_id=survivor_id, duplicate_id=duplicate_id,
+        while True:
+            cursor.execute(_NEXT_MERGED_PAIR, params)
+            pair = cursor.fetchone()
+            if pair is None:
+                break
+            persona_merge(company=connection.company, survivor_id=pair[0], duplicate_id=pair[1],
                           reason=f"Merged in Cova ({connection.name})")
-            went_into[duplicate_id] = survivor_id
-    with db_connection.cursor() as cursor:
         cursor.execute(_MERGED_IDENTITIES, params)
         cursor.execute("DROP TABLE import_customers")
         cursor.execute("DROP TABLE IF EXISTS import_lines")

@@ -261,6 +261,31 @@ def test_customers_merged_in_cova_after_a_sync_become_one_persona_with_one_balan
     assert persona.points_balance == 75 and Persona.objects.filter(company=company).count() == 1
 
 
+def test_a_chain_of_merges_across_personas_ends_in_one(company, cova, cova_server, sync):  # noqa: F811
+    from loyalty.models import PersonaMerge
+    from tests.factories import PersonaFactory
+
+    # Before the sync: P0 is Cova's F; P1 holds both A and E (matched earlier); P2 is B.
+    a, b, e, f = (cova_server.add_customer(FirstName=name, State="CO") for name in "ABEF")
+    source = cova.connection.source
+    p0, p1, p2 = (PersonaFactory(company=company) for _ in range(3))
+    for persona, customer in ((p0, f), (p1, a), (p1, e), (p2, b)):
+        PersonaIdentity.objects.create(company=company, persona=persona, source=source, external_id=customer)
+    # Cova merges B into A and E into F: P2 belongs with P1, and P1 with P0.
+    cova_server.merge_customer(b, a)
+    cova_server.merge_customer(e, f)
+
+    run = sync()
+
+    assert run.state == SyncRun.State.SUCCEEDED, run.error
+    [persona] = Persona.objects.filter(company=company)
+    assert persona.pk == p0.pk
+    assert set(persona.identities.values_list("external_id", flat=True)) == {a, b, e, f}
+    merges = PersonaMerge.objects.filter(persona=persona)
+    assert {m.merged_persona_id for m in merges} == {p1.pk, p2.pk}
+    assert {m.reason for m in merges} == {"Merged in Cova (Cova)"}
+
+
 def test_unmapped_location_sales_wait_then_attach(company, cova, cova_server, sync):  # noqa: F811
     location = cova_server.add_location("Uptown", location_id=1002)
     customer = cova_server.add_customer(FirstName="Una", Phone="(303) 555-0140", State="CO")
