@@ -286,6 +286,23 @@ def test_a_chain_of_merges_across_personas_ends_in_one(company, cova, cova_serve
     assert {m.reason for m in merges} == {"Merged in Cova (Cova)"}
 
 
+def test_a_merged_personas_signup_push_follows_it_unless_the_survivor_has_one(company, cova):
+    from loyalty.services.personas import persona_merge
+    from tests.factories import PersonaFactory
+
+    keeper, pushed, also_pushed = (PersonaFactory(company=company) for _ in range(3))
+    sent = SignupPush.objects.create(company=company, persona=pushed, credential=cova,
+                                     state=SignupPush.State.SENT, external_id="C-9")
+
+    persona_merge(company=company, survivor_id=keeper.pk, duplicate_id=pushed.pk, reason="Test")
+    assert SignupPush.objects.get(pk=sent.pk).persona_id == keeper.pk
+
+    SignupPush.objects.create(company=company, persona=also_pushed, credential=cova)
+    persona_merge(company=company, survivor_id=keeper.pk, duplicate_id=also_pushed.pk, reason="Test")
+    assert list(SignupPush.objects.filter(company=company).values_list("pk", "persona_id")) == [
+        (sent.pk, keeper.pk)]
+
+
 def test_unmapped_location_sales_wait_then_attach(company, cova, cova_server, sync):  # noqa: F811
     location = cova_server.add_location("Uptown", location_id=1002)
     customer = cova_server.add_customer(FirstName="Una", Phone="(303) 555-0140", State="CO")
