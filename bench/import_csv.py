@@ -34,6 +34,7 @@ import django  # noqa: E402
 
 django.setup()
 
+from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 
 from integrations import fields  # noqa: E402
@@ -130,7 +131,11 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
+        # The throw-away company's report folder, under a throw-away REPORTS_ROOT.
+        suffix = uuid.uuid4().hex[:8]
+        settings.REPORTS_ROOT = Path(tmp)
+        folder = Path(tmp) / f"bench-{suffix}"
+        folder.mkdir()
         report = folder / "line-items.csv"
         started = time.perf_counter()
         write_report(report, args.rows)
@@ -140,12 +145,11 @@ def main() -> None:
         copy_s = raw_copy_seconds(report)
         print(f"raw COPY: {copy_s:.2f}s")
 
-        suffix = uuid.uuid4().hex[:8]
         company = company_create(name=f"Bench {suffix}", slug=f"bench-{suffix}", timezone="America/Denver")
         try:
             stores = [store_create(company=company, name=f"Store {loc}", state="CO") for loc in LOCATIONS]
             conn = connection_create(company=company, name="Bench reports", provider="folder",
-                                     settings={"path": str(folder)}, credentials={})
+                                     settings={"path": ""}, credentials={})
             for location, store in zip(LOCATIONS, stores, strict=True):
                 store_mapping_set(connection=conn, external_location_id=location, store=store)
             run = sync_run_create(connection=conn, trigger=SyncRun.Trigger.MANUAL)

@@ -177,6 +177,10 @@ CHECKIN_RATE_LIMIT_PER_MINUTE = int(os.environ.get("CHECKIN_RATE_LIMIT_PER_MINUT
 # not trusted (anyone could write it).
 TRUSTED_PROXIES = int(os.environ.get("TRUSTED_PROXIES", "0"))
 
+# The operator's folder for report files on this server. Each company's "Folder on the
+# server" connections read only inside REPORTS_ROOT/<company slug>/.
+REPORTS_ROOT = Path(os.environ.get("REPORTS_ROOT", VAR_DIR / "reports"))
+
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True

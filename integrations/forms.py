@@ -24,7 +24,7 @@ class ConnectionForm(forms.Form):
         self.setting_names = [name for name, _, _ in cls.setting_fields]
         self.credential_names = [name for name, _, _ in cls.credential_fields]
         saved = connection.settings if connection else {}
-        for name, label, help_text in cls.setting_fields:
+        for name, label, help_text in cls.setting_fields_for(company_slug=company.slug):
             self.fields[name] = forms.CharField(label=label, help_text=help_text, required=False,
                                                 initial=saved.get(name, ""))
         hints = connection.credentials_hint if connection else {}

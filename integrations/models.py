@@ -42,6 +42,8 @@ class Connection(models.Model):
         default=True, help_text="Customers first seen in a report join the loyalty program.",
     )
     is_frozen = models.BooleanField("frozen", default=False)
+    notice = models.TextField(blank=True, help_text="What the platform changed on its own and why "
+                                                    "(e.g. froze it); shown until its settings are saved.")
     sync_time = models.TimeField(default=dt.time(2, 0),
                                  help_text="Nightly sync, in the company's time zone.")
     periodic_task = models.OneToOneField("django_celery_beat.PeriodicTask", null=True, blank=True,

@@ -146,8 +146,7 @@ def _detail_context(request, connection, **extra) -> dict:
     return {
         "connection": connection,
         "provider_label": Provider(connection.provider).label,
-        "settings_rows": [(label, connection.settings.get(name) or "")
-                          for name, label, _ in cls.setting_fields],
+        "settings_rows": cls.settings_rows(connection.settings, company_slug=request.company.slug),
         "credential_rows": [(label, connection.credentials_hint.get(name, ""))
                             for name, label, _ in cls.credential_fields],
         "custom_headers": _custom_headers(connection),

@@ -23,6 +23,15 @@ def other_company(db):
 
 
 @pytest.fixture
+def reports_root(settings, tmp_path):
+    """REPORTS_ROOT in a temporary folder: each company's report files go in <root>/<slug>/."""
+    root = tmp_path / "reports-root"
+    root.mkdir()
+    settings.REPORTS_ROOT = root
+    return root
+
+
+@pytest.fixture
 def store(company):
     return RetailStoreFactory(company=company, name="Denver", state="CO")
 

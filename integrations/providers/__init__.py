@@ -22,4 +22,5 @@ def provider_for(connection) -> ReportProvider:
     """The provider for a saved connection, with its decrypted credentials."""
     return provider_class(connection.provider)(
         settings=connection.settings, credentials=connection.credentials_plain(),
+        company_slug=connection.company.slug,
     )

@@ -62,9 +62,27 @@ class ReportProvider:
     setting_fields: ClassVar[tuple[tuple[str, str, str], ...]]
     credential_fields: ClassVar[tuple[tuple[str, str, str], ...]]
 
-    def __init__(self, *, settings: dict, credentials: dict):
+    def __init__(self, *, settings: dict, credentials: dict, company_slug: str = ""):
         self.settings = settings
         self.credentials = credentials
+        # The company it reads for: a folder on the server is confined to that company's.
+        self.company_slug = company_slug
+
+    @classmethod
+    def setting_fields_for(cls, *, company_slug: str) -> tuple[tuple[str, str, str], ...]:
+        """`setting_fields` as the company's form shows them (a help text may name the
+        company's own place)."""
+        return cls.setting_fields
+
+    @classmethod
+    def settings_clean(cls, settings: dict, *, company_slug: str) -> dict:
+        """The settings as they are saved; a DomainError with extra["field"] refuses one."""
+        return settings
+
+    @classmethod
+    def settings_rows(cls, settings: dict, *, company_slug: str) -> list[tuple[str, str]]:
+        """(label, value) of each setting for the connection's page."""
+        return [(label, settings.get(name) or "") for name, label, _ in cls.setting_fields]
 
     def test(self) -> str:
         """Reach the source with these settings and credentials; a short success message

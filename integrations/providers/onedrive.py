@@ -54,8 +54,8 @@ class OneDriveProvider(ReportProvider):
     token_skew_seconds = 60
     download_chunk_size = 64 * 1024
 
-    def __init__(self, *, settings: dict, credentials: dict):
-        super().__init__(settings=settings, credentials=credentials)
+    def __init__(self, *, settings: dict, credentials: dict, company_slug: str = ""):
+        super().__init__(settings=settings, credentials=credentials, company_slug=company_slug)
         self._session = requests.Session()
         self._access_token = ""
         self._token_expires_at = 0.0

@@ -51,8 +51,8 @@ class S3Provider(ReportProvider):
     # Keys per list request; S3's maximum. Tests lower it to see several pages followed.
     page_size = 1000
 
-    def __init__(self, *, settings: dict, credentials: dict):
-        super().__init__(settings=settings, credentials=credentials)
+    def __init__(self, *, settings: dict, credentials: dict, company_slug: str = ""):
+        super().__init__(settings=settings, credentials=credentials, company_slug=company_slug)
         self._client = None
 
     # -- settings -------------------------------------------------------------------------

@@ -22,9 +22,11 @@ from .imports import transactions_remove
 SYNC_TASK = "integrations.tasks.connection_sync_scheduled"
 
 
-def _clean_settings(provider: str, values: dict) -> dict:
-    names = [name for name, _, _ in provider_class(provider).setting_fields]
-    return {name: str(values.get(name) or "").strip() for name in names}
+def _clean_settings(provider: str, values: dict, *, company) -> dict:
+    cls = provider_class(provider)
+    names = [name for name, _, _ in cls.setting_fields]
+    return cls.settings_clean({name: str(values.get(name) or "").strip() for name in names},
+                              company_slug=company.slug)
 
 
 def connection_create(*, company, name: str, provider: str, settings: dict, credentials: dict,
@@ -37,11 +39,12 @@ def connection_create(*, company, name: str, provider: str, settings: dict, cred
         raise DomainError(f"Unknown provider '{provider}'.", extra={"field": "provider"})
     if default_store is not None and default_store.company_id != company.pk:
         raise DomainError("That store belongs to another company.", extra={"field": "default_store"})
+    settings = _clean_settings(provider, settings, company=company)
     try:
         with db.atomic():
             source = Source.objects.create(company=company, kind=provider, name=name)
             connection = Connection(company=company, name=name, provider=provider, source=source,
-                                    settings=_clean_settings(provider, settings),
+                                    settings=settings,
                                     default_store=default_store,
                                     enroll_new_customers=enroll_new_customers)
             if sync_time is not None:
@@ -74,10 +77,12 @@ def connection_update(*, connection: Connection, name: str, settings: dict, cred
     for key, value in credentials.items():
         if value and value.strip():
             stored[key] = value.strip()
+    settings = _clean_settings(connection.provider, settings, company=connection.company)
     try:
         with db.atomic():
             connection.name = name
-            connection.settings = _clean_settings(connection.provider, settings)
+            connection.settings = settings
+            connection.notice = ""  # it asked for new settings; these passed the checks
             connection.set_credentials(stored)
             connection.default_store = default_store
             connection.enroll_new_customers = enroll_new_customers

@@ -253,13 +253,14 @@ def test_a_failing_audience_records_its_error_and_the_others_are_still_calculate
 
 # --- tasks and the sync signal -------------------------------------------------------------------
 
-def test_a_sync_refreshes_the_companys_audiences_once_committed(company, store, tmp_path, eager,
+def test_a_sync_refreshes_the_companys_audiences_once_committed(company, store, reports_root, eager,
                                                                  django_capture_on_commit_callbacks):
     PersonaFactory(company=company, sms_opt_in=True)
     audience = audience_save(company=company, name="Texting", rules=group(cond("sms_opt_in", "equals", True)))
     other = audience_save(company=CompanyFactory(), name="Other", rules=group())
+    (reports_root / company.slug).mkdir()
     connection = connection_create(company=company, name="Reports", provider="folder",
-                                   settings={"path": str(tmp_path)}, credentials={})
+                                   settings={"path": ""}, credentials={})
     run = sync_run_create(connection=connection, trigger="manual")
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         sync_run_execute(run_id=run.pk)

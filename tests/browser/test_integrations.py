@@ -19,11 +19,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def shop(company, tmp_path):
+def shop(company, reports_root):
     admin = MembershipFactory(company=company, role=Role.ADMIN, user__username="shop-admin").user
     store = RetailStoreFactory(company=company, name="Denver")
-    reports = tmp_path / "reports"
-    reports.mkdir()
+    reports = reports_root / company.slug / "reports"
+    reports.mkdir(parents=True)
     day = (timezone.localdate() - dt.timedelta(days=3)).strftime("%m/%d/%Y")
     # "Ticket No." is not a name we can guess: it has to be mapped to the transaction id.
     (reports / "export.csv").write_text(
@@ -33,7 +33,7 @@ def shop(company, tmp_path):
         f"T-3,C3,{day} 11:00 AM,Denver,Cy,Tincture,1,$40.00\n"
     )
     connection = connection_create(company=company, name="Store reports", provider="folder",
-                                   settings={"path": str(reports)}, credentials={}, default_store=store)
+                                   settings={"path": "reports"}, credentials={}, default_store=store)
     return admin, connection
 
 

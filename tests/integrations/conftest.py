@@ -10,16 +10,17 @@ from integrations.services.sync import sync_run_create, sync_run_execute
 
 
 @pytest.fixture
-def reports_dir(tmp_path):
-    path = tmp_path / "reports"
-    path.mkdir()
+def reports_dir(company, reports_root):
+    """The folder `folder_connection` reads: "daily" in the company's report folder."""
+    path = reports_root / company.slug / "daily"
+    path.mkdir(parents=True)
     return path
 
 
 @pytest.fixture
 def folder_connection(company, store, reports_dir):
     return connection_create(company=company, name="Nightly reports", provider="folder",
-                             settings={"path": str(reports_dir)}, credentials={})
+                             settings={"path": "daily"}, credentials={})
 
 
 @pytest.fixture

@@ -19,11 +19,11 @@ def test_secrets_saved_under_an_old_key_can_be_entered_again(company, db):
         assert connection.credentials_hint["secret_access_key"] == "…5678"
 
 
-def test_create_takes_the_nightly_time_and_enrolment(company, db):
+def test_create_takes_the_nightly_time_and_enrolment(company, reports_root):
     import datetime as dt
 
     connection = connection_create(company=company, name="Folder", provider="folder",
-                                   settings={"path": "/srv/reports"}, credentials={},
+                                   settings={"path": "reports"}, credentials={},
                                    enroll_new_customers=False, sync_time=dt.time(3, 30))
     assert connection.enroll_new_customers is False
     assert (connection.periodic_task.crontab.hour, connection.periodic_task.crontab.minute) == ("3", "30")

@@ -81,12 +81,12 @@ def test_catalog_lists_every_integration_not_connected(admin_client):
     assert reverse("integration_catalog") in admin_client.get(reverse("persona_list")).content.decode()
 
 
-def test_catalog_shows_connected_frozen_and_failing(admin_client, company, cova, tmp_path, admin_user):
+def test_catalog_shows_connected_frozen_and_failing(admin_client, company, cova, reports_root, admin_user):
     # given: Cova connected, a frozen folder connection, an S3 connection whose last run
     # failed, and a POS API key
     connection, credential = cova
     folder = connection_create(company=company, name="Folder", provider="folder",
-                               settings={"path": str(tmp_path)}, credentials={})
+                               settings={"path": "reports"}, credentials={})
     connection_freeze(connection=folder, frozen=True)
     s3 = connection_create(company=company, name="Bucket", provider="s3", settings={"bucket": "b"},
                            credentials={"access_key_id": "AKIA", "secret_access_key": "secret-1234"})
@@ -396,9 +396,9 @@ def test_store_edit_shows_why_cova_cannot_be_read(admin_client, company, store, 
     assert store.name == "Denver 2"
 
 
-def test_store_edit_lists_report_mappings_read_only(admin_client, company, store, tmp_path):
+def test_store_edit_lists_report_mappings_read_only(admin_client, company, store, reports_root):
     folder = connection_create(company=company, name="Nightly reports", provider="folder",
-                               settings={"path": str(tmp_path)}, credentials={})
+                               settings={"path": "reports"}, credentials={})
     StoreMapping.objects.create(connection=folder, store=store, external_location_id="LOC-9")
     page = admin_client.get(reverse("store_edit", args=[store.pk])).content.decode()
     listed = page.split('data-testid="report-mappings"')[1].split("</ul>")[0]
@@ -473,9 +473,9 @@ def test_another_companys_connection_and_credential_are_a_404(admin_client, othe
     assert admin_client.get(reverse("store_edit", args=[their_store.pk])).status_code == 404
 
 
-def test_a_report_connection_is_not_a_cova_connection(admin_client, company, tmp_path):
+def test_a_report_connection_is_not_a_cova_connection(admin_client, company, reports_root):
     folder = connection_create(company=company, name="Folder", provider="folder",
-                               settings={"path": str(tmp_path)}, credentials={})
+                               settings={"path": "reports"}, credentials={})
     assert admin_client.get(reverse("cova_connection", args=[folder.pk])).status_code == 404
     assert admin_client.get(reverse("cova_credential_create", args=[folder.pk])).status_code == 404
 

@@ -72,13 +72,14 @@ def page_urls(connection, run, imported_file):
     ]
 
 
-def test_pages_are_a_404_for_another_companys_connection(admin_client, other_company, tmp_path):
+def test_pages_are_a_404_for_another_companys_connection(admin_client, other_company, reports_root):
     # given: another company's connection with a run and a file
     store = RetailStoreFactory(company=other_company)
     theirs = connection_create(company=other_company, name="Theirs", provider="folder",
-                               settings={"path": str(tmp_path)}, credentials={})
-    (tmp_path / "day.csv").write_text(f"ReceiptId,customerId,TransactionDate,Location\n"
-                                      f"R1,C1,{recent()},{store.name}\n")
+                               settings={"path": ""}, credentials={})
+    (reports_root / other_company.slug).mkdir()
+    (reports_root / other_company.slug / "day.csv").write_text(
+        f"ReceiptId,customerId,TransactionDate,Location\nR1,C1,{recent()},{store.name}\n")
     run = sync(theirs)
     imported_file = ImportedFile.objects.get(connection=theirs)
     # when / then: our admin gets a 404 everywhere, and nothing of theirs changes
@@ -162,8 +163,8 @@ def test_connection_edit_blank_secret_keeps_the_stored_one(admin_client, company
     assert connection.credentials_hint["secret_access_key"] == "…2222"
 
 
-def test_connection_form_shows_a_service_error_on_its_field(admin_client, folder_connection, tmp_path):
-    data = {"provider": "folder", "name": "Nightly reports", "path": str(tmp_path), "sync_time": "02:00"}
+def test_connection_form_shows_a_service_error_on_its_field(admin_client, folder_connection):
+    data = {"provider": "folder", "name": "Nightly reports", "path": "daily", "sync_time": "02:00"}
     response = admin_client.post(reverse("connection_create"), data)
     assert response.status_code == 400
     assert "already a connection or source named" in response.content.decode()
@@ -181,17 +182,16 @@ def test_connection_create_asks_for_the_provider_first(admin_client):
     assert "Tenant id" in page and "Client secret" in page
 
 
-def test_connection_test_says_not_found_for_a_missing_folder(admin_client, company, tmp_path):
+def test_connection_test_says_not_found_for_a_missing_folder(admin_client, company, reports_root):
     connection = connection_create(company=company, name="Gone", provider="folder",
-                                   settings={"path": str(tmp_path / "missing")}, credentials={})
+                                   settings={"path": "missing"}, credentials={})
     url = reverse("connection_test", args=[connection.pk])
     response = admin_client.post(url, HTTP_HX_REQUEST="true")
     page = response.content.decode()
     assert response.status_code == 200 and "<html" not in page
     assert "Not found:" in page and "does not exist" in page
     # and a folder that is there
-    connection.settings = {"path": str(tmp_path)}
-    connection.save()
+    (reports_root / company.slug / "missing").mkdir(parents=True)
     page = admin_client.post(url, HTTP_HX_REQUEST="true").content.decode()
     assert "Connected:" in page and "0 CSV files" in page
 

@@ -11,16 +11,17 @@ import random
 import zlib
 import zoneinfo
 
-from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from integrations.models import Connection, SyncRun
 from integrations.services.connections import connection_create, store_mapping_set
 from integrations.services.sync import SyncFailed, sync_run_create, sync_run_execute
+from stores.folders import company_folder
 from stores.models import Company
 
 DEMO_SLUG = "green-leaf"
 CONNECTION = "Portland daily reports"
+DEMO_FOLDER = "portland"  # relative to the company's report folder
 PRODUCTS = [("Flower", "Lazercat", "Zkittlez 3.5g", "40.00"),
             ("Edibles", "Wana", "Sour Gummies 100mg", "20.00"),
             ("Vapes", "Select", "Elite Cartridge 1g", "48.00"),
@@ -44,12 +45,14 @@ class Command(BaseCommand):
         if Connection.objects.filter(company=company, name=CONNECTION).exists():
             self.stdout.write(f"Demo connection '{CONNECTION}' is already there.")
             return
-        folder = settings.VAR_DIR / "demo-reports" / DEMO_SLUG
+        # Inside the company's report folder, REPORTS_ROOT/green-leaf/, the only place its
+        # folder connections may read.
+        folder = company_folder(DEMO_SLUG) / DEMO_FOLDER
         folder.mkdir(parents=True, exist_ok=True)
         portland = company.stores.get(state="OR")
         self.write_reports(folder, zoneinfo.ZoneInfo(portland.timezone))
         connection = connection_create(company=company, name=CONNECTION, provider="folder",
-                                       settings={"path": str(folder)}, credentials={})
+                                       settings={"path": DEMO_FOLDER}, credentials={})
         store_mapping_set(connection=connection, external_location_id="PDX-HAW", store=portland)
         run = sync_run_create(connection=connection, trigger=SyncRun.Trigger.MANUAL)
         try:
