@@ -13,6 +13,7 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 from loyalty.models import Source, Transaction
 from stores.errors import DomainError
 from stores.models import RetailStore
+from stores.outbound import outbound_url_check
 
 from .. import fields as F
 from ..models import Connection, ImportedFile, StoreMapping
@@ -23,8 +24,14 @@ SYNC_TASK = "integrations.tasks.connection_sync_scheduled"
 
 
 def _clean_settings(provider: str, values: dict) -> dict:
-    names = [name for name, _, _ in provider_class(provider).setting_fields]
-    return {name: str(values.get(name) or "").strip() for name in names}
+    """The provider's settings, trimmed; a server URL pointing at a private or local address
+    is refused with its field named."""
+    cls = provider_class(provider)
+    cleaned = {name: str(values.get(name) or "").strip() for name, _, _ in cls.setting_fields}
+    for name, what in cls.url_settings:
+        if cleaned.get(name):
+            outbound_url_check(cleaned[name], what=what, field=name)
+    return cleaned
 
 
 def connection_create(*, company, name: str, provider: str, settings: dict, credentials: dict,
@@ -37,11 +44,12 @@ def connection_create(*, company, name: str, provider: str, settings: dict, cred
         raise DomainError(f"Unknown provider '{provider}'.", extra={"field": "provider"})
     if default_store is not None and default_store.company_id != company.pk:
         raise DomainError("That store belongs to another company.", extra={"field": "default_store"})
+    settings = _clean_settings(provider, settings)
     try:
         with db.atomic():
             source = Source.objects.create(company=company, kind=provider, name=name)
             connection = Connection(company=company, name=name, provider=provider, source=source,
-                                    settings=_clean_settings(provider, settings),
+                                    settings=settings,
                                     default_store=default_store,
                                     enroll_new_customers=enroll_new_customers)
             if sync_time is not None:
@@ -65,6 +73,7 @@ def connection_update(*, connection: Connection, name: str, settings: dict, cred
         raise DomainError("Give the connection a name.", extra={"field": "name"})
     if default_store is not None and default_store.company_id != connection.company_id:
         raise DomainError("That store belongs to another company.", extra={"field": "default_store"})
+    settings = _clean_settings(connection.provider, settings)
     try:
         stored = connection.credentials_plain()
     except DomainError:
@@ -77,7 +86,7 @@ def connection_update(*, connection: Connection, name: str, settings: dict, cred
     try:
         with db.atomic():
             connection.name = name
-            connection.settings = _clean_settings(connection.provider, settings)
+            connection.settings = settings
             connection.set_credentials(stored)
             connection.default_store = default_store
             connection.enroll_new_customers = enroll_new_customers
