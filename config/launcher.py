@@ -21,6 +21,7 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
 DATABASE_NAME = "loyalty"
+DEMO_OUTBOUND_ALLOW_HOSTS = "127.0.0.1:8765"
 
 
 def say(message: str) -> None:
@@ -127,6 +128,9 @@ def cmd_run() -> int:
     host = os.environ.get("HOST", "127.0.0.1")
     port = os.environ.get("PORT", "8000")
     with services(redis_name="run") as env:
+        # The demo's one local stand-in the server may call: the Cova fake the README
+        # suggests (tests/integrations/cova_fake.py, port 8765). Nothing else private.
+        env.setdefault("OUTBOUND_ALLOW_HOSTS", DEMO_OUTBOUND_ALLOW_HOSTS)
         subprocess.run([python, manage, "migrate", "--no-input"], env=env, check=True)
         subprocess.run([python, manage, "load_demo"], env=env, check=True)
         subprocess.run([python, manage, "load_demo_reports"], env=env, check=True)

@@ -181,6 +181,16 @@ TRUSTED_PROXIES = int(os.environ.get("TRUSTED_PROXIES", "0"))
 # server" connections read only inside REPORTS_ROOT/<company slug>/.
 REPORTS_ROOT = Path(os.environ.get("REPORTS_ROOT", VAR_DIR / "reports"))
 
+# Requests the server makes on a merchant's behalf (webhooks, S3 endpoint, OneDrive, Cova)
+# never reach private or local addresses (stores/outbound.py). Only the exact host:port
+# pairs listed here may, e.g. "127.0.0.1:8765,localhost:9000" for local fakes; empty in
+# production. There is no switch that allows every private address.
+OUTBOUND_ALLOW_HOSTS = env_list("OUTBOUND_ALLOW_HOSTS", "")
+for _entry in OUTBOUND_ALLOW_HOSTS:
+    if not _entry.rpartition(":")[0] or not _entry.rpartition(":")[2].isdigit():
+        raise ImproperlyConfigured(
+            f"OUTBOUND_ALLOW_HOSTS entry '{_entry}' is not host:port, e.g. 127.0.0.1:8765.")
+
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True

@@ -610,6 +610,8 @@ class WebhookDelivery(models.Model):
         PENDING = "pending", "Pending"
         DELIVERED = "delivered", "Delivered"
         FAILED = "failed", "Failed"
+        # The URL points at a private or local address: never sent, not retried.
+        BLOCKED = "blocked", "Blocked"
 
     endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
     event = models.CharField(max_length=40)

@@ -11,3 +11,10 @@ class DomainError(Exception):
         if code:
             self.code = code
         self.extra = extra or {}
+
+
+class OutboundRefused(DomainError):
+    """A request the server would make on a merchant's behalf (webhook, S3, OneDrive, Cova)
+    points at a private or local address. `extra` has the `url` and the `address`."""
+
+    code = "outbound_refused"

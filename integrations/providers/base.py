@@ -61,6 +61,9 @@ class ReportProvider:
     # The settings and credentials the connection form asks for: (name, label, help).
     setting_fields: ClassVar[tuple[tuple[str, str, str], ...]]
     credential_fields: ClassVar[tuple[tuple[str, str, str], ...]]
+    # The settings that are URLs the server will call, with how messages name them: each
+    # must point at a public address (stores.outbound), checked when the connection is saved.
+    url_settings: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __init__(self, *, settings: dict, credentials: dict, company_slug: str = ""):
         self.settings = settings

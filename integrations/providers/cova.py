@@ -89,6 +89,9 @@ from urllib.parse import quote, urlencode, urlsplit
 import requests
 import urllib3
 
+from stores.errors import OutboundRefused
+from stores.outbound import outbound_session
+
 from .base import ConnectionProblem, ProviderError
 
 logger = logging.getLogger(__name__)
@@ -177,7 +180,7 @@ class CovaClient:
         self.timeout = float(timeout)
         self.max_attempts = max(1, int(max_attempts))
         self.backoff = float(backoff)
-        self._session = requests.Session()
+        self._session = outbound_session()
         self._sleep = time.sleep
         self._clock = time.monotonic
         self._token_lock = threading.Lock()
@@ -342,6 +345,10 @@ class CovaClient:
             delay = self.backoff * 2 ** attempt
             try:
                 response = self._session.request(method, url, timeout=self.timeout, **kwargs)
+            except OutboundRefused as exc:
+                # Nothing was sent; the server URL has to change before trying again.
+                raise ProviderError(ConnectionProblem.MISCONFIGURED,
+                                    f"Not calling Cova: {exc.message}") from exc
             except requests.Timeout as exc:
                 problem = f"Cova did not answer within {self.timeout:g} s at {host}"
                 if not idempotent and not isinstance(exc, requests.ConnectTimeout):

@@ -15,6 +15,9 @@ from urllib.parse import quote, urlsplit
 import requests
 import urllib3
 
+from stores.errors import OutboundRefused
+from stores.outbound import outbound_session
+
 from .base import ConnectionProblem, ProviderError, ReportFile, ReportProvider
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
@@ -42,6 +45,7 @@ class OneDriveProvider(ReportProvider):
         ("graph_base_url", "Graph URL", "Leave empty for https://graph.microsoft.com/v1.0."),
         ("login_base_url", "Sign-in URL", "Leave empty for https://login.microsoftonline.com."),
     )
+    url_settings = (("graph_base_url", "Graph URL"), ("login_base_url", "Sign-in URL"))
     credential_fields = (
         ("client_id", "Application (client) id", "From the app registration's overview page."),
         ("client_secret", "Client secret", "The secret's value, not its secret id."),
@@ -56,7 +60,7 @@ class OneDriveProvider(ReportProvider):
 
     def __init__(self, *, settings: dict, credentials: dict, company_slug: str = ""):
         super().__init__(settings=settings, credentials=credentials, company_slug=company_slug)
-        self._session = requests.Session()
+        self._session = outbound_session()
         self._access_token = ""
         self._token_expires_at = 0.0
 
@@ -183,6 +187,10 @@ class OneDriveProvider(ReportProvider):
     def _send(self, method: str, url: str, **kwargs) -> requests.Response:
         try:
             return self._session.request(method, url, timeout=self._timeout, **kwargs)
+        except OutboundRefused as exc:
+            # Nothing was sent; the URL (or where it redirected) has to change first.
+            raise ProviderError(ConnectionProblem.MISCONFIGURED,
+                                f"Not calling {self._host(url)}: {exc.message}") from exc
         except requests.Timeout as exc:
             raise ProviderError(ConnectionProblem.UNREACHABLE,
                                 f"{self._host(url)} did not answer in time.") from exc

@@ -1,10 +1,23 @@
-"""Report files in an Amazon S3 bucket or any S3-compatible server (MinIO, Ceph, moto...)."""
+"""Report files in an Amazon S3 bucket or any S3-compatible server (MinIO, Ceph, moto...).
+
+A custom endpoint URL is a merchant's URL the server calls, so it must be on the public
+internet (stores.outbound): it is checked when the connection is saved, again when a client
+is made for a test or a sync (after DNS resolution), and every socket the client opens is
+checked for the address it actually connected to (botocore has no setting for this, so the
+client's connection classes are swapped; see `_guard_connections`).
+"""
 
 from __future__ import annotations
 
 from urllib.parse import urlparse
 
 import boto3
+from botocore.awsrequest import (
+    AWSHTTPConnection,
+    AWSHTTPConnectionPool,
+    AWSHTTPSConnection,
+    AWSHTTPSConnectionPool,
+)
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -17,6 +30,9 @@ from botocore.exceptions import (
     ValidationError,
 )
 
+from stores.errors import OutboundRefused
+from stores.outbound import outbound_socket_check, outbound_url_check
+
 from .base import ConnectionProblem, ProviderError, ReportFile, ReportProvider
 
 # S3 error codes, grouped by what the merchant has to do about them.
@@ -28,6 +44,54 @@ _NO_PERMISSION_CODES = {"AccessDenied", "AllAccessDisabled", "AccountProblem", "
 _WRONG_REGION_CODES = {
     "PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException",
 }
+
+
+class GuardedHTTPConnection(AWSHTTPConnection):
+    def _new_conn(self):
+        # urllib3's hook that opens the TCP socket: check its peer before a byte is sent.
+        sock = super()._new_conn()
+        outbound_socket_check(sock, host=self.host, port=self.port)
+        return sock
+
+
+class GuardedHTTPSConnection(AWSHTTPSConnection):
+    def _new_conn(self):
+        # Before the TLS handshake: not even a ClientHello reaches a private address.
+        sock = super()._new_conn()
+        outbound_socket_check(sock, host=self.host, port=self.port)
+        return sock
+
+
+class GuardedHTTPConnectionPool(AWSHTTPConnectionPool):
+    ConnectionCls = GuardedHTTPConnection
+
+
+class GuardedHTTPSConnectionPool(AWSHTTPSConnectionPool):
+    ConnectionCls = GuardedHTTPSConnection
+
+
+GUARDED_POOLS = {"http": GuardedHTTPConnectionPool, "https": GuardedHTTPSConnectionPool}
+
+
+def _guard_connections(client) -> None:
+    """Make every connection of this client (and only this one) check its peer address.
+    botocore builds its pool manager with fixed classes and offers no option, so they are
+    swapped on the client's own HTTP session; a botocore without these attributes fails
+    here, loudly, instead of running unguarded."""
+    http = client._endpoint.http_session
+    http._pool_classes_by_scheme = GUARDED_POOLS
+    http._manager.pool_classes_by_scheme = GUARDED_POOLS
+
+
+def _refusal(exc: BaseException) -> OutboundRefused | None:
+    """The OutboundRefused a botocore error carries (botocore wraps what urllib3 raised)."""
+    seen = exc
+    for _ in range(5):
+        if seen is None or isinstance(seen, OutboundRefused):
+            return seen
+        wrapped = getattr(seen, "kwargs", {}).get("error") if isinstance(seen, BotoCoreError) else None
+        seen = wrapped or seen.__cause__ or seen.__context__
+    return None
 
 
 class S3Provider(ReportProvider):
@@ -43,6 +107,7 @@ class S3Provider(ReportProvider):
          "For an S3-compatible server, e.g. https://minio.example.com:9000. Leave blank for Amazon S3."),
         ("region", "Region", "The bucket's region, e.g. us-east-1 (the default)."),
     )
+    url_settings = (("endpoint_url", "S3 endpoint URL"),)
     credential_fields = (
         ("access_key_id", "Access key ID", "An access key allowed to list and read the bucket."),
         ("secret_access_key", "Secret access key", "The secret that goes with the access key ID."),
@@ -98,6 +163,10 @@ class S3Provider(ReportProvider):
                 raise ProviderError(ConnectionProblem.MISCONFIGURED,
                                     f"The endpoint URL '{self.endpoint_url}' is not a valid http(s) URL, "
                                     "e.g. https://minio.example.com:9000.")
+            try:
+                outbound_url_check(self.endpoint_url, what="S3 endpoint URL")
+            except OutboundRefused as exc:
+                raise ProviderError(ConnectionProblem.MISCONFIGURED, exc.message) from exc
 
     # -- client ---------------------------------------------------------------------------
 
@@ -115,6 +184,8 @@ class S3Provider(ReportProvider):
                 s3={"addressing_style": "path"} if self.endpoint_url else {},
                 # Blank endpoint means Amazon S3, whatever AWS_ENDPOINT_URL says on this host.
                 ignore_configured_endpoint_urls=True,
+                # A merchant's endpoint is reached directly, never through this host's proxy.
+                proxies={} if self.endpoint_url else None,
             )
             try:
                 # A session of its own: the default one is shared and not thread-safe.
@@ -131,6 +202,8 @@ class S3Provider(ReportProvider):
                     ConnectionProblem.MISCONFIGURED,
                     f"Cannot build an S3 client for {self.where}: {self._scrub(exc)}",
                 ) from exc
+            if self.endpoint_url:
+                _guard_connections(self._client)
         return self._client
 
     # -- the interface --------------------------------------------------------------------
@@ -180,6 +253,10 @@ class S3Provider(ReportProvider):
 
     def _provider_error(self, exc: Exception, key: str = "") -> ProviderError:
         bucket, where = self.bucket, self.where
+        refused = _refusal(exc)
+        if refused is not None:
+            return ProviderError(ConnectionProblem.MISCONFIGURED,
+                                 f"Not connecting to {where} for bucket '{bucket}': {refused.message}")
         if isinstance(exc, ParamValidationError):
             return ProviderError(ConnectionProblem.MISCONFIGURED,
                                  f"Bucket name '{bucket}' is not valid: {self._scrub(exc)}")

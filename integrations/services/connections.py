@@ -13,6 +13,7 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 from loyalty.models import Source, Transaction
 from stores.errors import DomainError
 from stores.models import RetailStore
+from stores.outbound import outbound_url_check
 
 from .. import fields as F
 from ..models import Connection, ImportedFile, StoreMapping
@@ -23,10 +24,16 @@ SYNC_TASK = "integrations.tasks.connection_sync_scheduled"
 
 
 def _clean_settings(provider: str, values: dict, *, company) -> dict:
+    """The provider's settings, trimmed and checked; a server URL pointing at a private or
+    local address is refused with its field named."""
     cls = provider_class(provider)
     names = [name for name, _, _ in cls.setting_fields]
-    return cls.settings_clean({name: str(values.get(name) or "").strip() for name in names},
-                              company_slug=company.slug)
+    cleaned = cls.settings_clean({name: str(values.get(name) or "").strip() for name in names},
+                                 company_slug=company.slug)
+    for name, what in cls.url_settings:
+        if cleaned.get(name):
+            outbound_url_check(cleaned[name], what=what, field=name)
+    return cleaned
 
 
 def connection_create(*, company, name: str, provider: str, settings: dict, credentials: dict,

@@ -30,6 +30,7 @@ from loyalty.phone import phone_normalize
 from loyalty.services.personas import persona_merge
 from stores.errors import DomainError
 from stores.models import RetailStore
+from stores.outbound import outbound_url_check
 
 from ..models import Connection, CovaCredential, SignupPush, StoreMapping, SyncRun
 from ..providers.base import ProviderError
@@ -98,6 +99,12 @@ def cova_credential_save(*, connection: Connection, credential: CovaCredential |
     if credential is None and (not client_secret or not password):
         field = "client_secret" if not client_secret else "password"
         raise DomainError(f"Enter the {field.replace('_', ' ')} Cova sent you.", extra={"field": field})
+    accounts_url = (accounts_url or "").strip().rstrip("/")
+    api_url = (api_url or "").strip().rstrip("/")
+    for field, url, what in (("accounts_url", accounts_url, "Cova sign-in server"),
+                             ("api_url", api_url, "Cova API server")):
+        if url:
+            outbound_url_check(url, what=what, field=field)
     credential = credential or CovaCredential(connection=connection)
     if credential.connection_id != connection.pk:
         raise DomainError("That credential belongs to another connection.")
@@ -107,8 +114,8 @@ def cova_credential_save(*, connection: Connection, credential: CovaCredential |
         old = credential.secrets_plain() if credential.secrets_encrypted else {}
         credential.set_secrets(client_secret=client_secret or old.get("client_secret", ""),
                                password=password or old.get("password", ""))
-    credential.accounts_url = (accounts_url or "").strip().rstrip("/")
-    credential.api_url = (api_url or "").strip().rstrip("/")
+    credential.accounts_url = accounts_url
+    credential.api_url = api_url
     credential.markets = _codes(markets, pattern=MARKET_RE, field="markets",
                                 what="a two-letter state or province code")
     credential.location_ids = _codes(location_ids, pattern=LOCATION_ID_RE, field="location_ids",

@@ -9,6 +9,10 @@ on commit, so a rolled-back change sends nothing. Each attempt POSTs
 with `X-Loyalty-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>">` keyed with
 the endpoint's secret; `webhook_signature_verify` checks one. Deliveries are at least once:
 receivers skip an `X-Loyalty-Delivery` id they have already processed.
+
+Endpoints must be on the public internet: a URL pointing at a private or local address is
+refused when saved and, should its name resolve there later, the delivery is recorded as
+`blocked` (never sent, never retried). Sending goes through stores.outbound.
 """
 
 import hashlib
@@ -27,6 +31,9 @@ from django.db import IntegrityError
 from django.db import transaction as db
 from django.db.models import F
 from django.utils import timezone
+
+from stores.errors import OutboundRefused
+from stores.outbound import outbound_session, outbound_url_check
 
 from ..errors import InvalidWebhookEndpoint, WebhookDeliveryFailed
 from ..models import Persona, WebhookDelivery, WebhookEndpoint
@@ -55,6 +62,7 @@ def _clean_url(url: str) -> str:
     if len(url) > WebhookEndpoint._meta.get_field("url").max_length:
         raise InvalidWebhookEndpoint("The URL is too long (500 characters at most).",
                                      extra={"field": "url"})
+    outbound_url_check(url, what="Webhook URL", field="url")
     return url
 
 
@@ -263,8 +271,9 @@ def _record(delivery_id: int, **fields) -> None:
 
 
 def webhook_delivery_attempt(delivery_id: int) -> WebhookDelivery | None:
-    """POST a pending delivery once and record the attempt. A 2xx marks it delivered;
-    anything else raises `WebhookDeliveryFailed` for the task to retry. A delivery that is
+    """POST a pending delivery once and record the attempt. A 2xx marks it delivered; a URL
+    that points at a private or local address marks it blocked; anything else raises
+    `WebhookDeliveryFailed` for the task to retry. A delivery that is
     gone (endpoint deleted) or no longer pending is left alone. No lock is held while the
     request is in flight."""
     delivery = (WebhookDelivery.objects.select_related("endpoint")
@@ -285,9 +294,16 @@ def webhook_delivery_attempt(delivery_id: int) -> WebhookDelivery | None:
         "X-Loyalty-Signature": webhook_signature_header(endpoint.secret, body),
     }
     try:
-        with requests.post(endpoint.url, data=body, headers=headers, stream=True,
-                           timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), allow_redirects=False) as response:
+        with outbound_session() as session, session.post(
+                endpoint.url, data=body, headers=headers, stream=True,
+                timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), allow_redirects=False) as response:
             status, text = response.status_code, _response_text(response)
+    except OutboundRefused as exc:
+        # Sending again cannot help: blocked, not retried, and nothing of an answer kept.
+        _record(delivery_id, response_status=None, response_body="", error=f"Blocked: {exc.message}",
+                state=WebhookDelivery.State.BLOCKED)
+        delivery.refresh_from_db()
+        return delivery
     except requests.Timeout:
         error = f"No answer within {CONNECT_TIMEOUT} s (connect) / {READ_TIMEOUT} s (read)."
         _record(delivery_id, response_status=None, response_body="", error=error)

@@ -560,8 +560,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def cova_server():
+def cova_server(outbound_allow):
     fake = FakeCova().start()
+    outbound_allow(fake.url)  # a local server: let this test's requests reach it
     yield fake
     fake.close()
 

@@ -371,8 +371,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def graph_server():
+def graph_server(outbound_allow):
     fake = GraphFake()
+    # Local servers: let this test's requests reach Graph and its download host.
+    outbound_allow(fake.origin)
+    outbound_allow(fake.download_origin)
     yield fake
     fake.close()
 

@@ -46,8 +46,10 @@ def s3_server():
 
 
 @pytest.fixture
-def s3_bucket(s3_server):
-    """(endpoint_url, bucket_name, boto3 S3 client) for a fresh, empty bucket of this test's own."""
+def s3_bucket(s3_server, outbound_allow):
+    """(endpoint_url, bucket_name, boto3 S3 client) for a fresh, empty bucket of this test's own.
+    The server is on 127.0.0.1, so its host:port is allow-listed for this test's connections."""
+    outbound_allow(s3_server)
     client = aws_client("s3", s3_server)
     bucket = f"reports-{uuid.uuid4().hex[:16]}"
     client.create_bucket(Bucket=bucket)

@@ -474,11 +474,12 @@ def test_slow_server_is_unreachable(cova_server):
     assert len(cova_server.requests_to("/Locations")) == 2
 
 
-def test_closed_port_is_unreachable():
+def test_closed_port_is_unreachable(outbound_allow):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
+    outbound_allow(url)
     client = CovaClient(client_id="X.AIQ", client_secret="s3cret", username="u", password="p4ss",
                         company_id=1, accounts_url=url, api_url=url, timeout=1, max_attempts=2, backoff=0)
     error = problem_of(client.test)

@@ -263,10 +263,11 @@ def test_throttled_graph_is_unreachable_and_retryable(graph_server):
     assert error.retryable
 
 
-def test_closed_port_is_unreachable_quickly():
+def test_closed_port_is_unreachable_quickly(outbound_allow):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    outbound_allow(f"127.0.0.1:{port}")
     provider = OneDriveProvider(
         settings={"tenant_id": "t", "drive_path": "/drives/b!x", "folder_path": FOLDER,
                   "graph_base_url": f"http://127.0.0.1:{port}/v1.0",

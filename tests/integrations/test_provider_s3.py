@@ -142,8 +142,9 @@ def test_test_says_how_many_files_are_there(s3_bucket):
         f"Bucket '{bucket}' is reachable: 1 CSV file under 'daily/1'.")
 
 
-def test_unreachable_endpoint_fails_fast():
+def test_unreachable_endpoint_fails_fast(outbound_allow):
     endpoint = closed_port_url()
+    outbound_allow(endpoint)
     provider = make_provider(endpoint, "reports")
 
     started = time.monotonic()
@@ -164,7 +165,8 @@ def test_unknown_host_is_unreachable():
     assert "no-such-host.invalid" in caught.value.message
 
 
-def test_nonexistent_bucket_is_not_found(s3_server):
+def test_nonexistent_bucket_is_not_found(s3_server, outbound_allow):
+    outbound_allow(s3_server)
     with pytest.raises(ProviderError) as caught:
         make_provider(s3_server, "no-such-bucket-here").test()
 
@@ -185,10 +187,12 @@ def test_nonexistent_bucket_is_not_found(s3_server):
     ({"region": "us east 1"}, {}, "us east 1"),
     ({"bucket": "a/b"}, {}, "'a/b' is not valid"),
 ])
-def test_missing_or_malformed_settings_are_misconfigured(settings, credentials, words):
+def test_missing_or_malformed_settings_are_misconfigured(settings, credentials, words, outbound_allow):
     # A closed port: had the provider gone to the network, this would say UNREACHABLE instead.
+    endpoint = closed_port_url()
+    outbound_allow(endpoint)
     provider = S3Provider(
-        settings={"bucket": "reports", "endpoint_url": closed_port_url(), **settings},
+        settings={"bucket": "reports", "endpoint_url": endpoint, **settings},
         credentials={"access_key_id": "AKIAEXAMPLE", "secret_access_key": "s3cret-value", **credentials},
     )
 

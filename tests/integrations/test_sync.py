@@ -195,10 +195,12 @@ def test_s3_object_deleted_re_uploaded_broken_and_deleted_again_counts_each_remo
     assert (gone.files_removed, f.state, f.removed_at is not None) == (1, "purged", True)
 
 
-def test_unreachable_s3_endpoint_fails_the_run_as_retryable(company, store, completed):
+def test_unreachable_s3_endpoint_fails_the_run_as_retryable(company, store, completed, outbound_allow):
+    endpoint_url = closed_port_url()
+    outbound_allow(endpoint_url)
     connection = connection_create(
         company=company, name="Down", provider="s3",
-        settings={"bucket": "reports", "endpoint_url": closed_port_url(), "region": "us-east-1"},
+        settings={"bucket": "reports", "endpoint_url": endpoint_url, "region": "us-east-1"},
         credentials={"access_key_id": FAKE_KEY_ID, "secret_access_key": FAKE_SECRET})
     run = sync_run_create(connection=connection, trigger=SyncRun.Trigger.MANUAL)
 

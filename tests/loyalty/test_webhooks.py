@@ -77,10 +77,11 @@ class Receiver:
 
 
 @pytest.fixture
-def receiver(monkeypatch):
+def receiver(monkeypatch, outbound_allow):
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     r = Receiver()
+    outbound_allow(r.url())  # a local server: let this test's deliveries reach it
     r.thread.start()
     yield r
     r.server.shutdown()
@@ -274,11 +275,12 @@ def test_webhook_delivery_attempt_records_each_try(company, persona, receiver, e
     assert len(receiver.requests) == 3
 
 
-def test_webhook_unreachable_endpoint_records_the_error(company, persona):
-    # given an endpoint on a port nobody listens on
+def test_webhook_unreachable_endpoint_records_the_error(company, persona, outbound_allow):
+    # given an endpoint on a port nobody listens on (allowed, so the connection is tried)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    outbound_allow(f"127.0.0.1:{port}")
     webhook_endpoint_create(company=company, url=f"http://127.0.0.1:{port}/x", events=["points.changed"])
     [delivery] = webhook_event_emit(company=company, event="points.changed", payload={"persona_id": 1})
     # when it is attempted
