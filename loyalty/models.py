@@ -7,6 +7,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Lower, Upper
 from django.utils import timezone
 
+from stores.crypto import decrypt, encrypt
 from stores.models import Company, RetailStore
 
 MONEY = {"max_digits": 12, "decimal_places": 2}
@@ -584,13 +585,15 @@ class Prompt(models.Model):
 
 
 class WebhookEndpoint(models.Model):
-    """Where a level-2 POS wants to hear about changes, signed with `secret`."""
+    """Where a level-2 POS wants to hear about changes, signed with its secret."""
 
     EVENTS = ("persona.updated", "points.changed", "offer.issued", "redemption.changed")
+    SECRET_MAX_LENGTH = 128
 
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="webhook_endpoints")
     url = models.URLField(max_length=500)
-    secret = models.CharField(max_length=128)
+    # The signing secret, Fernet-encrypted (stores.crypto); shown in full only when made.
+    secret_encrypted = models.TextField()
     events = models.JSONField(default=list)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -603,6 +606,12 @@ class WebhookEndpoint(models.Model):
 
     def __str__(self) -> str:
         return self.url
+
+    def secret_plain(self) -> str:
+        return decrypt(self.secret_encrypted)
+
+    def set_secret(self, secret: str) -> None:
+        self.secret_encrypted = encrypt(secret)
 
 
 class WebhookDelivery(models.Model):
