@@ -10,6 +10,8 @@ from django.utils import timezone
 from stores.crypto import decrypt, encrypt
 from stores.models import Company, RetailStore
 
+from .bounds import BUDTENDER_ADJUSTMENT_LIMIT_DEFAULT
+
 MONEY = {"max_digits": 12, "decimal_places": 2}
 
 
@@ -373,11 +375,17 @@ class LoyaltyProgram(models.Model):
         null=True, blank=True,
         help_text="Points expire after this many months without activity; blank: never.")
     budtenders_see_queue = models.BooleanField("budtenders can see the waiting-room queue", default=True)
+    budtender_adjustment_limit = models.IntegerField(
+        "largest adjustment a budtender may make", default=BUDTENDER_ADJUSTMENT_LIMIT_DEFAULT,
+        help_text="Points a budtender may add or take back at a time on the persona card; "
+                  "admins are not limited.")
 
     class Meta:
         constraints = [
             models.CheckConstraint(condition=Q(points_per_unit__gte=0),
                                    name="program_points_per_unit_not_negative"),
+            models.CheckConstraint(condition=Q(budtender_adjustment_limit__gte=0),
+                                   name="program_budtender_adjustment_limit_not_negative"),
             models.CheckConstraint(condition=Q(lock_ttl_minutes__gte=1, lock_ttl_minutes__lte=1440),
                                    name="program_lock_ttl_range"),
         ]
