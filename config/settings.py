@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -28,13 +29,26 @@ DEV_FIELD_ENCRYPTION_KEY = "ZGV2LW9ubHktZmllbGQtZW5jcnlwdGlvbi1rZXktMDA="
 
 DEBUG = env_bool("DEBUG", True)
 SECRET_KEY = os.environ.get("SECRET_KEY", DEV_SECRET_KEY)
-FIELD_ENCRYPTION_KEY = os.environ.get("FIELD_ENCRYPTION_KEY", DEV_FIELD_ENCRYPTION_KEY)
 
 if not DEBUG and SECRET_KEY == DEV_SECRET_KEY:
     raise ImproperlyConfigured("DEBUG=0 needs a real SECRET_KEY; the development secret is refused.")
-if not DEBUG and FIELD_ENCRYPTION_KEY == DEV_FIELD_ENCRYPTION_KEY:
+
+# Secrets at rest: Fernet keys, newest first. New secrets are encrypted with the first, any
+# of them decrypts (stores/crypto.py). FIELD_ENCRYPTION_KEY is the one-key form earlier
+# deployments set; it is read only when FIELD_ENCRYPTION_KEYS is not.
+FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS", "") or [
+    os.environ.get("FIELD_ENCRYPTION_KEY", DEV_FIELD_ENCRYPTION_KEY).strip()]
+for _position, _key in enumerate(FIELD_ENCRYPTION_KEYS, start=1):
+    try:
+        Fernet(_key)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"Encryption key {_position} of {len(FIELD_ENCRYPTION_KEYS)} in FIELD_ENCRYPTION_KEYS "
+            "(or FIELD_ENCRYPTION_KEY) is not a Fernet key: 32 url-safe base64-encoded bytes."
+        ) from None
+if not DEBUG and DEV_FIELD_ENCRYPTION_KEY in FIELD_ENCRYPTION_KEYS:
     raise ImproperlyConfigured(
-        "DEBUG=0 needs a real FIELD_ENCRYPTION_KEY (a Fernet key); the development key is refused."
+        "DEBUG=0 needs real FIELD_ENCRYPTION_KEYS (Fernet keys); the development key is refused."
     )
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if not DEBUG else "*")

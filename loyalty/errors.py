@@ -18,6 +18,12 @@ class InvalidAdjustment(DomainError):
     code = "invalid_adjustment"
 
 
+class PointsOutOfRange(DomainError):
+    """A balance or lifetime total would pass what its column holds (loyalty.bounds)."""
+
+    code = "points_out_of_range"
+
+
 class InvalidWebhookEndpoint(DomainError):
     code = "invalid_webhook_endpoint"
 

@@ -1,9 +1,13 @@
 """Forms of the loyalty settings pages and the persona card. They only check input; the
 services validate the rules and write."""
 
+import re
+
 from django import forms
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 
+from .bounds import POINTS_MAX, POINTS_RANGE_MESSAGE, budtender_limit_message
 from .models import LoyaltyProgram, Offer, Prompt, Tier
 from .services.program import PROGRAM_FIELDS, PROGRAM_RANGES
 
@@ -24,6 +28,7 @@ class LoyaltyProgramForm(forms.ModelForm):
             "signup_bonus": "Signup bonus (points)",
             "expiry_months": "Points expire after (months without activity)",
             "budtenders_see_queue": "Budtenders can see the waiting-room queue",
+            "budtender_adjustment_limit": "Largest adjustment a budtender may make",
         }
         help_texts = {
             "rounding": "How fractions of a point are rounded on each sale.",
@@ -31,6 +36,8 @@ class LoyaltyProgramForm(forms.ModelForm):
                              "by hand on the persona card, or takes them back automatically.",
             "signup_bonus": "Points given when a customer enrolls; 0 for none.",
             "members_only": "Untick to let every known customer earn, enrolled or not.",
+            "budtender_adjustment_limit": "Points a budtender may add or take back at a time on the "
+                                          "persona card; admins are not limited.",
         }
 
     # The checkboxes go in their own part of the form.
@@ -173,3 +180,49 @@ class WalletGrantForm(forms.Form):
     def __init__(self, *args, offers, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["offer"].queryset = offers
+
+
+class PointsField(forms.IntegerField):
+    """A whole number of points the ledger's columns can hold. Decimals, exponents and
+    separators are refused, never rounded or read as another number."""
+
+    WHOLE = re.compile(r"[+-]?\d+")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.widget.attrs.update({"min": -POINTS_MAX, "max": POINTS_MAX, "step": 1})
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        text = str(value).strip()
+        # Past ten digits it is out of range anyway; int() of a huge string is not free.
+        if not self.WHOLE.fullmatch(text) or len(text.lstrip("+-").lstrip("0")) > 10:
+            raise ValidationError(POINTS_RANGE_MESSAGE, code="invalid")
+        number = int(text)
+        if abs(number) > POINTS_MAX:
+            raise ValidationError(POINTS_RANGE_MESSAGE, code="out_of_range")
+        return number
+
+
+class PointsAdjustForm(forms.Form):
+    """Points added or taken back on the persona card; `limit` is the most the signed-in
+    staff member may move at a time (None: only the columns bound it)."""
+
+    delta = PointsField(label="Points", help_text="Negative to remove points",
+                        widget=forms.NumberInput(attrs={"placeholder": "e.g. -120"}))
+    reason = forms.CharField(max_length=300, widget=forms.TextInput(
+        attrs={"placeholder": "e.g. Return of receipt 10422"}))
+    token = forms.CharField(widget=forms.HiddenInput)
+
+    def __init__(self, *args, limit: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.limit = limit
+        if limit is not None:
+            self.fields["delta"].widget.attrs.update({"min": -limit, "max": limit})
+
+    def clean_delta(self):
+        delta = self.cleaned_data["delta"]
+        if self.limit is not None and abs(delta) > self.limit:
+            raise ValidationError(budtender_limit_message(self.limit), code="over_limit")
+        return delta

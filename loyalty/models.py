@@ -7,7 +7,10 @@ from django.db.models import F, Q
 from django.db.models.functions import Lower, Upper
 from django.utils import timezone
 
+from stores.crypto import decrypt, encrypt
 from stores.models import Company, RetailStore
+
+from .bounds import BUDTENDER_ADJUSTMENT_LIMIT_DEFAULT
 
 MONEY = {"max_digits": 12, "decimal_places": 2}
 
@@ -372,11 +375,17 @@ class LoyaltyProgram(models.Model):
         null=True, blank=True,
         help_text="Points expire after this many months without activity; blank: never.")
     budtenders_see_queue = models.BooleanField("budtenders can see the waiting-room queue", default=True)
+    budtender_adjustment_limit = models.IntegerField(
+        "largest adjustment a budtender may make", default=BUDTENDER_ADJUSTMENT_LIMIT_DEFAULT,
+        help_text="Points a budtender may add or take back at a time on the persona card; "
+                  "admins are not limited.")
 
     class Meta:
         constraints = [
             models.CheckConstraint(condition=Q(points_per_unit__gte=0),
                                    name="program_points_per_unit_not_negative"),
+            models.CheckConstraint(condition=Q(budtender_adjustment_limit__gte=0),
+                                   name="program_budtender_adjustment_limit_not_negative"),
             models.CheckConstraint(condition=Q(lock_ttl_minutes__gte=1, lock_ttl_minutes__lte=1440),
                                    name="program_lock_ttl_range"),
         ]
@@ -584,13 +593,15 @@ class Prompt(models.Model):
 
 
 class WebhookEndpoint(models.Model):
-    """Where a level-2 POS wants to hear about changes, signed with `secret`."""
+    """Where a level-2 POS wants to hear about changes, signed with its secret."""
 
     EVENTS = ("persona.updated", "points.changed", "offer.issued", "redemption.changed")
+    SECRET_MAX_LENGTH = 128
 
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="webhook_endpoints")
     url = models.URLField(max_length=500)
-    secret = models.CharField(max_length=128)
+    # The signing secret, Fernet-encrypted (stores.crypto); shown in full only when made.
+    secret_encrypted = models.TextField()
     events = models.JSONField(default=list)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -603,6 +614,12 @@ class WebhookEndpoint(models.Model):
 
     def __str__(self) -> str:
         return self.url
+
+    def secret_plain(self) -> str:
+        return decrypt(self.secret_encrypted)
+
+    def set_secret(self, secret: str) -> None:
+        self.secret_encrypted = encrypt(secret)
 
 
 class WebhookDelivery(models.Model):

@@ -7,6 +7,9 @@ from django.db.models import F, Prefetch, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
+from stores.models import Membership, Role
+
+from .bounds import BUDTENDER_ADJUSTMENT_LIMIT_DEFAULT
 from .models import LineItem, LoyaltyProgram, Persona, PersonaIdentity, PersonaMerge, PointsEntry, Transaction
 
 # Column key -> ORDER BY. Every sort ends on id so pages never overlap or skip rows.
@@ -126,6 +129,22 @@ def persona_orders(*, persona: Persona, limit: int = 20) -> QuerySet[Transaction
 def loyalty_program_get(*, company) -> LoyaltyProgram:
     """The company's program (a Company or its id), made with the defaults on first use."""
     return LoyaltyProgram.objects.get_or_create(company_id=getattr(company, "pk", company))[0]
+
+
+def staff_role(*, company, user) -> str | None:
+    """`user`'s role in the company (a Company or its id); None for someone not on its staff."""
+    return (Membership.objects.filter(company_id=getattr(company, "pk", company), user=user)
+            .values_list("role", flat=True).first())
+
+
+def points_adjust_limit(*, company, role: str | None) -> int | None:
+    """The most points staff with `role` may add or take back at a time: None for admins
+    (only the ledger's columns bound them), the program's budtender limit for anyone else."""
+    if role == Role.ADMIN:
+        return None
+    limit = (LoyaltyProgram.objects.filter(company_id=getattr(company, "pk", company))
+             .values_list("budtender_adjustment_limit", flat=True).first())
+    return BUDTENDER_ADJUSTMENT_LIMIT_DEFAULT if limit is None else limit
 
 
 # --- loyalty engine settings pages and the persona card ---------------------------------------

@@ -13,7 +13,7 @@ from stores.errors import DomainError
 from stores.tenancy import company_view, role_can
 
 from . import selectors
-from .forms import WalletGrantForm
+from .forms import PointsAdjustForm, WalletGrantForm
 from .models import Source
 from .services import persona_enroll, points_adjust
 from .services.offers import wallet_grant
@@ -91,20 +91,19 @@ def _sort_headers(params, filters) -> list[dict]:
     return headers
 
 
-class PointsAdjustForm(forms.Form):
-    delta = forms.IntegerField(label="Points", help_text="Negative to remove points",
-                               widget=forms.NumberInput(attrs={"placeholder": "e.g. -120"}))
-    reason = forms.CharField(max_length=300, widget=forms.TextInput(
-        attrs={"placeholder": "e.g. Return of receipt 10422"}))
-    token = forms.CharField(widget=forms.HiddenInput)
+def _adjust_limit(request) -> int | None:
+    return selectors.points_adjust_limit(company=request.company, role=request.membership.role)
 
 
 def _points_context(request, persona, form=None):
+    can_adjust = role_can(request.membership.role, "points.adjust")
+    if can_adjust and form is None:
+        form = PointsAdjustForm(initial={"token": uuid.uuid4().hex}, limit=_adjust_limit(request))
     return {
         "persona": persona,
         "ledger": selectors.persona_ledger(persona=persona),
-        "adjust_form": form or PointsAdjustForm(initial={"token": uuid.uuid4().hex}),
-        "can_adjust": role_can(request.membership.role, "points.adjust"),
+        "adjust_form": form,
+        "can_adjust": can_adjust,
         "tier": tier_progress(persona),
     }
 
@@ -208,7 +207,7 @@ def persona_enroll_view(request, persona_id):
 @company_view("points.adjust")
 def persona_points_adjust(request, persona_id):
     persona = selectors.persona_get(company=request.company, persona_id=persona_id)
-    form = PointsAdjustForm(request.POST)
+    form = PointsAdjustForm(request.POST, limit=_adjust_limit(request))
     if form.is_valid():
         try:
             points_adjust(company=request.company, persona_id=persona.pk,

@@ -13,6 +13,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from stores.crypto import last4
 from stores.errors import DomainError
 from stores.tenancy import company_view
 
@@ -29,6 +30,8 @@ from .services.webhooks import webhook_delivery_resend as delivery_resend
 
 LOG_PAGE_SIZE = 25
 PERMISSION = "webhooks.manage"
+# The endpoint whose secret the next page shows in full, once: right after it is made.
+SECRET_REVEAL_SESSION_KEY = "webhook_secret_reveal"
 
 EVENT_HELP = {
     "persona.updated": "A customer enrolled in loyalty or their profile changed.",
@@ -57,6 +60,16 @@ def _redirect(request, url):
 def _add_error(form, exc: DomainError) -> None:
     field = exc.extra.get("field")
     form.add_error(field if field in form.fields else None, exc.message)
+
+
+def _secret_context(endpoint, *, in_full: bool) -> dict:
+    """The secret in full once (just made or rotated), otherwise its last characters; a
+    secret no key decrypts any more says so instead of failing the page."""
+    try:
+        secret = endpoint.secret_plain()
+    except DomainError:
+        return {"secret_unreadable": True}
+    return {"secret_full": secret} if in_full else {"secret_hint": last4(secret)}
 
 
 def _form_page(request, form, endpoint=None):
@@ -88,6 +101,7 @@ def webhook_create(request):
             _add_error(form, exc)
         else:
             messages.success(request, "Endpoint added. Copy its signing secret into your POS.")
+            request.session[SECRET_REVEAL_SESSION_KEY] = endpoint.pk
             return _redirect(request, reverse("webhook_detail", args=[endpoint.pk]))
     return _form_page(request, form)
 
@@ -130,14 +144,16 @@ def webhook_rotate_secret(request, endpoint_id):
     note = "New secret made. Deliveries are signed with it from now on: update your POS."
     if request.htmx:
         return render(request, "loyalty/webhooks/detail.html#secret",
-                      {"endpoint": endpoint, "secret_note": note})
+                      {"endpoint": endpoint, "secret_note": note} | _secret_context(endpoint, in_full=True))
     messages.success(request, note)
+    request.session[SECRET_REVEAL_SESSION_KEY] = endpoint.pk
     return redirect("webhook_detail", endpoint_id=endpoint.pk)
 
 
 @company_view(PERMISSION)
 def webhook_detail(request, endpoint_id):
-    """The endpoint, its secret, and its delivery log (latest 100, by pages)."""
+    """The endpoint, its secret (in full only on the page shown right after it is made),
+    and its delivery log (latest 100, by pages)."""
     endpoint = selectors.webhook_endpoint_get(company=request.company, endpoint_id=endpoint_id)
     page = Paginator(selectors.webhook_deliveries(endpoint=endpoint),
                      LOG_PAGE_SIZE).get_page(request.GET.get("page"))
@@ -146,6 +162,11 @@ def webhook_detail(request, endpoint_id):
     template = "loyalty/webhooks/detail.html"
     if request.htmx and request.htmx.target == "delivery-log":
         template += "#delivery-log"
+    else:
+        reveal = request.session.get(SECRET_REVEAL_SESSION_KEY) == endpoint.pk
+        if reveal:
+            del request.session[SECRET_REVEAL_SESSION_KEY]
+        context |= _secret_context(endpoint, in_full=reveal)
     response = render(request, template, context)
     patch_vary_headers(response, ["HX-Request"])
     return response

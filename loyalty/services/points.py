@@ -9,9 +9,11 @@ from django.db import transaction as db
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from ..errors import InsufficientPoints, InvalidAdjustment
+from ..bounds import POINTS_MAX, POINTS_RANGE_MESSAGE, budtender_limit_message
+from ..errors import InsufficientPoints, InvalidAdjustment, PointsOutOfRange
 from ..locks import persona_lock
 from ..models import LoyaltyProgram, Persona, PointsEntry, Transaction
+from ..selectors import points_adjust_limit, staff_role
 from .webhooks import points_changed_emit
 
 
@@ -37,9 +39,17 @@ def entry_build_locked(*, persona: Persona, delta: int, kind: str, idempotency_k
             f"and {abs(delta)} would be removed.",
             extra={"balance": persona.points_balance, "delta": delta},
         )
+    lifetime_delta = delta if kind in PointsEntry.LIFETIME_KINDS else 0
+    for total, now, added in (("balance", persona.points_balance, delta),
+                              ("lifetime points", persona.lifetime_points, lifetime_delta)):
+        if now + added > POINTS_MAX:
+            raise PointsOutOfRange(
+                f"This would take the {total} past {POINTS_MAX:,} points, the most it can hold: "
+                f"it is {now:,} points and {added:,} would be added.",
+                extra={"field": "delta", "max": POINTS_MAX, total.replace(" ", "_"): now},
+            )
     persona.points_balance += delta
-    if kind in PointsEntry.LIFETIME_KINDS:
-        persona.lifetime_points += delta
+    persona.lifetime_points += lifetime_delta
     return PointsEntry(
         company_id=persona.company_id, persona=persona, delta=delta, kind=kind,
         balance_after=persona.points_balance, transaction=transaction, staff_user=staff_user,
@@ -146,15 +156,21 @@ def points_sync_for_transaction_locked(*, transaction: Transaction, program: Loy
 
 def points_adjust(*, company, persona_id: int, delta: int, staff_user, reason: str,
                   idempotency_key: str | None = None) -> PointsEntry:
-    """Staff add or remove points by hand (returns, goodwill, corrections)."""
+    """Staff add or remove points by hand (returns, goodwill, corrections). Anyone but an
+    admin of the company is held to the program's budtender limit."""
     reason = (reason or "").strip()
     if not isinstance(delta, int) or isinstance(delta, bool) or delta == 0:
         raise InvalidAdjustment("Enter a whole number of points other than zero.",
                                 extra={"field": "delta"})
+    if abs(delta) > POINTS_MAX:
+        raise InvalidAdjustment(POINTS_RANGE_MESSAGE, extra={"field": "delta", "max": POINTS_MAX})
     if not reason:
         raise InvalidAdjustment("Say why the points are adjusted.", extra={"field": "reason"})
     if staff_user is None:
         raise InvalidAdjustment("An adjustment needs the staff member who makes it.")
+    limit = points_adjust_limit(company=company, role=staff_role(company=company, user=staff_user))
+    if limit is not None and abs(delta) > limit:
+        raise InvalidAdjustment(budtender_limit_message(limit), extra={"field": "delta", "limit": limit})
     with db.atomic(durable=True):
         persona = persona_lock(company=company, persona_id=persona_id)
         key = f"adjust:{persona.pk}:{idempotency_key or uuid.uuid4().hex}"

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from stores.errors import DomainError
 
+from ..bounds import POINTS_MAX
 from ..catalog import catalog_changed
 from ..models import LoyaltyProgram, Persona, Prompt, Tier, Transaction
 
@@ -26,7 +27,7 @@ SPEND_WINDOW_DAYS = 365
 
 PROGRAM_FIELDS = ("points_per_unit", "earn_on", "members_only", "rounding", "discount_applies",
                   "lock_ttl_minutes", "refund_policy", "signup_bonus", "expiry_months",
-                  "budtenders_see_queue")
+                  "budtender_adjustment_limit", "budtenders_see_queue")
 
 # field -> (lowest, highest, how to say it)
 PROGRAM_RANGES = {
@@ -34,6 +35,7 @@ PROGRAM_RANGES = {
     "lock_ttl_minutes": (1, 1440, "between 1 and 1,440 minutes (24 hours)"),
     "signup_bonus": (0, 100_000, "between 0 and 100,000 points"),
     "expiry_months": (1, 120, "between 1 and 120 months, or blank for never"),
+    "budtender_adjustment_limit": (0, POINTS_MAX, f"between 0 and {POINTS_MAX:,} points"),
 }
 
 TIER_FIELDS = ("name", "threshold_kind", "threshold", "earn_multiplier")
@@ -76,7 +78,7 @@ def loyalty_program_update(*, company, **fields) -> LoyaltyProgram:
                           extra={"field": sorted(unknown)[0]})
     if "points_per_unit" in fields:
         fields["points_per_unit"] = _decimal(fields["points_per_unit"], "points_per_unit")
-    for name in ("lock_ttl_minutes", "signup_bonus", "expiry_months"):
+    for name in ("lock_ttl_minutes", "signup_bonus", "expiry_months", "budtender_adjustment_limit"):
         value = fields.get(name)
         if isinstance(value, str):
             value = value.strip()

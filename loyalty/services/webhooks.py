@@ -7,8 +7,9 @@ on commit, so a rolled-back change sends nothing. Each attempt POSTs
     {"id": <delivery id>, "event": "points.changed", "created_at": "...", "data": {...}}
 
 with `X-Loyalty-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>">` keyed with
-the endpoint's secret; `webhook_signature_verify` checks one. Deliveries are at least once:
-receivers skip an `X-Loyalty-Delivery` id they have already processed.
+the endpoint's secret (stored encrypted, decrypted to sign); `webhook_signature_verify`
+checks one. Deliveries are at least once: receivers skip an `X-Loyalty-Delivery` id they
+have already processed.
 
 Endpoints must be on the public internet: a URL pointing at a private or local address is
 refused when saved and, should its name resolve there later, the delivery is recorded as
@@ -32,7 +33,8 @@ from django.db import transaction as db
 from django.db.models import F
 from django.utils import timezone
 
-from stores.errors import OutboundRefused
+from stores.crypto import encrypt
+from stores.errors import DomainError, OutboundRefused
 from stores.outbound import outbound_session, outbound_url_check
 
 from ..errors import InvalidWebhookEndpoint, WebhookDeliveryFailed
@@ -78,8 +80,9 @@ def _clean_events(events: Iterable[str]) -> list[str]:
 
 
 def _check_secret(secret: str) -> str:
-    if not 16 <= len(secret) <= WebhookEndpoint._meta.get_field("secret").max_length:
-        raise InvalidWebhookEndpoint("A secret needs 16 to 128 characters.", extra={"field": "secret"})
+    if not 16 <= len(secret) <= WebhookEndpoint.SECRET_MAX_LENGTH:
+        raise InvalidWebhookEndpoint(f"A secret needs 16 to {WebhookEndpoint.SECRET_MAX_LENGTH} characters.",
+                                     extra={"field": "secret"})
     return secret
 
 
@@ -101,11 +104,13 @@ def _save(endpoint: WebhookEndpoint, **kwargs) -> WebhookEndpoint:
 
 def webhook_endpoint_create(*, company, url: str, events: Iterable[str], is_active: bool = True,
                             secret: str | None = None) -> WebhookEndpoint:
-    """A new endpoint; without `secret`, a random one (shown on the endpoint page)."""
+    """A new endpoint; without `secret`, a random one (shown once, on the endpoint page).
+    The secret is stored encrypted: `endpoint.secret_plain()` reads it."""
     if secret is not None:
         _check_secret(secret)
     endpoint = WebhookEndpoint(company=company, url=_clean_url(url), events=_clean_events(events),
-                               is_active=is_active, secret=secret or secrets.token_urlsafe(32))
+                               is_active=is_active)
+    endpoint.set_secret(secret or secrets.token_urlsafe(32))
     return _save(endpoint, force_insert=True)
 
 
@@ -117,7 +122,7 @@ def webhook_endpoint_update(*, endpoint: WebhookEndpoint, url: str | None = None
         "url": None if url is None else _clean_url(url),
         "events": None if events is None else _clean_events(events),
         "is_active": is_active,
-        "secret": None if secret is None else _check_secret(secret),
+        "secret_encrypted": None if secret is None else encrypt(_check_secret(secret)),
     }
     before = {name: getattr(endpoint, name) for name in changes}
     for name, value in changes.items():
@@ -285,13 +290,20 @@ def webhook_delivery_attempt(delivery_id: int) -> WebhookDelivery | None:
         WebhookDelivery.objects.filter(pk=delivery_id, state=WebhookDelivery.State.PENDING).update(
             state=WebhookDelivery.State.FAILED, error="Not sent: the endpoint is turned off.")
         return delivery
+    try:
+        secret = endpoint.secret_plain()
+    except DomainError:  # saved under a key no longer in FIELD_ENCRYPTION_KEYS
+        WebhookDelivery.objects.filter(pk=delivery_id, state=WebhookDelivery.State.PENDING).update(
+            state=WebhookDelivery.State.FAILED,
+            error="Not sent: the endpoint's signing secret cannot be decrypted. Rotate the secret.")
+        return delivery
     body = webhook_body(delivery)
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         "X-Loyalty-Event": delivery.event,
         "X-Loyalty-Delivery": str(delivery.pk),
-        "X-Loyalty-Signature": webhook_signature_header(endpoint.secret, body),
+        "X-Loyalty-Signature": webhook_signature_header(secret, body),
     }
     try:
         with outbound_session() as session, session.post(

@@ -9,7 +9,7 @@ def test_secrets_saved_under_an_old_key_can_be_entered_again(company, db):
         company=company, name="Bucket", provider="s3",
         settings={"bucket": "reports", "region": "us-east-1"},
         credentials={"access_key_id": "AKIAOLD", "secret_access_key": "old-secret-1234"})
-    with override_settings(FIELD_ENCRYPTION_KEY=Fernet.generate_key().decode()):
+    with override_settings(FIELD_ENCRYPTION_KEYS=[Fernet.generate_key().decode()]):
         connection_update(connection=connection, name="Bucket", settings=connection.settings,
                           credentials={"access_key_id": "AKIANEW", "secret_access_key": "new-secret-5678"},
                           default_store=None, enroll_new_customers=True)

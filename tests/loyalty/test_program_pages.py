@@ -27,6 +27,7 @@ from stores.errors import DomainError
 from stores.models import ApiKey
 from stores.services import api_key_authenticate, api_key_create, api_key_revoke
 from tests.factories import (
+    MembershipFactory,
     OfferFactory,
     PersonaFactory,
     PromptFactory,
@@ -134,7 +135,8 @@ def test_loyalty_program_update_validates_ranges(company):
 def program_post(**overrides):
     data = {"points_per_unit": "1", "earn_on": "pre_tax", "members_only": "on", "rounding": "down",
             "discount_applies": "before_tax", "lock_ttl_minutes": "15", "refund_policy": "keep",
-            "signup_bonus": "0", "expiry_months": "", "budtenders_see_queue": "on"}
+            "signup_bonus": "0", "expiry_months": "", "budtender_adjustment_limit": "500",
+            "budtenders_see_queue": "on"}
     return data | overrides
 
 
@@ -166,7 +168,7 @@ def test_tiers_recompute_by_lifetime_points(company, admin_user):
     give_points(some, 150, admin_user)
     give_points(many, 900, admin_user)
     other = PersonaFactory()
-    give_points(other, 900, admin_user)
+    give_points(other, 900, MembershipFactory(company=other.company).user)
     # when tiers are created (each recomputes)
     tier_create(company=company, name="Silver", threshold=100, earn_multiplier=Decimal("1.25"))
     tier_create(company=company, name="Gold", threshold=500, earn_multiplier=Decimal("1.5"))

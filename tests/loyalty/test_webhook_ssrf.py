@@ -17,6 +17,7 @@ from loyalty.services.webhooks import (
     webhook_endpoint_update,
     webhook_event_emit,
 )
+from stores.crypto import encrypt
 from stores.errors import OutboundRefused
 from tests.factories import PersonaFactory
 
@@ -49,7 +50,7 @@ def internal(local_server):
 def legacy_endpoint(company, url, events=("persona.updated",)) -> WebhookEndpoint:
     """An endpoint saved before private URLs were refused (the service refuses them now)."""
     return WebhookEndpoint.objects.create(company=company, url=url, events=list(events),
-                                          secret="s" * 32, is_active=True)
+                                          secret_encrypted=encrypt("s" * 32), is_active=True)
 
 
 # -- at save, through the pages -------------------------------------------------------

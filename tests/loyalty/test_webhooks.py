@@ -116,7 +116,7 @@ def test_webhook_endpoint_create_generates_a_secret_and_validates(company):
     endpoint = webhook_endpoint_create(company=company, url=" https://pos.example/hook ",
                                        events=["redemption.changed", "points.changed"])
     # then one is generated and the events keep the canonical order
-    assert len(endpoint.secret) >= 40 and endpoint.url == "https://pos.example/hook"
+    assert len(endpoint.secret_plain()) >= 40 and endpoint.url == "https://pos.example/hook"
     assert endpoint.events == ["points.changed", "redemption.changed"]
     # and bad input is refused with the field named
     for kwargs, field in [({"url": "ftp://pos.example/hook"}, "url"), ({"url": "pos.example"}, "url"),
@@ -147,7 +147,7 @@ def test_webhook_points_adjust_delivers_a_signed_request(company, persona, admin
     assert headers["X-Loyalty-Event"] == "points.changed"
     assert headers["X-Loyalty-Delivery"] == str(delivery.pk)
     # signed with the endpoint's secret, over the raw body, with a fresh timestamp
-    assert webhook_signature_verify(endpoint.secret, headers["X-Loyalty-Signature"], raw)
+    assert webhook_signature_verify(endpoint.secret_plain(), headers["X-Loyalty-Signature"], raw)
     assert not webhook_signature_verify("another-secret", headers["X-Loyalty-Signature"], raw)
     timestamp = int(headers["X-Loyalty-Signature"].split(",")[0].removeprefix("t="))
     assert abs(time.time() - timestamp) < 60
@@ -239,7 +239,8 @@ def test_webhook_receiver_500_is_retried_with_backoff_then_failed(company, perso
     # every attempt carried the same delivery id, each freshly signed
     ids = {r["headers"]["X-Loyalty-Delivery"] for r in receiver.requests}
     assert ids == {str(delivery.pk)}
-    assert all(webhook_signature_verify(endpoint.secret, r["headers"]["X-Loyalty-Signature"], r["body"])
+    secret = endpoint.secret_plain()
+    assert all(webhook_signature_verify(secret, r["headers"]["X-Loyalty-Signature"], r["body"])
                for r in receiver.requests)
 
     # when the POS is fixed and staff resend it
@@ -368,18 +369,21 @@ def test_webhook_pages_create_show_secret_rotate_delete(admin_client, company):
     endpoint = company.webhook_endpoints.get()
     assert response.status_code == 302 and response.url == reverse("webhook_detail", args=[endpoint.pk])
     assert endpoint.events == ["persona.updated", "points.changed"]
-    # then its page shows the secret in full
+    # then the page after it shows the secret in full, once
     page = admin_client.get(response.url).content.decode()
-    assert endpoint.secret in page
+    assert endpoint.secret_plain() in page
+    # and later visits only its last characters
+    again = admin_client.get(response.url).content.decode()
+    assert endpoint.secret_plain() not in again and endpoint.secret_plain()[-4:] in again
     # a bad URL re-renders the form with the message
     bad = admin_client.post(reverse("webhook_create"),
                             {"url": "ftp://x.example", "events": ["points.changed"]})
     assert bad.status_code == 400 and "http:// or https://" in bad.content.decode()
     # rotating (htmx) swaps in the new secret
-    old = endpoint.secret
+    old = endpoint.secret_plain()
     rotated = admin_client.post(reverse("webhook_rotate_secret", args=[endpoint.pk]), HTTP_HX_REQUEST="true")
     endpoint.refresh_from_db()
-    assert endpoint.secret != old and endpoint.secret in rotated.content.decode()
+    assert endpoint.secret_plain() != old and endpoint.secret_plain() in rotated.content.decode()
     assert "<html" not in rotated.content.decode()
     # editing turns it off
     admin_client.post(reverse("webhook_edit", args=[endpoint.pk]),
