@@ -102,7 +102,8 @@ def start_server(port: int) -> subprocess.Popen:
     env = {**os.environ, "DEBUG": "0", "SECRET_KEY": uuid.uuid4().hex * 2,
            "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(),
            "ALLOWED_HOSTS": "127.0.0.1", "DATABASE_URL": os.environ.get("DATABASE_URL", ""),
-           "PYTHONPATH": str(BASE_DIR)}
+           "PYTHONPATH": str(BASE_DIR),
+           "SECURE_SSL_REDIRECT": "0"}  # plain http on the loopback; production redirects to https
     if not env["DATABASE_URL"]:
         env.pop("DATABASE_URL")
     server = subprocess.Popen(

@@ -2,6 +2,7 @@
 environment; the defaults are safe for development only."""
 
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -86,6 +87,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "stores.tenancy.CurrentCompanyMiddleware",
 ]
@@ -158,9 +160,64 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True
 
+# --- Security headers, cookies and https ----------------------------------------------------
+def env_seconds(name: str, default: int, minimum: int = 0) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < minimum:
+        raise ImproperlyConfigured(f"{name} must be a whole number of seconds, at least {minimum}; "
+                                   f"not {value!r}.")
+    return int(value)
+
+
+# Content-Security-Policy (django-csp): scripts, styles, fonts and requests only from this
+# site; no inline script, event handler or style, no eval (htmx runs with allowEval off), no
+# plugins, and no other site may frame a page. Images may also be data: URIs.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        # The one inline script allowed, by its hash: django-celery-beat's, on its periodic
+        # task form in the Django admin (it spells out the crontab).
+        "script-src": ["'self'", "'sha256-QE3U2xYF7B4J2ro1/9oxiKhaWCGW39gB7ocQ/xlD0bE='"],
+        "style-src": ["'self'"],
+        # Only an empty style="" (Plotly's colour bar writes one to reset itself).
+        "style-src-attr": ["'unsafe-hashes'", "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='"],
+        "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    },
+}
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+
+# https only in production. A load balancer's health check may still use plain http.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Behind a proxy that ends TLS: the header it sets to "https" when the browser used https,
+# as Django names it (HTTP_X_FORWARDED_PROTO). Only if the proxy always sets or strips it.
+_proxy_ssl_header = os.environ.get("SECURE_PROXY_SSL_HEADER", "").strip()
+if _proxy_ssl_header and not re.fullmatch(r"HTTP_[A-Z0-9_]+", _proxy_ssl_header):
+    raise ImproperlyConfigured(
+        "SECURE_PROXY_SSL_HEADER names the request header as Django sees it, e.g. "
+        f"HTTP_X_FORWARDED_PROTO for X-Forwarded-Proto; {_proxy_ssl_header!r} is not one.")
+SECURE_PROXY_SSL_HEADER = (_proxy_ssl_header, "https") if _proxy_ssl_header else None
+SECURE_HSTS_SECONDS = env_seconds("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
+
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = not DEBUG
+# A sign-in ends a shift (12 hours) after its session last changed, or when the browser closes.
+SESSION_COOKIE_AGE = env_seconds("SESSION_COOKIE_AGE", 12 * 3600, minimum=60)
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 CSRF_COOKIE_SECURE = not DEBUG
+# No script reads the CSRF cookie: pages put the token in forms and in hx-headers.
+CSRF_COOKIE_HTTPONLY = True
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -178,10 +235,6 @@ SPECTACULAR_SETTINGS = {
         "and `Authorization: Bearer <API key>` (Settings › API keys). Every POST accepts an "
         "`Idempotency-Key` header: the same key and body replay the first response."),
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
-    "APPEND_COMPONENTS": {"securitySchemes": {
-        "apiKey": {"type": "http", "scheme": "bearer"},
-        "accountUid": {"type": "apiKey", "in": "header", "name": "X-Account-UID"}}},
-    "SECURITY": [{"apiKey": [], "accountUid": []}],
 }
 
 # Waiting-room kiosk: check-ins one tablet may send a store per minute.

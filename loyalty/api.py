@@ -10,6 +10,7 @@ from decimal import Decimal
 from django.db import IntegrityError
 from django.db import transaction as db
 from django.http import Http404
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
@@ -78,6 +79,17 @@ class PosKeyAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request):
         return self.keyword
+
+
+class PosKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    """How the API docs describe PosKeyAuthentication: both headers, together."""
+
+    target_class = PosKeyAuthentication
+    name = ["apiKey", "accountUid"]
+
+    def get_security_definition(self, auto_schema):
+        return [{"type": "http", "scheme": "bearer"},
+                {"type": "apiKey", "in": "header", "name": "X-Account-UID"}]
 
 
 class LevelAtLeast(BasePermission):

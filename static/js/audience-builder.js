@@ -10,4 +10,11 @@
   }
   document.addEventListener("htmx:afterSettle", mark);
   document.addEventListener("DOMContentLoaded", mark);
+
+  // Typing in a value box asks for a new count (the count card listens for "rules-input");
+  // controls that post the editor themselves bring their own count back.
+  document.addEventListener("input", function (event) {
+    var form = event.target.closest("#builder-form");
+    if (form && !event.target.hasAttribute("hx-post")) form.dispatchEvent(new Event("rules-input"));
+  });
 })();
