@@ -11,3 +11,10 @@ class DomainError(Exception):
         if code:
             self.code = code
         self.extra = extra or {}
+
+
+class CodeRefused(DomainError):
+    """A two-factor code was wrong, already used, or came too soon after wrong ones
+    (`extra["retry_at"]`)."""
+
+    code = "code_refused"
