@@ -10,6 +10,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
+from django_otp.plugins.otp_static.models import StaticDevice
 
 from .errors import CodeRefused, DomainError
 from .qr import qr_svg
@@ -60,7 +61,7 @@ def login_code(request):
         else:
             request.session.cycle_key()  # the session now carries more trust: a new id
             otp_login(request, device)
-            if device.model_label() == "otp_static.staticdevice":
+            if isinstance(device, StaticDevice):
                 left = recovery_codes_left(user=user)
                 messages.warning(request, f"You signed in with a recovery code; {left} left. "
                                           "Make new ones on Two-factor authentication if you are low.")
