@@ -13,7 +13,8 @@ class RetailStoreInline(admin.TabularInline):
 class CompanyAdmin(admin.ModelAdmin):
     list_display = ["name", "slug", "timezone", "currency", "country", "created_at"]
     search_fields = ["name", "slug"]
-    readonly_fields = ["account_uid"]
+    # Two-factor is required or not on Settings › Security, through its service only.
+    readonly_fields = ["account_uid", "require_two_factor"]
     inlines = [RetailStoreInline]
 
 

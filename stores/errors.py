@@ -18,3 +18,10 @@ class OutboundRefused(DomainError):
     points at a private or local address. `extra` has the `url` and the `address`."""
 
     code = "outbound_refused"
+
+
+class CodeRefused(DomainError):
+    """A two-factor code was wrong, already used, or came too soon after wrong ones
+    (`extra["retry_at"]`)."""
+
+    code = "code_refused"

@@ -34,6 +34,8 @@ class Company(models.Model):
     currency = models.CharField(max_length=3, default="USD")
     country = models.CharField(max_length=2, default="US",
                                help_text="ISO country code; phone numbers default to it.")
+    # Every member signs in with a code from an authenticator app as well as a password.
+    require_two_factor = models.BooleanField("require two-factor authentication", default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1,5 +1,6 @@
 import dataclasses
 import hashlib
+import math
 import secrets
 import time
 
@@ -9,10 +10,14 @@ from django.core.exceptions import ValidationError
 from django.db import transaction as db
 from django.utils import timezone
 from django.utils.text import slugify
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from .crypto import token_is_current, token_rotate
-from .errors import DomainError
+from .errors import CodeRefused, DomainError
 from .models import ApiKey, Company, Membership, RetailStore, new_checkin_token
+from .selectors import two_factor_required_by
+from .tenancy import role_can
 from .versions import version_bump, version_get
 
 
@@ -192,3 +197,138 @@ def encrypted_field_rotate(*, model, field_name: str, batch_size: int = 500) -> 
         if len(batch) < batch_size:
             return count
         last_pk = batch[-1][0]
+
+
+# --- Two-factor authentication ---------------------------------------------------------------
+# An authenticator app (a TOTP device) and one-time recovery codes (a static device with
+# its tokens), from django-otp. Every change to either happens here.
+
+RECOVERY_CODE_COUNT = 10
+
+
+def _code_clean(code: str) -> str:
+    # People type "123 456" and copy "abcd-efgh"; neither space nor dash is in a code.
+    return "".join((code or "").split()).replace("-", "").lower()
+
+
+def _code_check(device, code: str) -> CodeRefused | None:
+    """Try `code` on `device` (locked by the caller). None when it was accepted, else why
+    not. A wrong code is counted on the device, so the caller must let the transaction
+    commit: django-otp makes the next try wait 1, 2, 4, 8... seconds."""
+    allowed, info = device.verify_is_allowed()
+    if not allowed:
+        retry_at = info["locked_until"]
+        seconds = max(1, math.ceil((retry_at - timezone.now()).total_seconds()))
+        return CodeRefused(f"Too many wrong codes. Wait {seconds} second{'s' if seconds != 1 else ''} "
+                           "and try again.", extra={"field": "code", "retry_at": retry_at})
+    if device.verify_token(code):
+        return None
+    return CodeRefused("That code is not right, or it was already used. Check the time on your "
+                       "phone and type the code your app shows now.", extra={"field": "code"})
+
+
+def two_factor_enrol_start(*, user) -> TOTPDevice:
+    """The user's authenticator app being set up: made once and shown again on every visit
+    until a code confirms it, so an app that already scanned it keeps working."""
+    with db.atomic(durable=True):
+        get_user_model().objects.select_for_update().get(pk=user.pk)  # one set-up at a time
+        device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("pk").first()
+        if device is None:
+            device = TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
+    return device
+
+
+def _recovery_codes_replace(user) -> list[str]:
+    device, _ = StaticDevice.objects.get_or_create(user=user, defaults={"name": "Recovery codes"})
+    device.token_set.all().delete()
+    codes = [StaticToken.random_token() for _ in range(RECOVERY_CODE_COUNT)]
+    StaticToken.objects.bulk_create(StaticToken(device=device, token=code) for code in codes)
+    return codes
+
+
+def two_factor_enrol_confirm(*, user, code: str) -> tuple[TOTPDevice, list[str]]:
+    """Turn two-factor on once the app shows it has the secret: a code from it. Returns the
+    device and the new recovery codes (shown once)."""
+    with db.atomic(durable=True):
+        devices = list(TOTPDevice.objects.select_for_update().filter(user=user).order_by("pk"))
+        if any(d.confirmed for d in devices):
+            # Another app takes over only after turning two-factor off, with a code.
+            raise DomainError("Two-factor authentication is already on.", code="two_factor_on")
+        if not devices:
+            raise CodeRefused("Set-up has not started: open Two-factor authentication again.",
+                              extra={"field": "code"})
+        device = devices[0]
+        refused = _code_check(device, _code_clean(code))
+        if refused is None:
+            device.confirmed = True
+            device.save(update_fields=["confirmed"])
+            codes = _recovery_codes_replace(user)
+    if refused is not None:  # raised after the commit that counted the wrong code
+        raise refused
+    return device, codes
+
+
+def recovery_codes_regenerate(*, user) -> list[str]:
+    """Ten new recovery codes; the old ones stop working."""
+    with db.atomic(durable=True):
+        if not TOTPDevice.objects.select_for_update().filter(user=user, confirmed=True).exists():
+            raise DomainError("Turn two-factor authentication on first.", code="two_factor_off")
+        return _recovery_codes_replace(user)
+
+
+def _device_for_code(user, code: str):
+    # A code of digits only is the app's; anything else is a recovery code. Each kind is
+    # tried on its own device, so a typo does not slow down the other.
+    if code.isdigit() and len(code) <= 8:
+        return (TOTPDevice.objects.select_for_update().filter(user=user, confirmed=True)
+                .order_by("pk").first())
+    return (StaticDevice.objects.select_for_update().filter(user=user, confirmed=True)
+            .order_by("pk").first())
+
+
+def two_factor_verify(*, user, code: str):
+    """The second step of signing in: a code from the app, or a recovery code (which then
+    stops working). Returns the device that accepted it."""
+    code = _code_clean(code)
+    with db.atomic(durable=True):
+        device = _device_for_code(user, code)
+        if device is None:
+            refused = CodeRefused("That is not a code from your authenticator app or one of your "
+                                  "recovery codes.", extra={"field": "code"})
+        else:
+            refused = _code_check(device, code)
+    if refused is not None:
+        raise refused
+    return device
+
+
+def two_factor_disable(*, user, code: str) -> None:
+    """Turn two-factor off, with a current code; not while a company of the user's requires it."""
+    required_by = two_factor_required_by(user=user)
+    if required_by is not None:
+        raise DomainError(f"{required_by.name} requires two-factor authentication, so it stays on.",
+                          code="two_factor_required")
+    code = _code_clean(code)
+    with db.atomic(durable=True):
+        device = _device_for_code(user, code)
+        refused = (CodeRefused("Type a code from your authenticator app or a recovery code.",
+                               extra={"field": "code"}) if device is None else _code_check(device, code))
+        if refused is None:
+            TOTPDevice.objects.filter(user=user).delete()
+            StaticDevice.objects.filter(user=user).delete()
+    if refused is not None:
+        raise refused
+
+
+def company_two_factor_require(*, company: Company, required: bool, by) -> Company:
+    """Require two-factor of every member of `company` (or stop requiring it). Members
+    without it are sent to set it up on their next page; `by` is the admin who decided."""
+    with db.atomic(durable=True):
+        membership = Membership.objects.filter(user=by, company=company).first()
+        if membership is None or not role_can(membership.role, "settings.manage"):
+            raise DomainError("Only an admin of the company can change this.", code="forbidden")
+        company = Company.objects.select_for_update().get(pk=company.pk)
+        if company.require_two_factor != required:
+            company.require_two_factor = required
+            company.save(update_fields=["require_two_factor"])
+    return company

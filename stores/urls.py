@@ -2,7 +2,7 @@ from django.urls import path
 
 from analytics.views import home
 
-from . import views
+from . import views, views_signin
 
 urlpatterns = [
     path("", home, name="home"),  # the dashboard
@@ -12,4 +12,11 @@ urlpatterns = [
     path("settings/stores/<int:store_id>/edit/", views.store_edit, name="store_edit"),
     path("settings/api-keys/", views.api_key_list, name="api_key_list"),
     path("settings/api-keys/<int:key_id>/revoke/", views.api_key_revoke_view, name="api_key_revoke"),
+    path("settings/security/", views.security_settings, name="security_settings"),
+    path("login/code/", views_signin.login_code, name="login_code"),
+    path("account/two-factor/", views_signin.two_factor, name="two_factor"),
+    path("account/two-factor/confirm/", views_signin.two_factor_confirm, name="two_factor_confirm"),
+    path("account/two-factor/recovery-codes/", views_signin.two_factor_recovery_codes,
+         name="two_factor_recovery_codes"),
+    path("account/two-factor/turn-off/", views_signin.two_factor_disable_view, name="two_factor_disable"),
 ]

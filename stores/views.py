@@ -12,8 +12,14 @@ from integrations.views_cova import store_mappings_form, store_mappings_save
 
 from .errors import DomainError
 from .models import ApiKey, RetailStore
-from .selectors import store_get
-from .services import api_key_create, api_key_revoke, store_create, store_update
+from .selectors import members_two_factor, store_get
+from .services import (
+    api_key_create,
+    api_key_revoke,
+    company_two_factor_require,
+    store_create,
+    store_update,
+)
 from .tenancy import SESSION_KEY, company_view
 
 
@@ -182,3 +188,37 @@ def api_key_revoke_view(request, key_id):
         return _api_keys_page(request)
     messages.success(request, f"Key “{key.name}” revoked: a POS using it is refused from now on.")
     return redirect("api_key_list")
+
+
+# -- Settings › Security -----------------------------------------------------------------------
+
+class SecurityForm(forms.Form):
+    require_two_factor = forms.BooleanField(
+        required=False, label="Require two-factor authentication",
+        help_text="Everyone in the company signs in with a code from an authenticator app as well "
+                  "as their password. Members who have not set it up are asked to at once.")
+
+
+@company_view("settings.manage")
+def security_settings(request):
+    """Whether the company requires two-factor, and who has it on."""
+    company = request.company
+    form = SecurityForm(request.POST or None, initial={"require_two_factor": company.require_two_factor})
+    if request.method == "POST" and form.is_valid():
+        required = form.cleaned_data["require_two_factor"]
+        try:
+            company_two_factor_require(company=company, required=required, by=request.user)
+        except DomainError as exc:
+            form.add_error(None, exc.message)
+        else:
+            if required:
+                messages.success(request, "Two-factor authentication is required. Members without it "
+                                          "set it up on their next page.")
+            else:
+                messages.success(request, "Two-factor authentication is no longer required.")
+            return redirect("security_settings")
+    members = members_two_factor(company=company)
+    return render(request, "stores/security.html",
+                  {"form": form, "members": members,
+                   "members_without": sum(1 for m in members if not m.two_factor_on)},
+                  status=400 if form.errors else 200)

@@ -1,7 +1,5 @@
-import io
 import zoneinfo
 
-import segno
 from django.conf import settings
 from django.contrib import messages
 from django.core.cache import cache
@@ -14,7 +12,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from stores.errors import DomainError
+from stores.http import client_address
 from stores.models import RetailStore
+from stores.qr import qr_svg
 from stores.selectors import store_get
 from stores.services import store_checkin_token_regenerate
 from stores.tenancy import company_view
@@ -142,10 +142,7 @@ def queue_profile(request, store_id, entry_id):
 
 def checkin_link_context(request, store: RetailStore) -> dict:
     url = request.build_absolute_uri(reverse("queue_check_in", args=[store.checkin_token]))
-    qr = segno.make(url, error="m")
-    svg = io.BytesIO()
-    qr.save(svg, kind="svg", scale=4, border=2, xmldecl=False, svgns=True, title="Check-in QR code")
-    return {"store": store, "checkin_url": url, "checkin_qr": svg.getvalue().decode()}
+    return {"store": store, "checkin_url": url, "checkin_qr": qr_svg(url, title="Check-in QR code")}
 
 
 @require_POST
@@ -161,22 +158,10 @@ def checkin_link_regenerate(request, store_id):
 
 # -- The kiosk at the door (public) ---------------------------------------------------------------
 
-def _tablet_address(request) -> str:
-    """The tablet's address. Behind TRUSTED_PROXIES reverse proxies it is the one the
-    outermost of them saw, from X-Forwarded-For (each proxy appends the address it got
-    the request from); anything before that in the header is the client's own say."""
-    hops = settings.TRUSTED_PROXIES
-    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
-                 if part.strip()]
-    if hops and len(forwarded) >= hops:
-        return forwarded[-hops]
-    return request.META.get("REMOTE_ADDR", "")
-
-
 def _too_many(request, store) -> bool:
     """A fixed window per tablet (address) and store, kept in Redis."""
     limit = settings.CHECKIN_RATE_LIMIT_PER_MINUTE
-    key = f"checkin-rate:{store.checkin_token}:{_tablet_address(request)}"
+    key = f"checkin-rate:{store.checkin_token}:{client_address(request)}"
     cache.add(key, 0, timeout=60)
     try:
         return cache.incr(key) > limit
