@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "django_htmx",
     "template_partials",
+    "pgtrigger",
     "stores",
     "loyalty",
     "integrations",

@@ -7,6 +7,9 @@ from django.db.models import F, Prefetch, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
+from stores.models import AuditEvent
+from stores.selectors import audit_events
+
 from .models import LineItem, LoyaltyProgram, Persona, PersonaIdentity, PersonaMerge, PointsEntry, Transaction
 
 # Column key -> ORDER BY. Every sort ends on id so pages never overlap or skip rows.
@@ -95,6 +98,17 @@ def persona_merged_into(*, company, persona_id) -> int | None:
 
 def persona_merged_in(*, persona: Persona) -> QuerySet[PersonaMerge]:
     return persona.merged_in.select_related("staff_user").order_by("-merged_at", "-id")
+
+
+ACTIVITY_SIZE = 50
+
+
+def persona_activity(*, company, persona: Persona) -> list[AuditEvent]:
+    """What staff did on this persona's card (and on the cards of personas merged into
+    it): points adjustments, enrolment, merges, wallet grants. Newest first."""
+    merged = PersonaMerge.objects.filter(company=company, persona=persona).values("merged_persona_id")
+    return list(audit_events(company=company).filter(object_type="persona")
+                .filter(Q(object_id=persona.pk) | Q(object_id__in=merged))[:ACTIVITY_SIZE])
 
 
 def persona_possible_duplicates(*, persona: Persona, limit: int = 5) -> list[Persona]:

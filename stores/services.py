@@ -8,6 +8,7 @@ from django.db import transaction as db
 from django.utils import timezone
 from django.utils.text import slugify
 
+from .audit import AuditContext, audit_changes, audit_record, audit_snapshot
 from .errors import DomainError
 from .models import ApiKey, Company, Membership, RetailStore, new_checkin_token
 from .versions import version_bump, version_get
@@ -35,27 +36,42 @@ STORE_FIELDS = ("name", "address", "city", "state", "postal_code", "timezone",
                 "opt_in_queue_enabled", "external_ids")
 
 
-def store_create(*, company: Company, **fields) -> RetailStore:
+def store_create(*, company: Company, audit: AuditContext | None = None, **fields) -> RetailStore:
     store = RetailStore(company=company, **{k: v for k, v in fields.items() if k in STORE_FIELDS})
     store.state = store.state.strip().upper()
     _clean(store, exclude=["company"])
-    store.save()
+    with db.atomic():
+        store.save()
+        audit_record(audit=audit, company=company, kind="store.created", obj=store,
+                     changes=audit_changes(None, audit_snapshot(store, STORE_FIELDS)))
     return store
 
 
-def store_update(*, store: RetailStore, **fields) -> RetailStore:
+def store_update(*, store: RetailStore, audit: AuditContext | None = None, **fields) -> RetailStore:
+    before = audit_snapshot(store, STORE_FIELDS)
     for name, value in fields.items():
         if name in STORE_FIELDS:
             setattr(store, name, value)
     store.state = store.state.strip().upper()
     _clean(store, exclude=["company"])
-    store.save()
+    with db.atomic():
+        store.save()
+        audit_record(audit=audit, company=store.company_id, kind="store.updated", obj=store,
+                     changes=audit_changes(before, audit_snapshot(store, STORE_FIELDS)),
+                     if_changed=True)
     return store
 
 
-def store_checkin_token_regenerate(*, store: RetailStore) -> RetailStore:
-    store.checkin_token = new_checkin_token()
-    store.save(update_fields=["checkin_token"])
+def store_checkin_token_regenerate(*, store: RetailStore, audit: AuditContext | None = None) -> RetailStore:
+    """A new kiosk link; the old one stops working at once."""
+    old = store.checkin_token
+    with db.atomic():
+        store.checkin_token = new_checkin_token()
+        store.save(update_fields=["checkin_token"])
+        # The token is the kiosk's URL: anyone holding it can check people in.
+        audit_record(audit=audit, company=store.company_id, kind="store.kiosk_link_renewed", obj=store,
+                     changes=audit_changes({"checkin_token": old}, {"checkin_token": store.checkin_token},
+                                           secret_fields={"checkin_token"}))
     return store
 
 
@@ -79,6 +95,7 @@ def membership_create(*, company: Company, username: str, password: str | None, 
 # --- API keys ------------------------------------------------------------------------------
 
 API_KEY_PREFIX_LEN = 8
+API_KEY_AUDIT_FIELDS = ("name", "prefix", "level")
 
 
 def _key_hash(raw_key: str) -> str:
@@ -86,7 +103,8 @@ def _key_hash(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode()).hexdigest()
 
 
-def api_key_create(*, company: Company, name: str, level: int, created_by=None):
+def api_key_create(*, company: Company, name: str, level: int, created_by=None,
+                   audit: AuditContext | None = None):
     """A new key for a POS. Returns (ApiKey, the key itself); the key is never shown again."""
     name = (name or "").strip()
     if not name:
@@ -94,15 +112,21 @@ def api_key_create(*, company: Company, name: str, level: int, created_by=None):
     if level not in ApiKey.Level.values:
         raise DomainError("Pick an integration level: 0, 1 or 2.", extra={"field": "level"})
     raw = "lk_" + secrets.token_urlsafe(32)
-    key = ApiKey.objects.create(company=company, name=name[:120], prefix=raw[:API_KEY_PREFIX_LEN + 3],
-                                key_hash=_key_hash(raw), level=level, created_by=created_by)
+    with db.atomic():
+        key = ApiKey.objects.create(company=company, name=name[:120], prefix=raw[:API_KEY_PREFIX_LEN + 3],
+                                    key_hash=_key_hash(raw), level=level, created_by=created_by)
+        audit_record(audit=audit, company=company, kind="api_key.created", obj=key,
+                     changes=audit_changes(None, audit_snapshot(key, API_KEY_AUDIT_FIELDS)))
     return key, raw
 
 
-def api_key_revoke(*, api_key) -> None:
+def api_key_revoke(*, api_key, audit: AuditContext | None = None) -> None:
     if api_key.revoked_at is None:
-        api_key.revoked_at = timezone.now()
-        api_key.save(update_fields=["revoked_at"])
+        with db.atomic():
+            api_key.revoked_at = timezone.now()
+            api_key.save(update_fields=["revoked_at"])
+            audit_record(audit=audit, company=api_key.company_id, kind="api_key.revoked", obj=api_key,
+                         changes={"revoked_at": [None, api_key.revoked_at]})
     _keys_changed(api_key.company_id)
 
 

@@ -13,7 +13,9 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from stores.audit import audit_context
 from stores.errors import DomainError
+from stores.http import client_ip
 from stores.models import RetailStore
 from stores.selectors import store_get
 from stores.services import store_checkin_token_regenerate
@@ -92,10 +94,10 @@ def queue_store(request, store_id):
 
 
 _ACTIONS = {
-    "serve": lambda entry, user: services.queue_serving_start(entry=entry, user=user),
-    "done": lambda entry, user: services.queue_entry_finish(entry=entry),
-    "remove": lambda entry, user: services.queue_entry_remove(entry=entry),
-    "signup": lambda entry, user: services.queue_signup(entry=entry),
+    "serve": lambda entry, request: services.queue_serving_start(entry=entry, user=request.user),
+    "done": lambda entry, request: services.queue_entry_finish(entry=entry),
+    "remove": lambda entry, request: services.queue_entry_remove(entry=entry),
+    "signup": lambda entry, request: services.queue_signup(entry=entry, audit=audit_context(request)),
 }
 _DONE_NOTES = {
     "serve": "Serving {name}.", "done": "{name} is done.", "remove": "{name} left the queue.",
@@ -112,7 +114,7 @@ def queue_entry_action(request, store_id, entry_id, action):
     entry = selectors.queue_entry_get(store=store, entry_id=entry_id)
     note = error = ""
     try:
-        _ACTIONS[action](entry, request.user)
+        _ACTIONS[action](entry, request)
     except DomainError as exc:
         error = exc.message
     else:
@@ -153,7 +155,7 @@ def checkin_link_context(request, store: RetailStore) -> dict:
 def checkin_link_regenerate(request, store_id):
     """A new kiosk link; the old one stops working at once."""
     store = store_get(company=request.company, store_id=store_id)
-    store = store_checkin_token_regenerate(store=store)
+    store = store_checkin_token_regenerate(store=store, audit=audit_context(request))
     context = checkin_link_context(request, store) | {
         "note": "A new check-in link is live. Open it on the tablet; the old link no longer works."}
     return render(request, "waitingroom/checkin_link.html", context)
@@ -161,22 +163,10 @@ def checkin_link_regenerate(request, store_id):
 
 # -- The kiosk at the door (public) ---------------------------------------------------------------
 
-def _tablet_address(request) -> str:
-    """The tablet's address. Behind TRUSTED_PROXIES reverse proxies it is the one the
-    outermost of them saw, from X-Forwarded-For (each proxy appends the address it got
-    the request from); anything before that in the header is the client's own say."""
-    hops = settings.TRUSTED_PROXIES
-    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
-                 if part.strip()]
-    if hops and len(forwarded) >= hops:
-        return forwarded[-hops]
-    return request.META.get("REMOTE_ADDR", "")
-
-
 def _too_many(request, store) -> bool:
     """A fixed window per tablet (address) and store, kept in Redis."""
     limit = settings.CHECKIN_RATE_LIMIT_PER_MINUTE
-    key = f"checkin-rate:{store.checkin_token}:{_tablet_address(request)}"
+    key = f"checkin-rate:{store.checkin_token}:{client_ip(request)}"
     cache.add(key, 0, timeout=60)
     try:
         return cache.incr(key) > limit
