@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
+from django.db import transaction
 
 from .audit import audit_changes, audit_context, audit_record, audit_snapshot
 from .models import AuditEvent, Company, Membership, RetailStore
@@ -68,10 +69,11 @@ class MembershipAdmin(admin.ModelAdmin):
         super().delete_model(request, obj)
 
     def delete_queryset(self, request, queryset):
-        for membership in queryset:
-            _membership_recorded(request, membership, "membership.deleted",
-                                 audit_snapshot(membership, MEMBERSHIP_AUDIT_FIELDS), None)
-        super().delete_queryset(request, queryset)
+        with transaction.atomic():  # the change list's action runs outside the admin's transaction
+            for membership in queryset:
+                _membership_recorded(request, membership, "membership.deleted",
+                                     audit_snapshot(membership, MEMBERSHIP_AUDIT_FIELDS), None)
+            super().delete_queryset(request, queryset)
 
 
 # Staff and superuser flags open Django admin, and with it every company: each company the

@@ -54,7 +54,9 @@ def _plain(value):
         return str(value)
     if isinstance(value, Decimal):
         return str(value)
-    if isinstance(value, dt.datetime | dt.date | dt.time):
+    if isinstance(value, dt.datetime):
+        return value.isoformat(timespec="seconds")
+    if isinstance(value, dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
@@ -83,13 +85,19 @@ def _secret(before, after) -> list:
     return [SECRET_KEPT, SECRET_CHANGED if after else SECRET_REMOVED]
 
 
+def _empty(value) -> bool:
+    return value is None or (isinstance(value, str | list | tuple | dict) and not value)
+
+
 def audit_changes(before: dict | None, after: dict | None, *, secret_fields=()) -> dict:
     """{field: [before, after]} for each field whose value differs. A missing side (a
-    create, a delete) is None. Secret fields show only that they were set or changed."""
+    create, a delete) is None, and so is an empty value: a create lists only the fields
+    it filled in. Secret fields show only that they were set or changed."""
     before, after = before or {}, after or {}
     changes = {}
     for name in list(before) + [k for k in after if k not in before]:
         old, new = before.get(name), after.get(name)
+        old, new = (None if _empty(old) else old), (None if _empty(new) else new)
         if old == new:
             continue
         changes[name] = _secret(old, new) if name in secret_fields else [_plain(old), _plain(new)]

@@ -1,4 +1,6 @@
+import datetime
 import json
+import re
 import secrets
 import uuid
 import zoneinfo
@@ -196,20 +198,23 @@ class AuditEvent(models.Model):
 
     @property
     def change_rows(self) -> list[tuple[str, str, str]]:
-        """(field, before, after) as text, in the order they were recorded."""
+        """(field, before, after) as text, by field name."""
         rows = []
-        for field, pair in (self.changes or {}).items():
+        for field, pair in sorted((self.changes or {}).items()):
             before, after = pair if isinstance(pair, list) and len(pair) == 2 else (None, pair)
             rows.append((field, audit_text(before), audit_text(after)))
         return rows
 
     @property
     def extra_rows(self) -> list[tuple[str, str]]:
-        return [(key, audit_text(value)) for key, value in (self.extra or {}).items()]
+        return [(key, audit_text(value)) for key, value in sorted((self.extra or {}).items())]
+
+
+_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:\d{2}|Z)$")
 
 
 def audit_text(value) -> str:
-    """A value of the trail as a person reads it."""
+    """A value of the trail as a person reads it; a moment in the current time zone."""
     if value is None or value == "":
         return "—"
     if isinstance(value, bool):
@@ -218,4 +223,7 @@ def audit_text(value) -> str:
         return ", ".join(audit_text(v) for v in value) or "(none)"
     if isinstance(value, dict):
         return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    if isinstance(value, str) and _ISO_DATETIME.match(value):
+        moment = timezone.localtime(datetime.datetime.fromisoformat(value))
+        return f"{moment:%b %-d, %Y %H:%M:%S}"
     return str(value)

@@ -92,10 +92,11 @@ def _csv_lines(events, zone):
     writer = csv.writer(Echo())
     yield writer.writerow(CSV_HEADER)
     for event in events.iterator(chunk_size=2000):
-        row = [timezone.localtime(event.created_at, zone).isoformat(timespec="seconds"), event.actor_name,
-               event.actor_email, event.ip_address or "", event.kind, event.object_type,
-               event.object_id if event.object_id is not None else "", event.object_label,
-               _changes_text(event), "; ".join(f"{key}: {value}" for key, value in event.extra_rows)]
+        with timezone.override(zone):  # moments in the changes, too, in the company's clock
+            row = [timezone.localtime(event.created_at).isoformat(timespec="seconds"), event.actor_name,
+                   event.actor_email, event.ip_address or "", event.kind, event.object_type,
+                   event.object_id if event.object_id is not None else "", event.object_label,
+                   _changes_text(event), "; ".join(f"{key}: {value}" for key, value in event.extra_rows)]
         yield writer.writerow([spreadsheet_cell(value) for value in row])
 
 

@@ -126,13 +126,12 @@ def cova_credential_save(*, connection: Connection, credential: CovaCredential |
     before = None if created else _credential_state(credential, old_secrets)
     for field, value in values.items():
         setattr(credential, field, value)
-    new_secrets = dict(old_secrets)
+    new_secrets = old_secrets
     if client_secret or password:
         old = credential.secrets_plain() if credential.secrets_encrypted else {}
-        credential.set_secrets(client_secret=client_secret or old.get("client_secret", ""),
-                               password=password or old.get("password", ""))
         new_secrets = {"client_secret": client_secret or old.get("client_secret", ""),
                        "password": password or old.get("password", "")}
+        credential.set_secrets(**new_secrets)
     credential.accounts_url = (accounts_url or "").strip().rstrip("/")
     credential.api_url = (api_url or "").strip().rstrip("/")
     credential.markets = _codes(markets, pattern=MARKET_RE, field="markets",

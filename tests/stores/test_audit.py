@@ -7,6 +7,7 @@ import csv
 import datetime as dt
 import io
 import json
+import zoneinfo
 from decimal import Decimal
 
 import pytest
@@ -77,6 +78,7 @@ def test_store_create_and_edit_record_each_change(admin_client, admin_user, comp
     created = the_event(company, "store.created")
     assert_made_by(created, admin_user, store)
     assert created.changes["name"] == [None, "Portland"] and created.changes["state"] == [None, "OR"]
+    assert "address" not in created.changes  # a create lists what it filled in
     updated = the_event(company, "store.updated")
     assert_made_by(updated, admin_user, store)
     assert updated.changes == {"opt_in_queue_enabled": [False, True]}
@@ -179,7 +181,7 @@ def test_offer_create_update_and_activation_are_recorded(admin_client, admin_use
     assert_made_by(created, admin_user, offer)
     assert created.changes["points_cost"] == [None, 100] and created.changes["stores"] == [None, [store.name]]
     updated = the_event(company, "offer.updated")
-    assert updated.changes == {"points_cost": [100, 150], "stores": [[store.name], []]}
+    assert updated.changes == {"points_cost": [100, 150], "stores": [[store.name], None]}
     assert the_event(company, "offer.deactivated").changes == {"is_active": [True, False]}
     assert the_event(company, "offer.activated").changes == {"is_active": [False, True]}
 
@@ -326,7 +328,7 @@ def test_cova_credential_writes_are_recorded_without_the_secrets(admin_client, a
                                     "location_ids": "1001"})
     first, second = AuditEvent.objects.filter(company_id=company.pk,
                                               kind="cova_credential.updated").order_by("id")
-    assert first.changes == {"location_ids": [[], ["1001"]]}
+    assert first.changes == {"location_ids": [None, ["1001"]]}
     assert second.changes == {"password": ["••••", "(changed)"]}
     # sync now, then remove
     admin_client.post(reverse("cova_credential_sync", args=[credential.pk]))
@@ -397,7 +399,7 @@ def test_membership_admin_create_change_delete_are_recorded(support_client, comp
     client.post(reverse("admin:stores_membership_change", args=[membership.pk]), {
         "user": staff.pk, "company": company.pk, "role": "admin", "stores": []})
     assert the_event(company, "membership.updated").changes == {"role": ["budtender", "admin"],
-                                                                "stores": [[store.name], []]}
+                                                                "stores": [[store.name], None]}
     # delete, from the change list's action
     client.post(reverse("admin:stores_membership_changelist"), {
         "action": "delete_selected", "_selected_action": [membership.pk], "post": "yes"})
@@ -446,7 +448,7 @@ def test_points_enrol_merge_and_grant_are_recorded_and_shown_on_the_card(admin_c
     assert granted.changes == {"wallet": [None, "Free pre-roll"]} and granted.extra["offer_id"] == offer.pk
     merged = the_event(company, "persona.merged")
     assert_made_by(merged, admin_user, persona, label="Dana Diaz")
-    assert merged.changes["email"] == ["", "dana@example.com"]
+    assert merged.changes["email"] == [None, "dana@example.com"]
     assert merged.extra["merged_persona_id"] == duplicate.pk and merged.extra["merged_persona"] == "Dana D"
     # and the card shows the persona's trail, the merged-in persona's included
     audit_record(audit=AuditContext(user=admin_user), company=company, kind="persona.updated",
@@ -458,6 +460,10 @@ def test_points_enrol_merge_and_grant_are_recorded_and_shown_on_the_card(admin_c
     for text in ("Persona enrolled", "Points adjusted", "Wallet granted", "Persona merged", "Goodwill",
                  "0 → 40", admin_user.username, f"on #{duplicate.pk}, since merged in"):
         assert text in activity, text
+    # a moment reads in the company's clock
+    enrolled_at = timezone.localtime(dt.datetime.fromisoformat(enrolled.changes["enrolled_at"][1]),
+                                     zoneinfo.ZoneInfo(company.timezone))
+    assert f"— → {enrolled_at:%b %-d, %Y %H:%M:%S}" in activity
 
 
 def test_waiting_room_signup_is_recorded_as_an_enrolment(admin_client, admin_user, company):
