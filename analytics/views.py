@@ -13,6 +13,7 @@ from django.utils.text import slugify
 
 from integrations.models import SyncRun
 from integrations.selectors import Status, integration_statuses, unmapped_location_count
+from stores.audit import audit_context, audit_record
 from stores.tenancy import company_view, role_can
 from waitingroom.selectors import queue_access, queue_waiting_counts
 
@@ -88,6 +89,8 @@ def analytics_csv(request, chart_key):
     chart = charts.CHARTS[chart_key](report, stores, currency)
     period = filters.period
     name = f"{slugify(request.company.name)}-{chart_key}-{period.start}-to-{period.end}.csv"
+    audit_record(audit=audit_context(request), company=request.company, kind="analytics.exported",
+                 extra={"chart": chart_key, "file": name, "filters": _query(form)})
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     writer = csv.writer(response)

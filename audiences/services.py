@@ -11,6 +11,7 @@ from django.db import transaction as db
 from django.utils import timezone
 
 from loyalty.models import Persona
+from stores.audit import AuditContext, audit_changes, audit_record, audit_snapshot
 from stores.errors import DomainError
 from stores.models import RetailStore
 
@@ -20,6 +21,7 @@ from .models import Audience
 log = logging.getLogger(__name__)
 
 PREVIEW_SIZE = 20
+AUDIT_FIELDS = ("name", "description", "rules")
 
 
 class AudienceRefused(DomainError):
@@ -149,31 +151,40 @@ def rules_validate(*, company, rules, audience: Audience | None = None) -> dict:
 
 
 def audience_save(*, company, name: str, rules, audience: Audience | None = None, description: str = "",
-                  template_key: str = "", user=None) -> Audience:
+                  template_key: str = "", user=None, audit: AuditContext | None = None) -> Audience:
     name = (name or "").strip()
     if not name:
         raise AudienceRefused("Give the audience a name.", extra={"field": "name"})
     if audience is not None and audience.company_id != company.pk:
         raise AudienceRefused("That audience belongs to another company.")
     tree = rules_validate(company=company, rules=rules, audience=audience)
+    before = audit_snapshot(audience, AUDIT_FIELDS) if audience is not None else None
     audience = audience or Audience(company=company, created_by=user, template_key=template_key)
     audience.name, audience.rules, audience.description = name[:120], tree, (description or "")[:300]
     try:
         with db.atomic():
             audience.save()
+            audit_record(audit=audit, company=company,
+                         kind="audience.updated" if before else "audience.created", obj=audience,
+                         changes=audit_changes(before, audit_snapshot(audience, AUDIT_FIELDS)),
+                         if_changed=before is not None,
+                         extra={"template": template_key} if template_key else None)
     except IntegrityError:
         raise AudienceRefused(f"There is already an audience named '{name}'.",
                               extra={"field": "name"}) from None
     return audience
 
 
-def audience_delete(*, audience: Audience) -> None:
+def audience_delete(*, audience: Audience, audit: AuditContext | None = None) -> None:
     users = [a.name for a in Audience.objects.filter(company_id=audience.company_id).exclude(pk=audience.pk)
              if _names_audience(a, audience.pk)]
     if users:
         raise AudienceRefused(f"{', '.join(users)} use{'s' if len(users) == 1 else ''} this audience; "
                               "change them first.", code="in_use")
-    audience.delete()
+    with db.atomic():
+        audit_record(audit=audit, company=audience.company_id, kind="audience.deleted", obj=audience,
+                     changes=audit_changes(audit_snapshot(audience, AUDIT_FIELDS), None))
+        audience.delete()
 
 
 def _names_audience(audience: Audience, target: int) -> bool:

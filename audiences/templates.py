@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from django.db import connection as db_connection
 
+from stores.audit import AuditContext
 from stores.errors import DomainError
 
 from .compiler import empty_rules
@@ -106,7 +107,7 @@ def _free_name(company, name: str) -> str:
     return f"{name} ({n})"
 
 
-def audience_from_template(*, company, key: str, user=None) -> Audience:
+def audience_from_template(*, company, key: str, user=None, audit: AuditContext | None = None) -> Audience:
     """A new audience from a template, saved and calculated. A calculation that fails is
     recorded on the audience (its `error`), which is returned all the same."""
     template = template_get(company=company, key=key)
@@ -117,7 +118,7 @@ def audience_from_template(*, company, key: str, user=None) -> Audience:
     persona_facts_refresh(company=company)
     audience = audience_save(company=company, name=_free_name(company, template.name),
                              rules=template.rules_for(company), description=template.description,
-                             template_key=template.key, user=user)
+                             template_key=template.key, user=user, audit=audit)
     try:
         audience = audience_refresh(audience=audience)
     except DomainError:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import re
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -16,7 +15,10 @@ from django.urls import reverse
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
+from stores.audit import audit_context, audit_record
 from stores.errors import DomainError
+from stores.exports import Echo
+from stores.exports import spreadsheet_cell as _cell
 from stores.tenancy import company_view, role_can
 
 from . import selectors
@@ -74,7 +76,8 @@ def audience_list(request):
 def audience_from_template_view(request, key):
     if template_get(company=request.company, key=key) is None:
         raise Http404("No such template.")
-    audience = audience_from_template(company=request.company, key=key, user=request.user)
+    audience = audience_from_template(company=request.company, key=key, user=request.user,
+                                      audit=audit_context(request))
     if audience.error:
         messages.error(request, f"“{audience.name}” was created, but calculating it failed: {audience.error}")
     else:
@@ -115,7 +118,7 @@ def audience_refresh_view(request, audience_id):
 def audience_delete_view(request, audience_id):
     audience = selectors.audience_get(company=request.company, audience_id=audience_id)
     try:
-        audience_delete(audience=audience)
+        audience_delete(audience=audience, audit=audit_context(request))
     except DomainError as exc:
         messages.error(request, f"“{audience.name}” was not deleted: {exc.message}")
     else:
@@ -228,7 +231,7 @@ def audience_builder(request, audience_id=None):
         try:
             saved = audience_save(company=request.company, name=form.cleaned_data["name"], rules=tree,
                                   audience=audience, description=form.cleaned_data["description"],
-                                  user=request.user)
+                                  user=request.user, audit=audit_context(request))
         except (TypeError, ValueError, AttributeError, KeyError):
             log.exception("audience tree the validator could not read: %r", tree)
             return _render_builder(request, audience, empty_rules(), form=form, form_error=UNREADABLE,
@@ -301,28 +304,10 @@ def audience_facts_refresh_view(request, audience_id=None):
 
 EXPORT_HEADER = ["persona_id", "first_name", "last_name", "email", "phone", "sms_opt_in", "email_opt_in",
                  "loyalty_member", "points_balance", "tier", "favourite_store", "market"]
-_PHONE_LIKE = re.compile(r"^[+-][\d ().-]*$")
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-class _Echo:
-    def write(self, value):
-        return value
-
-
-def _cell(value):
-    """Spreadsheet-safe: text that would start a formula gets a leading quote."""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if value is None:
-        return ""
-    if isinstance(value, str) and value[:1] in _FORMULA_STARTS and not _PHONE_LIKE.match(value):
-        return "'" + value
-    return value
 
 
 def _csv_lines(rows):
-    writer = csv.writer(_Echo())
+    writer = csv.writer(Echo())
     yield writer.writerow(EXPORT_HEADER)
     for row in rows:
         yield writer.writerow([_cell(v) for v in row])
@@ -332,6 +317,8 @@ def _csv_lines(rows):
 def audience_export(request, audience_id):
     """The audience's current members (as last calculated), streamed."""
     audience = selectors.audience_get(company=request.company, audience_id=audience_id)
+    audit_record(audit=audit_context(request), company=request.company, kind="audience.exported",
+                 obj=audience, extra={"members": audience.size})
     response = StreamingHttpResponse(_csv_lines(selectors.audience_export_rows(audience=audience)),
                                      content_type="text/csv; charset=utf-8")
     filename = f"{slugify(audience.name) or 'audience'}.csv"

@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "django_htmx",
     "template_partials",
+    "pgtrigger",
     "stores",
     "loyalty",
     "integrations",

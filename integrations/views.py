@@ -18,6 +18,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from stores.audit import audit_context, audit_record
 from stores.errors import DomainError
 from stores.tenancy import company_view, role_can
 
@@ -97,7 +98,7 @@ def connection_create_view(request):
                 company=request.company, name=data["name"], provider=provider,
                 settings=form.settings_data(), credentials=form.credentials_data(),
                 default_store=data["default_store"], enroll_new_customers=data["enroll_new_customers"],
-                sync_time=data["sync_time"])
+                sync_time=data["sync_time"], audit=audit_context(request))
         except DomainError as exc:
             _add_error(form, exc)
         else:
@@ -117,7 +118,8 @@ def connection_edit(request, connection_id):
             connection_update(
                 connection=connection, name=data["name"], settings=form.settings_data(),
                 credentials=form.credentials_data(), default_store=data["default_store"],
-                enroll_new_customers=data["enroll_new_customers"], sync_time=data["sync_time"])
+                enroll_new_customers=data["enroll_new_customers"], sync_time=data["sync_time"],
+                audit=audit_context(request))
         except DomainError as exc:
             _add_error(form, exc)
         else:
@@ -192,7 +194,8 @@ def connection_test_view(request, connection_id):
 def connection_sync_now(request, connection_id):
     connection = selectors.connection_get(company=request.company, connection_id=connection_id)
     try:
-        run = sync_run_create(connection=connection, trigger=SyncRun.Trigger.MANUAL)
+        run = sync_run_create(connection=connection, trigger=SyncRun.Trigger.MANUAL,
+                              audit=audit_context(request))
     except DomainError as exc:  # frozen, or a run is already queued or running
         if request.htmx:
             return render(request, "integrations/connection_detail.html#sync-error", {
@@ -209,7 +212,7 @@ def connection_sync_now(request, connection_id):
 def connection_freeze_view(request, connection_id):
     connection = selectors.connection_get(company=request.company, connection_id=connection_id)
     frozen = request.POST.get("frozen") == "1"
-    connection_freeze(connection=connection, frozen=frozen)
+    connection_freeze(connection=connection, frozen=frozen, audit=audit_context(request))
     messages.success(request, f"{connection.name} is frozen: it will not sync until you unfreeze it."
                      if frozen else f"{connection.name} is unfrozen: it syncs again every night.")
     return _redirect(request, _detail_url(connection))
@@ -222,7 +225,7 @@ def connection_delete_view(request, connection_id):
     if request.method == "POST" and form.is_valid():
         name = connection.name
         keep = form.cleaned_data["keep_data"] == "keep"
-        removed = connection_delete(connection=connection, keep_data=keep)
+        removed = connection_delete(connection=connection, keep_data=keep, audit=audit_context(request))
         messages.success(request, f"Connection “{name}” deleted; its customers and sales stay." if keep else
                          f"Connection “{name}” deleted with its data: {removed} sale{'s' * (removed != 1)} "
                          "removed and their points taken back.")
@@ -328,7 +331,8 @@ def header_mapping(request, connection_id):
                 choices = {h: request.POST.get(f"field-{i}", "") for i, h in enumerate(headers)}
                 if "save" in request.POST:
                     try:
-                        connection_header_map_save(connection=connection, mapping=choices)
+                        connection_header_map_save(connection=connection, mapping=choices,
+                                                   audit=audit_context(request))
                     except DomainError as exc:
                         error, error_header = exc.message, exc.extra.get("field", "")
                     else:
@@ -386,7 +390,8 @@ def store_mappings(request, connection_id):
         if form.is_valid():
             value, store = form.cleaned_data["external_location_id"], form.cleaned_data["store"]
             try:
-                store_mapping_set(connection=connection, external_location_id=value, store=store)
+                store_mapping_set(connection=connection, external_location_id=value, store=store,
+                                  audit=audit_context(request))
             except DomainError as exc:
                 _add_error(form, exc)
             else:
@@ -456,6 +461,8 @@ def row_errors_csv(request, file_id):
             reason = f"{error.column}: {error.reason}" if error.column else error.reason
             yield writer.writerow([*cells, reason])
 
+    audit_record(audit=audit_context(request), company=request.company, kind="imported_file.errors_exported",
+                 obj=imported_file, extra={"rows": imported_file.rows_rejected})
     stem = imported_file.name.rsplit(".", 1)[0] or "report"
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{_safe_filename(stem)}-rejected-rows.csv"'
@@ -477,7 +484,7 @@ def imported_file_purge_view(request, file_id):
         return redirect(_detail_url(connection))
     if request.method == "POST":
         try:
-            removed = imported_file_purge(imported_file=imported_file)
+            removed = imported_file_purge(imported_file=imported_file, audit=audit_context(request))
         except DomainError as exc:
             messages.error(request, exc.message)
         else:

@@ -18,6 +18,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from stores.audit import audit_context
 from stores.errors import DomainError
 from stores.tenancy import company_view
 
@@ -205,12 +206,13 @@ def cova_connect(request):
     form = CovaConnectForm(request.POST if request.method == "POST" else None, company=request.company)
     if request.method == "POST" and form.is_valid():
         try:
-            connection = cova_connection_create(company=request.company, name=form.cleaned_data["name"])
+            connection = cova_connection_create(company=request.company, name=form.cleaned_data["name"],
+                                                audit=audit_context(request))
         except DomainError as exc:
             _add_error(form, exc)
             return _credential_form_page(request, form)
         try:
-            cova_credential_save(connection=connection, **form.service_kwargs())
+            cova_credential_save(connection=connection, audit=audit_context(request), **form.service_kwargs())
         except DomainError as exc:
             # The connection is there now: the rest of the form goes to its "Add credential".
             retry = CovaCredentialForm(request.POST, company=request.company)
@@ -280,7 +282,8 @@ def cova_credential_create(request, connection_id):
     form = CovaCredentialForm(request.POST if request.method == "POST" else None, company=request.company)
     if request.method == "POST" and form.is_valid():
         try:
-            credential = cova_credential_save(connection=connection, **form.service_kwargs())
+            credential = cova_credential_save(connection=connection, audit=audit_context(request),
+                                              **form.service_kwargs())
         except DomainError as exc:
             _add_error(form, exc)
         else:
@@ -298,7 +301,8 @@ def cova_credential_edit(request, credential_id):
                               credential=credential)
     if request.method == "POST" and form.is_valid():
         try:
-            cova_credential_save(connection=connection, credential=credential, **form.service_kwargs())
+            cova_credential_save(connection=connection, credential=credential, audit=audit_context(request),
+                                 **form.service_kwargs())
         except DomainError as exc:
             _add_error(form, exc)
         else:
@@ -312,7 +316,7 @@ def cova_credential_edit(request, credential_id):
 def cova_credential_delete_view(request, credential_id):
     credential = selectors.cova_credential_get(company=request.company, credential_id=credential_id)
     connection, username = credential.connection, credential.username
-    cova_credential_delete(credential=credential)
+    cova_credential_delete(credential=credential, audit=audit_context(request))
     messages.success(request, f"Credential {username} removed: it no longer syncs. Customers and sales it "
                               "brought in stay.")
     return _redirect(request, _cova_url(connection))
@@ -339,7 +343,7 @@ def cova_credential_sync(request, credential_id):
     credential = selectors.cova_credential_get(company=request.company, credential_id=credential_id)
     try:
         run = sync_run_create(connection=credential.connection, credential=credential,
-                              trigger=SyncRun.Trigger.MANUAL)
+                              trigger=SyncRun.Trigger.MANUAL, audit=audit_context(request))
     except DomainError as exc:  # frozen, or a run is already queued or running
         if request.htmx:
             return render(request, "integrations/cova_connection.html#sync-error", {
@@ -385,14 +389,15 @@ def store_mappings_form(*, company, store, data=None) -> StoreMappingsForm:
     return form
 
 
-def store_mappings_save(*, form: StoreMappingsForm, store) -> bool:
+def store_mappings_save(*, form: StoreMappingsForm, store, audit=None) -> bool:
     """Save the changed selects; a refusal goes on its select. True when all were saved."""
     saved = True
     for section, location_id in form.changes():
         names = {loc.id: loc.name for loc in section["locations"]}
         try:
             store_mapping_save(store=store, connection=section["connection"],
-                               external_location_id=location_id, location_name=names.get(location_id, ""))
+                               external_location_id=location_id, location_name=names.get(location_id, ""),
+                               audit=audit)
         except DomainError as exc:
             form.add_error(section["field_name"], exc.message)
             saved = False

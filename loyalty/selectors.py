@@ -7,7 +7,8 @@ from django.db.models import F, Prefetch, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
-from stores.models import Membership, Role
+from stores.models import AuditEvent, Membership, Role
+from stores.selectors import audit_events
 
 from .bounds import BUDTENDER_ADJUSTMENT_LIMIT_DEFAULT
 from .models import LineItem, LoyaltyProgram, Persona, PersonaIdentity, PersonaMerge, PointsEntry, Transaction
@@ -98,6 +99,17 @@ def persona_merged_into(*, company, persona_id) -> int | None:
 
 def persona_merged_in(*, persona: Persona) -> QuerySet[PersonaMerge]:
     return persona.merged_in.select_related("staff_user").order_by("-merged_at", "-id")
+
+
+ACTIVITY_SIZE = 50
+
+
+def persona_activity(*, company, persona: Persona) -> list[AuditEvent]:
+    """What staff did on this persona's card (and on the cards of personas merged into
+    it): points adjustments, enrolment, merges, wallet grants. Newest first."""
+    merged = PersonaMerge.objects.filter(company=company, persona=persona).values("merged_persona_id")
+    return list(audit_events(company=company).filter(object_type="persona")
+                .filter(Q(object_id=persona.pk) | Q(object_id__in=merged))[:ACTIVITY_SIZE])
 
 
 def persona_possible_duplicates(*, persona: Persona, limit: int = 5) -> list[Persona]:

@@ -9,6 +9,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from stores.audit import audit_context
 from stores.errors import DomainError
 from stores.tenancy import company_view, role_can
 
@@ -129,6 +130,7 @@ def _card_context(request, persona) -> dict:
         "orders": selectors.persona_orders(persona=persona),
         "program": selectors.loyalty_program_get(company=request.company),
         "redemptions": selectors.persona_redemptions(persona=persona),
+        "activity": selectors.persona_activity(company=request.company, persona=persona),
         "possible_duplicates": (selectors.persona_possible_duplicates(persona=persona)
                                 if role_can(request.membership.role, "personas.merge") else []),
     }
@@ -152,7 +154,7 @@ def persona_wallet_grant(request, persona_id):
         offer = form.cleaned_data["offer"]
         try:
             wallet_grant(company=request.company, persona_id=persona.pk, offer_id=offer.pk,
-                         staff_user=request.user)
+                         staff_user=request.user, audit=audit_context(request))
         except DomainError as exc:
             form.add_error("offer" if exc.extra.get("field") == "offer" else None, exc.message)
         else:
@@ -181,7 +183,7 @@ def persona_merge_view(request, persona_id):
         try:
             persona = persona_merge(company=request.company, survivor_id=persona.pk,
                                     duplicate_id=duplicate.pk, reason="Merged on the persona card",
-                                    staff_user=request.user)
+                                    staff_user=request.user, audit=audit_context(request))
         except DomainError as exc:
             messages.error(request, exc.message)
         else:
@@ -197,7 +199,7 @@ def persona_merge_view(request, persona_id):
 def persona_enroll_view(request, persona_id):
     persona = selectors.persona_get(company=request.company, persona_id=persona_id)
     was_member = persona.is_member
-    persona = persona_enroll(company=request.company, persona_id=persona.pk)
+    persona = persona_enroll(company=request.company, persona_id=persona.pk, audit=audit_context(request))
     if not was_member:
         messages.success(request, f"{persona.display_name} is now a loyalty member.")
     return redirect("persona_detail", persona_id=persona.pk)
@@ -213,7 +215,7 @@ def persona_points_adjust(request, persona_id):
             points_adjust(company=request.company, persona_id=persona.pk,
                           delta=form.cleaned_data["delta"], staff_user=request.user,
                           reason=form.cleaned_data["reason"],
-                          idempotency_key=form.cleaned_data["token"])
+                          idempotency_key=form.cleaned_data["token"], audit=audit_context(request))
         except DomainError as exc:
             form.add_error(exc.extra.get("field") if exc.extra.get("field") in form.fields
                            else None, exc.message)

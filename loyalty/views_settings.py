@@ -13,6 +13,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from stores.audit import audit_context
 from stores.errors import DomainError
 from stores.tenancy import company_view
 
@@ -86,7 +87,8 @@ def loyalty_program_view(request):
     saved = False
     if form.is_valid():
         try:
-            program = loyalty_program_update(company=request.company, **form.cleaned_data)
+            program = loyalty_program_update(company=request.company, audit=audit_context(request),
+                                             **form.cleaned_data)
         except DomainError as exc:
             _add_error(form, exc)
         else:
@@ -105,7 +107,7 @@ def tier_create_view(request):
     form = TierForm(request.POST, form_id="tier-add", prefix="tier")
     if form.is_valid():
         try:
-            tier_create(company=request.company, **form.cleaned_data)
+            tier_create(company=request.company, audit=audit_context(request), **form.cleaned_data)
         except DomainError as exc:
             _add_error(form, exc)
         else:
@@ -124,7 +126,7 @@ def tier_edit_view(request, tier_id):
     form = TierForm(request.POST, form_id=f"tier-edit-{tier.pk}", prefix="edit")
     if form.is_valid():
         try:
-            tier_update(tier=tier, **form.cleaned_data)
+            tier_update(tier=tier, audit=audit_context(request), **form.cleaned_data)
         except DomainError as exc:
             _add_error(form, exc)
         else:
@@ -140,7 +142,7 @@ def tier_edit_view(request, tier_id):
 def tier_delete_view(request, tier_id):
     tier = selectors.tier_get(company=request.company, tier_id=tier_id)
     try:
-        tier_delete(tier=tier)
+        tier_delete(tier=tier, audit=audit_context(request))
     except DomainError as exc:
         if not request.htmx:
             messages.error(request, exc.message)
@@ -173,7 +175,7 @@ def offer_create_view(request):
     form = OfferForm(request.POST if request.method == "POST" else None, company=request.company)
     if request.method == "POST" and form.is_valid():
         try:
-            offer = offer_create(company=request.company, **form.cleaned_data)
+            offer = offer_create(company=request.company, audit=audit_context(request), **form.cleaned_data)
         except DomainError as exc:
             _add_error(form, exc)
         else:
@@ -189,7 +191,7 @@ def offer_edit_view(request, offer_id):
         form = OfferForm(request.POST, company=request.company)
         if form.is_valid():
             try:
-                offer = offer_update(offer=offer, **form.cleaned_data)
+                offer = offer_update(offer=offer, audit=audit_context(request), **form.cleaned_data)
             except DomainError as exc:
                 _add_error(form, exc)
             else:
@@ -205,7 +207,8 @@ def offer_edit_view(request, offer_id):
 def offer_active_view(request, offer_id):
     """The list's on/off switch; htmx gets the row back."""
     offer = selectors.offer_get(company=request.company, offer_id=offer_id)
-    offer_set_active(offer=offer, is_active=request.POST.get("is_active") == "1")
+    offer_set_active(offer=offer, is_active=request.POST.get("is_active") == "1",
+                     audit=audit_context(request))
     if not request.htmx:
         messages.success(request, f"Offer “{offer.name}” is {'active' if offer.is_active else 'inactive'}.")
         return redirect("offer_list")
@@ -236,7 +239,7 @@ def prompt_create_view(request):
     form = PromptForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
-            prompt = prompt_create(company=request.company, **form.cleaned_data)
+            prompt = prompt_create(company=request.company, audit=audit_context(request), **form.cleaned_data)
         except DomainError as exc:
             _add_error(form, exc)
         else:
@@ -252,7 +255,7 @@ def prompt_edit_view(request, prompt_id):
         form = PromptForm(request.POST)
         if form.is_valid():
             try:
-                prompt = prompt_update(prompt=prompt, **form.cleaned_data)
+                prompt = prompt_update(prompt=prompt, audit=audit_context(request), **form.cleaned_data)
             except DomainError as exc:
                 _add_error(form, exc)
             else:
@@ -267,7 +270,7 @@ def prompt_edit_view(request, prompt_id):
 @company_view("loyalty.manage")
 def prompt_delete_view(request, prompt_id):
     prompt = selectors.prompt_get(company=request.company, prompt_id=prompt_id)
-    prompt_delete(prompt=prompt)
+    prompt_delete(prompt=prompt, audit=audit_context(request))
     if request.htmx:
         return HttpResponse("")  # the row swaps itself out
     messages.success(request, f"Prompt “{prompt.name}” deleted.")

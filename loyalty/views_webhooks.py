@@ -13,6 +13,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from stores.audit import audit_context
 from stores.crypto import last4
 from stores.errors import DomainError
 from stores.tenancy import company_view
@@ -96,7 +97,8 @@ def webhook_create(request):
         data = form.cleaned_data
         try:
             endpoint = webhook_endpoint_create(company=request.company, url=data["url"],
-                                               events=data["events"], is_active=data["is_active"])
+                                               events=data["events"], is_active=data["is_active"],
+                                               audit=audit_context(request))
         except DomainError as exc:
             _add_error(form, exc)
         else:
@@ -115,7 +117,7 @@ def webhook_edit(request, endpoint_id):
         data = form.cleaned_data
         try:
             webhook_endpoint_update(endpoint=endpoint, url=data["url"], events=data["events"],
-                                    is_active=data["is_active"])
+                                    is_active=data["is_active"], audit=audit_context(request))
         except DomainError as exc:
             _add_error(form, exc)
         else:
@@ -129,7 +131,7 @@ def webhook_delete(request, endpoint_id):
     endpoint = selectors.webhook_endpoint_get(company=request.company, endpoint_id=endpoint_id)
     if request.method == "POST":
         url = endpoint.url
-        webhook_endpoint_delete(endpoint=endpoint)
+        webhook_endpoint_delete(endpoint=endpoint, audit=audit_context(request))
         messages.success(request, f"Endpoint {url} deleted with its delivery log.")
         return _redirect(request, reverse("webhook_list"))
     return render(request, "loyalty/webhooks/delete.html", {
@@ -140,7 +142,7 @@ def webhook_delete(request, endpoint_id):
 @company_view(PERMISSION)
 def webhook_rotate_secret(request, endpoint_id):
     endpoint = selectors.webhook_endpoint_get(company=request.company, endpoint_id=endpoint_id)
-    webhook_endpoint_secret_rotate(endpoint=endpoint)
+    webhook_endpoint_secret_rotate(endpoint=endpoint, audit=audit_context(request))
     note = "New secret made. Deliveries are signed with it from now on: update your POS."
     if request.htmx:
         return render(request, "loyalty/webhooks/detail.html#secret",
@@ -215,7 +217,7 @@ def webhook_delivery_detail(request, delivery_id):
 def webhook_delivery_resend(request, delivery_id):
     """Send it again now, with a fresh round of retries."""
     delivery = selectors.webhook_delivery_get(company=request.company, delivery_id=delivery_id)
-    delivery = delivery_resend(delivery)
+    delivery = delivery_resend(delivery, audit=audit_context(request))
     if request.htmx:
         return _delivery_partial(request, delivery, resent=True)
     messages.success(request, f"Delivery #{delivery.pk} queued again.")

@@ -1,4 +1,6 @@
-"""Facts about the request that every app reads the same way."""
+"""Facts about the request that several apps need."""
+
+import ipaddress
 
 from django.conf import settings
 
@@ -13,3 +15,11 @@ def client_address(request) -> str:
     if hops and len(forwarded) >= hops:
         return forwarded[-hops]
     return request.META.get("REMOTE_ADDR", "")
+
+
+def valid_ip(value: str) -> str | None:
+    """`value` when it is an IPv4 or IPv6 address, else None."""
+    try:
+        return str(ipaddress.ip_address((value or "").strip()))
+    except ValueError:
+        return None

@@ -1,11 +1,17 @@
+import datetime
+import json
+import re
 import secrets
 import uuid
 import zoneinfo
 
+import pgtrigger
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 def validate_timezone(value: str) -> None:
@@ -148,3 +154,78 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class AuditEvent(models.Model):
+    """One staff write or export: who, from where, what, and each field's before and
+    after. Rows are only ever added (a trigger refuses UPDATE and DELETE) and hold plain
+    ids and text, never foreign keys, so they outlive the user, the object and even the
+    company they speak of."""
+
+    # No constraint: deleting a company must not touch (or be blocked by) its trail. The
+    # composite indexes below serve every lookup by company.
+    company = models.ForeignKey(Company, on_delete=models.DO_NOTHING, db_constraint=False,
+                                db_index=False, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    # No foreign key: the user may be deleted later; the trail keeps their name.
+    actor_id = models.BigIntegerField(null=True, blank=True)
+    actor_name = models.CharField(max_length=150, blank=True)
+    actor_email = models.CharField(max_length=254, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    kind = models.CharField(max_length=64, help_text="What happened, e.g. offer.updated.")
+    object_type = models.CharField(max_length=64, blank=True, help_text="e.g. offer, persona.")
+    object_id = models.BigIntegerField(null=True, blank=True)
+    object_label = models.CharField(max_length=300, blank=True, help_text="Its name at the time.")
+    # {field: [before, after]}; secrets appear only as "(changed)".
+    changes = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    extra = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["company", "-created_at"], name="audit_company_time"),
+            models.Index(fields=["company", "object_type", "object_id"], name="audit_company_object"),
+        ]
+        triggers = [
+            pgtrigger.Protect(name="audit_append_only", operation=pgtrigger.Update | pgtrigger.Delete),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.object_type} #{self.object_id} by {self.actor_name or 'the system'}"
+
+    @property
+    def kind_label(self) -> str:
+        """"points.adjusted" as a person reads it: "Points adjusted"."""
+        return self.kind.replace(".", " ").replace("_", " ").capitalize()
+
+    @property
+    def change_rows(self) -> list[tuple[str, str, str]]:
+        """(field, before, after) as text, by field name."""
+        rows = []
+        for field, pair in sorted((self.changes or {}).items()):
+            before, after = pair if isinstance(pair, list) and len(pair) == 2 else (None, pair)
+            rows.append((field, audit_text(before), audit_text(after)))
+        return rows
+
+    @property
+    def extra_rows(self) -> list[tuple[str, str]]:
+        return [(key, audit_text(value)) for key, value in sorted((self.extra or {}).items())]
+
+
+_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:\d{2}|Z)$")
+
+
+def audit_text(value) -> str:
+    """A value of the trail as a person reads it; a moment in the current time zone."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(audit_text(v) for v in value) or "(none)"
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    if isinstance(value, str) and _ISO_DATETIME.match(value):
+        moment = timezone.localtime(datetime.datetime.fromisoformat(value))
+        return f"{moment:%b %-d, %Y %H:%M:%S}"
+    return str(value)

@@ -13,6 +13,7 @@ from django.utils.text import slugify
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from .audit import AuditContext, audit_changes, audit_record, audit_snapshot
 from .crypto import token_is_current, token_rotate
 from .errors import CodeRefused, DomainError
 from .models import ApiKey, Company, Membership, RetailStore, new_checkin_token
@@ -43,27 +44,42 @@ STORE_FIELDS = ("name", "address", "city", "state", "postal_code", "timezone",
                 "opt_in_queue_enabled", "external_ids")
 
 
-def store_create(*, company: Company, **fields) -> RetailStore:
+def store_create(*, company: Company, audit: AuditContext | None = None, **fields) -> RetailStore:
     store = RetailStore(company=company, **{k: v for k, v in fields.items() if k in STORE_FIELDS})
     store.state = store.state.strip().upper()
     _clean(store, exclude=["company"])
-    store.save()
+    with db.atomic():
+        store.save()
+        audit_record(audit=audit, company=company, kind="store.created", obj=store,
+                     changes=audit_changes(None, audit_snapshot(store, STORE_FIELDS)))
     return store
 
 
-def store_update(*, store: RetailStore, **fields) -> RetailStore:
+def store_update(*, store: RetailStore, audit: AuditContext | None = None, **fields) -> RetailStore:
+    before = audit_snapshot(store, STORE_FIELDS)
     for name, value in fields.items():
         if name in STORE_FIELDS:
             setattr(store, name, value)
     store.state = store.state.strip().upper()
     _clean(store, exclude=["company"])
-    store.save()
+    with db.atomic():
+        store.save()
+        audit_record(audit=audit, company=store.company_id, kind="store.updated", obj=store,
+                     changes=audit_changes(before, audit_snapshot(store, STORE_FIELDS)),
+                     if_changed=True)
     return store
 
 
-def store_checkin_token_regenerate(*, store: RetailStore) -> RetailStore:
-    store.checkin_token = new_checkin_token()
-    store.save(update_fields=["checkin_token"])
+def store_checkin_token_regenerate(*, store: RetailStore, audit: AuditContext | None = None) -> RetailStore:
+    """A new kiosk link; the old one stops working at once."""
+    old = store.checkin_token
+    with db.atomic():
+        store.checkin_token = new_checkin_token()
+        store.save(update_fields=["checkin_token"])
+        # The token is the kiosk's URL: anyone holding it can check people in.
+        audit_record(audit=audit, company=store.company_id, kind="store.kiosk_link_renewed", obj=store,
+                     changes=audit_changes({"checkin_token": old}, {"checkin_token": store.checkin_token},
+                                           secret_fields={"checkin_token"}))
     return store
 
 
@@ -87,6 +103,7 @@ def membership_create(*, company: Company, username: str, password: str | None, 
 # --- API keys ------------------------------------------------------------------------------
 
 API_KEY_PREFIX_LEN = 8
+API_KEY_AUDIT_FIELDS = ("name", "prefix", "level")
 
 
 def _key_hash(raw_key: str) -> str:
@@ -94,7 +111,8 @@ def _key_hash(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode()).hexdigest()
 
 
-def api_key_create(*, company: Company, name: str, level: int, created_by=None):
+def api_key_create(*, company: Company, name: str, level: int, created_by=None,
+                   audit: AuditContext | None = None):
     """A new key for a POS. Returns (ApiKey, the key itself); the key is never shown again."""
     name = (name or "").strip()
     if not name:
@@ -102,15 +120,21 @@ def api_key_create(*, company: Company, name: str, level: int, created_by=None):
     if level not in ApiKey.Level.values:
         raise DomainError("Pick an integration level: 0, 1 or 2.", extra={"field": "level"})
     raw = "lk_" + secrets.token_urlsafe(32)
-    key = ApiKey.objects.create(company=company, name=name[:120], prefix=raw[:API_KEY_PREFIX_LEN + 3],
-                                key_hash=_key_hash(raw), level=level, created_by=created_by)
+    with db.atomic():
+        key = ApiKey.objects.create(company=company, name=name[:120], prefix=raw[:API_KEY_PREFIX_LEN + 3],
+                                    key_hash=_key_hash(raw), level=level, created_by=created_by)
+        audit_record(audit=audit, company=company, kind="api_key.created", obj=key,
+                     changes=audit_changes(None, audit_snapshot(key, API_KEY_AUDIT_FIELDS)))
     return key, raw
 
 
-def api_key_revoke(*, api_key) -> None:
+def api_key_revoke(*, api_key, audit: AuditContext | None = None) -> None:
     if api_key.revoked_at is None:
-        api_key.revoked_at = timezone.now()
-        api_key.save(update_fields=["revoked_at"])
+        with db.atomic():
+            api_key.revoked_at = timezone.now()
+            api_key.save(update_fields=["revoked_at"])
+            audit_record(audit=audit, company=api_key.company_id, kind="api_key.revoked", obj=api_key,
+                         changes={"revoked_at": [None, api_key.revoked_at]})
     _keys_changed(api_key.company_id)
 
 
@@ -246,7 +270,15 @@ def _recovery_codes_replace(user) -> list[str]:
     return codes
 
 
-def two_factor_enrol_confirm(*, user, code: str) -> tuple[TOTPDevice, list[str]]:
+def _audit_for_each_company(audit: AuditContext | None, *, user, kind: str) -> None:
+    """A member's own sign-in settings belong to no one company: each company they are in
+    sees the change on its trail."""
+    for company_id in Membership.objects.filter(user=user).values_list("company_id", flat=True):
+        audit_record(audit=audit, company=company_id, kind=kind, obj=user)
+
+
+def two_factor_enrol_confirm(*, user, code: str,
+                             audit: AuditContext | None = None) -> tuple[TOTPDevice, list[str]]:
     """Turn two-factor on once the app shows it has the secret: a code from it. Returns the
     device and the new recovery codes (shown once)."""
     with db.atomic(durable=True):
@@ -263,17 +295,20 @@ def two_factor_enrol_confirm(*, user, code: str) -> tuple[TOTPDevice, list[str]]
             device.confirmed = True
             device.save(update_fields=["confirmed"])
             codes = _recovery_codes_replace(user)
+            _audit_for_each_company(audit, user=user, kind="two_factor.enabled")
     if refused is not None:  # raised after the commit that counted the wrong code
         raise refused
     return device, codes
 
 
-def recovery_codes_regenerate(*, user) -> list[str]:
+def recovery_codes_regenerate(*, user, audit: AuditContext | None = None) -> list[str]:
     """Ten new recovery codes; the old ones stop working."""
     with db.atomic(durable=True):
         if not TOTPDevice.objects.select_for_update().filter(user=user, confirmed=True).exists():
             raise DomainError("Turn two-factor authentication on first.", code="two_factor_off")
-        return _recovery_codes_replace(user)
+        codes = _recovery_codes_replace(user)
+        _audit_for_each_company(audit, user=user, kind="two_factor.recovery_codes_regenerated")
+        return codes
 
 
 def _device_for_code(user, code: str):
@@ -302,7 +337,7 @@ def two_factor_verify(*, user, code: str):
     return device
 
 
-def two_factor_disable(*, user, code: str) -> None:
+def two_factor_disable(*, user, code: str, audit: AuditContext | None = None) -> None:
     """Turn two-factor off, with a current code; not while a company of the user's requires it."""
     required_by = two_factor_required_by(user=user)
     if required_by is not None:
@@ -316,11 +351,13 @@ def two_factor_disable(*, user, code: str) -> None:
         if refused is None:
             TOTPDevice.objects.filter(user=user).delete()
             StaticDevice.objects.filter(user=user).delete()
+            _audit_for_each_company(audit, user=user, kind="two_factor.disabled")
     if refused is not None:
         raise refused
 
 
-def company_two_factor_require(*, company: Company, required: bool, by) -> Company:
+def company_two_factor_require(*, company: Company, required: bool, by,
+                               audit: AuditContext | None = None) -> Company:
     """Require two-factor of every member of `company` (or stop requiring it). Members
     without it are sent to set it up on their next page; `by` is the admin who decided."""
     with db.atomic(durable=True):
@@ -329,6 +366,9 @@ def company_two_factor_require(*, company: Company, required: bool, by) -> Compa
             raise DomainError("Only an admin of the company can change this.", code="forbidden")
         company = Company.objects.select_for_update().get(pk=company.pk)
         if company.require_two_factor != required:
+            before = audit_snapshot(company, ["require_two_factor"])
             company.require_two_factor = required
             company.save(update_fields=["require_two_factor"])
+            audit_record(audit=audit, company=company, kind="company.two_factor_required", obj=company,
+                         changes=audit_changes(before, audit_snapshot(company, ["require_two_factor"])))
     return company

@@ -2,7 +2,7 @@ from django.urls import path
 
 from analytics.views import home
 
-from . import views, views_signin
+from . import views, views_activity, views_signin
 
 urlpatterns = [
     path("", home, name="home"),  # the dashboard
@@ -19,4 +19,6 @@ urlpatterns = [
     path("account/two-factor/recovery-codes/", views_signin.two_factor_recovery_codes,
          name="two_factor_recovery_codes"),
     path("account/two-factor/turn-off/", views_signin.two_factor_disable_view, name="two_factor_disable"),
+    path("settings/activity/", views_activity.activity, name="audit_activity"),
+    path("settings/activity/export.csv", views_activity.activity_export, name="audit_activity_export"),
 ]

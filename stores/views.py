@@ -10,6 +10,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from integrations.views_cova import store_mappings_form, store_mappings_save
 
+from .audit import audit_context
 from .errors import DomainError
 from .models import ApiKey, RetailStore
 from .selectors import members_two_factor, store_get
@@ -97,7 +98,7 @@ def store_create_view(request):
     form = RetailStoreForm(request.POST or None, company=request.company)
     if request.method == "POST" and form.is_valid():
         try:
-            store = store_create(company=request.company, **form.cleaned_data)
+            store = store_create(company=request.company, audit=audit_context(request), **form.cleaned_data)
         except DomainError as exc:
             form.add_error(exc.extra.get("field"), exc.message)
         else:
@@ -115,11 +116,12 @@ def store_edit(request, store_id):
     mappings_form = store_mappings_form(company=request.company, store=store, data=request.POST or None)
     if request.method == "POST" and form.is_valid() and mappings_form.is_valid():
         try:
-            store_update(store=store_get(company=request.company, store_id=store_id), **form.cleaned_data)
+            store_update(store=store_get(company=request.company, store_id=store_id),
+                         audit=audit_context(request), **form.cleaned_data)
         except DomainError as exc:
             form.add_error(exc.extra.get("field"), exc.message)
         else:
-            if store_mappings_save(form=mappings_form, store=store):
+            if store_mappings_save(form=mappings_form, store=store, audit=audit_context(request)):
                 messages.success(request, f"Store “{store.name}” saved.")
                 return _redirect(request, "store_list")
     return _store_form_page(request, form, store, mappings_form)
@@ -163,7 +165,8 @@ def api_key_list(request):
     if form.is_valid():
         try:
             key, raw = api_key_create(company=request.company, name=form.cleaned_data["name"],
-                                      level=form.cleaned_data["level"], created_by=request.user)
+                                      level=form.cleaned_data["level"], created_by=request.user,
+                                      audit=audit_context(request))
         except DomainError as exc:
             field = exc.extra.get("field")
             form.add_error(field if field in form.fields else None, exc.message)
@@ -183,7 +186,7 @@ def _api_key_get(request, key_id) -> ApiKey:
 @company_view("settings.manage")
 def api_key_revoke_view(request, key_id):
     key = _api_key_get(request, key_id)
-    api_key_revoke(api_key=key)
+    api_key_revoke(api_key=key, audit=audit_context(request))
     if request.htmx:
         return _api_keys_page(request)
     messages.success(request, f"Key “{key.name}” revoked: a POS using it is refused from now on.")
@@ -203,11 +206,14 @@ class SecurityForm(forms.Form):
 def security_settings(request):
     """Whether the company requires two-factor, and who has it on."""
     company = request.company
-    form = SecurityForm(request.POST or None, initial={"require_two_factor": company.require_two_factor})
+    # `request.POST or None` would take an unticked box (an empty form) for a page visit.
+    form = SecurityForm(request.POST if request.method == "POST" else None,
+                        initial={"require_two_factor": company.require_two_factor})
     if request.method == "POST" and form.is_valid():
         required = form.cleaned_data["require_two_factor"]
         try:
-            company_two_factor_require(company=company, required=required, by=request.user)
+            company_two_factor_require(company=company, required=required, by=request.user,
+                                       audit=audit_context(request))
         except DomainError as exc:
             form.add_error(None, exc.message)
         else:

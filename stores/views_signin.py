@@ -12,6 +12,7 @@ from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
 from django_otp.plugins.otp_static.models import StaticDevice
 
+from .audit import audit_context
 from .errors import CodeRefused, DomainError
 from .qr import qr_svg
 from .selectors import authenticator_get, recovery_codes_left, two_factor_required_by, user_has_two_factor
@@ -104,7 +105,8 @@ def two_factor_confirm(request):
     if not form.is_valid():
         return _page(request, form=form, status=400)
     try:
-        device, codes = two_factor_enrol_confirm(user=request.user, code=form.cleaned_data["code"])
+        device, codes = two_factor_enrol_confirm(user=request.user, code=form.cleaned_data["code"],
+                                                 audit=audit_context(request))
     except CodeRefused as exc:
         status = _refused(form, exc)
         return _page(request, form=form, status=status)
@@ -131,7 +133,7 @@ def two_factor_recovery_codes(request):
     if (back := _verified_or_back(request)) is not None:
         return back
     try:
-        codes = recovery_codes_regenerate(user=request.user)
+        codes = recovery_codes_regenerate(user=request.user, audit=audit_context(request))
     except DomainError as exc:
         messages.error(request, exc.message)
         return redirect("two_factor")
@@ -147,7 +149,7 @@ def two_factor_disable_view(request):
     if not form.is_valid():
         return _page(request, disable_form=form, status=400)
     try:
-        two_factor_disable(user=request.user, code=form.cleaned_data["code"])
+        two_factor_disable(user=request.user, code=form.cleaned_data["code"], audit=audit_context(request))
     except DomainError as exc:
         status = _refused(form, exc)
         return _page(request, disable_form=form, status=status)

@@ -11,6 +11,7 @@ from django.utils import timezone
 from loyalty.models import Persona, Source
 from loyalty.phone import phone_normalize
 from loyalty.services.personas import persona_create, persona_enroll, source_get_or_create
+from stores.audit import AuditContext
 from stores.errors import DomainError
 from stores.models import RetailStore
 
@@ -113,7 +114,7 @@ def queue_entry_remove(*, entry: QueueEntry) -> QueueEntry:
     return _entry_move(entry, to=QueueState.LEFT, allowed_from=IN_LINE)
 
 
-def queue_signup(*, entry: QueueEntry) -> Persona:
+def queue_signup(*, entry: QueueEntry, audit: AuditContext | None = None) -> Persona:
     """Enroll the waiting customer in loyalty: enrolled now, the signup bonus, and the push
     to the POS where the company's integration sends signups (on the enrolment signal)."""
-    return persona_enroll(company=entry.company, persona_id=entry.persona_id)
+    return persona_enroll(company=entry.company, persona_id=entry.persona_id, audit=audit)

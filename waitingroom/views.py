@@ -11,6 +11,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from stores.audit import audit_context
 from stores.errors import DomainError
 from stores.http import client_address
 from stores.models import RetailStore
@@ -92,10 +93,10 @@ def queue_store(request, store_id):
 
 
 _ACTIONS = {
-    "serve": lambda entry, user: services.queue_serving_start(entry=entry, user=user),
-    "done": lambda entry, user: services.queue_entry_finish(entry=entry),
-    "remove": lambda entry, user: services.queue_entry_remove(entry=entry),
-    "signup": lambda entry, user: services.queue_signup(entry=entry),
+    "serve": lambda entry, request: services.queue_serving_start(entry=entry, user=request.user),
+    "done": lambda entry, request: services.queue_entry_finish(entry=entry),
+    "remove": lambda entry, request: services.queue_entry_remove(entry=entry),
+    "signup": lambda entry, request: services.queue_signup(entry=entry, audit=audit_context(request)),
 }
 _DONE_NOTES = {
     "serve": "Serving {name}.", "done": "{name} is done.", "remove": "{name} left the queue.",
@@ -112,7 +113,7 @@ def queue_entry_action(request, store_id, entry_id, action):
     entry = selectors.queue_entry_get(store=store, entry_id=entry_id)
     note = error = ""
     try:
-        _ACTIONS[action](entry, request.user)
+        _ACTIONS[action](entry, request)
     except DomainError as exc:
         error = exc.message
     else:
@@ -150,7 +151,7 @@ def checkin_link_context(request, store: RetailStore) -> dict:
 def checkin_link_regenerate(request, store_id):
     """A new kiosk link; the old one stops working at once."""
     store = store_get(company=request.company, store_id=store_id)
-    store = store_checkin_token_regenerate(store=store)
+    store = store_checkin_token_regenerate(store=store, audit=audit_context(request))
     context = checkin_link_context(request, store) | {
         "note": "A new check-in link is live. Open it on the tablet; the old link no longer works."}
     return render(request, "waitingroom/checkin_link.html", context)

@@ -11,6 +11,7 @@ from django.db.models import Q
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from loyalty.models import Source, Transaction
+from stores.audit import AuditContext, audit_changes, audit_record, audit_snapshot
 from stores.errors import DomainError
 from stores.models import RetailStore
 from stores.outbound import outbound_url_check
@@ -21,6 +22,24 @@ from ..providers import ProviderError, provider_class, provider_for
 from .imports import transactions_remove
 
 SYNC_TASK = "integrations.tasks.connection_sync_scheduled"
+
+
+CONNECTION_AUDIT_FIELDS = ("name", "provider", "default_store", "enroll_new_customers", "is_frozen",
+                           "sync_time")
+
+
+def _audit_state(connection: Connection, credentials: dict) -> dict:
+    """What the trail shows of a connection: its fields, each setting, each credential
+    (credentials only ever as "(set)" / "(changed)")."""
+    state = audit_snapshot(connection, CONNECTION_AUDIT_FIELDS)
+    state |= {f"settings.{name}": value for name, value in (connection.settings or {}).items()}
+    state |= {f"credentials.{name}": value for name, value in credentials.items() if value}
+    return state
+
+
+def _audit_changes(before: dict | None, after: dict | None) -> dict:
+    secret = {name for name in (before or {}) | (after or {}) if name.startswith("credentials.")}
+    return audit_changes(before, after, secret_fields=secret)
 
 
 def _clean_settings(provider: str, values: dict, *, company) -> dict:
@@ -38,7 +57,7 @@ def _clean_settings(provider: str, values: dict, *, company) -> dict:
 
 def connection_create(*, company, name: str, provider: str, settings: dict, credentials: dict,
                       default_store: RetailStore | None = None, enroll_new_customers: bool = True,
-                      sync_time=None) -> Connection:
+                      sync_time=None, audit: AuditContext | None = None) -> Connection:
     name = (name or "").strip()
     if not name:
         raise DomainError("Give the connection a name.", extra={"field": "name"})
@@ -57,9 +76,12 @@ def connection_create(*, company, name: str, provider: str, settings: dict, cred
             if sync_time is not None:
                 connection.sync_time = sync_time
             names = [n for n, _, _ in provider_class(provider).credential_fields]
-            connection.set_credentials({n: str(credentials.get(n) or "").strip() for n in names})
+            plain = {n: str(credentials.get(n) or "").strip() for n in names}
+            connection.set_credentials(plain)
             connection.save()
             connection_schedule_save(connection=connection)
+            audit_record(audit=audit, company=company, kind="connection.created", obj=connection,
+                         changes=_audit_changes(None, _audit_state(connection, plain)))
     except IntegrityError as exc:
         raise DomainError(f"There is already a connection or source named '{name}'.",
                           extra={"field": "name"}) from exc
@@ -68,7 +90,7 @@ def connection_create(*, company, name: str, provider: str, settings: dict, cred
 
 def connection_update(*, connection: Connection, name: str, settings: dict, credentials: dict,
                       default_store: RetailStore | None, enroll_new_customers: bool,
-                      sync_time=None) -> Connection:
+                      sync_time=None, audit: AuditContext | None = None) -> Connection:
     """Blank credential fields keep the stored secret: it is never shown again."""
     name = (name or "").strip()
     if not name:
@@ -81,6 +103,7 @@ def connection_update(*, connection: Connection, name: str, settings: dict, cred
         # Saved under another FIELD_ENCRYPTION_KEY: unreadable, so what is typed now is all
         # there is (the page asks for every secret again).
         stored = {}
+    before = _audit_state(connection, stored)
     for key, value in credentials.items():
         if value and value.strip():
             stored[key] = value.strip()
@@ -98,6 +121,10 @@ def connection_update(*, connection: Connection, name: str, settings: dict, cred
             connection.save()
             Source.objects.filter(pk=connection.source_id).update(name=name)
             connection_schedule_save(connection=connection)
+            audit_record(audit=audit, company=connection.company_id, kind="connection.updated",
+                         obj=connection,
+                         changes=_audit_changes(before, _audit_state(connection, stored)),
+                         if_changed=True)
     except IntegrityError as exc:
         raise DomainError(f"There is already a connection or source named '{name}'.",
                           extra={"field": "name"}) from exc
@@ -147,14 +174,22 @@ def connection_schedule_save(*, connection: Connection) -> PeriodicTask:
         description=f"Nightly sync of {connection.name} ({connection.company.name})")
 
 
-def connection_freeze(*, connection: Connection, frozen: bool) -> Connection:
-    connection.is_frozen = frozen
-    connection.save(update_fields=["is_frozen"])
-    connection_schedule_save(connection=connection)
+def connection_freeze(*, connection: Connection, frozen: bool,
+                      audit: AuditContext | None = None) -> Connection:
+    with db.atomic():
+        was = connection.is_frozen
+        connection.is_frozen = frozen
+        connection.save(update_fields=["is_frozen"])
+        connection_schedule_save(connection=connection)
+        if was != frozen:
+            audit_record(audit=audit, company=connection.company_id,
+                         kind="connection.frozen" if frozen else "connection.unfrozen", obj=connection,
+                         changes={"is_frozen": [was, frozen]})
     return connection
 
 
-def connection_header_map_save(*, connection: Connection, mapping: dict[str, str]) -> Connection:
+def connection_header_map_save(*, connection: Connection, mapping: dict[str, str],
+                               audit: AuditContext | None = None) -> Connection:
     """Header -> canonical field; '' ignores a column. Two headers may not claim one field."""
     cleaned, claimed = {}, {}
     for header, field in mapping.items():
@@ -172,9 +207,14 @@ def connection_header_map_save(*, connection: Connection, mapping: dict[str, str
         raise DomainError(f"Map a column to {' and '.join(missing)}: every report needs it.",
                           extra={"field": "mapping"})
     with db.atomic():
+        before = {f"header:{h}": f for h, f in (connection.header_map or {}).items()}
         connection.header_map = cleaned
         connection.save(update_fields=["header_map"])
         _files_retry(connection)
+        audit_record(audit=audit, company=connection.company_id, kind="connection.header_map_saved",
+                     obj=connection,
+                     changes=audit_changes(before, {f"header:{h}": f for h, f in cleaned.items()}),
+                     if_changed=True)
     return connection
 
 
@@ -187,25 +227,33 @@ def _files_retry(connection: Connection) -> int:
 
 
 def store_mapping_set(*, connection: Connection, external_location_id: str,
-                      store: RetailStore | None) -> StoreMapping | None:
+                      store: RetailStore | None, audit: AuditContext | None = None) -> StoreMapping | None:
     """Map a location value in the reports to a store; no store removes the mapping."""
     value = (external_location_id or "").strip()
     if not value:
         raise DomainError("Enter the location as it appears in the reports.",
                           extra={"field": "external_location_id"})
-    if store is None:
-        StoreMapping.objects.filter(connection=connection, external_location_id=value).delete()
-        return None
-    if store.company_id != connection.company_id:
+    if store is not None and store.company_id != connection.company_id:
         raise DomainError("That store belongs to another company.", extra={"field": "store"})
     with db.atomic():
-        mapping, _ = StoreMapping.objects.update_or_create(
-            connection=connection, external_location_id=value, defaults={"store": store})
-        _files_retry(connection)
+        current = (StoreMapping.objects.filter(connection=connection, external_location_id=value)
+                   .select_related("store").first())
+        before = {f"location:{value}": current.store.name if current else None}
+        mapping = None
+        if store is None:
+            StoreMapping.objects.filter(connection=connection, external_location_id=value).delete()
+        else:
+            mapping, _ = StoreMapping.objects.update_or_create(
+                connection=connection, external_location_id=value, defaults={"store": store})
+            _files_retry(connection)
+        changes = audit_changes(before, {f"location:{value}": store.name if store else None})
+        if changes:
+            audit_record(audit=audit, company=connection.company_id, kind="connection.store_mapping_changed",
+                         obj=connection, changes=changes)
     return mapping
 
 
-def connection_delete(*, connection: Connection, keep_data: bool) -> int:
+def connection_delete(*, connection: Connection, keep_data: bool, audit: AuditContext | None = None) -> int:
     """Delete the connection. With `keep_data` its customers and sales stay (under its
     source, renamed); without, its sales go and their points are reversed."""
     from django.db import connection as db_connection
@@ -224,6 +272,9 @@ def connection_delete(*, connection: Connection, keep_data: bool) -> int:
         tasks = [connection.periodic_task_id,
                  *connection.cova_credentials.values_list("periodic_task_id", flat=True)]
         source = connection.source
+        audit_record(audit=audit, company=connection.company_id, kind="connection.deleted", obj=connection,
+                     changes=audit_changes(audit_snapshot(connection, CONNECTION_AUDIT_FIELDS), None),
+                     extra={"keep_data": keep_data, "sales_removed": removed})
         ImportedFile.objects.filter(connection=connection).delete()
         connection.delete()
         PeriodicTask.objects.filter(pk__in=[pk for pk in tasks if pk]).delete()

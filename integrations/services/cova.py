@@ -28,6 +28,7 @@ from django_celery_beat.models import PeriodicTask
 from loyalty.models import Persona, PersonaIdentity, Source
 from loyalty.phone import phone_normalize
 from loyalty.services.personas import persona_merge
+from stores.audit import AuditContext, audit_changes, audit_record, audit_snapshot
 from stores.errors import DomainError
 from stores.models import RetailStore
 from stores.outbound import outbound_url_check
@@ -51,13 +52,16 @@ PRICING_GROUP_TRAIT = "CovaPricingGroup"
 
 # --- connection and credentials ------------------------------------------------------------
 
-def cova_connection_create(*, company, name: str = "Cova") -> Connection:
+def cova_connection_create(*, company, name: str = "Cova", audit: AuditContext | None = None) -> Connection:
     name = (name or "").strip() or "Cova"
     try:
         with db.atomic():
             source = Source.objects.create(company=company, kind=Source.Kind.COVA, name=name)
-            return Connection.objects.create(company=company, name=name, provider=Connection.Provider.COVA,
-                                             source=source)
+            connection = Connection.objects.create(company=company, name=name,
+                                                   provider=Connection.Provider.COVA, source=source)
+            audit_record(audit=audit, company=company, kind="connection.created", obj=connection,
+                         changes={"name": [None, name], "provider": [None, Connection.Provider.COVA]})
+            return connection
     except IntegrityError as exc:
         raise DomainError(f"There is already a connection or source named '{name}'.",
                           extra={"field": "name"}) from exc
@@ -78,11 +82,23 @@ def _codes(values, *, pattern: re.Pattern, field: str, what: str) -> list[str]:
     return cleaned
 
 
+CREDENTIAL_AUDIT_FIELDS = ("client_id", "username", "cova_company_id", "accounts_url", "api_url", "markets",
+                           "is_frozen", "location_ids", "pricing_group_id", "skip_payment_methods",
+                           "sync_time")
+CREDENTIAL_SECRETS = ("client_secret", "password")
+
+
+def _credential_state(credential: CovaCredential, secrets: dict) -> dict:
+    return audit_snapshot(credential, CREDENTIAL_AUDIT_FIELDS) | {
+        name: secrets.get(name) for name in CREDENTIAL_SECRETS}
+
+
 def cova_credential_save(*, connection: Connection, credential: CovaCredential | None = None,
                          client_id: str, client_secret: str, username: str, password: str,
                          cova_company_id: str, accounts_url: str = "", api_url: str = "",
                          markets=(), is_frozen: bool = False, location_ids=(), pricing_group_id: str = "",
-                         skip_payment_methods: bool = False, sync_time=None) -> CovaCredential:
+                         skip_payment_methods: bool = False, sync_time=None,
+                         audit: AuditContext | None = None) -> CovaCredential:
     """Add a credential to the connection, or change one. Blank secrets on an existing
     credential keep the stored ones."""
     if connection.provider != Connection.Provider.COVA:
@@ -108,12 +124,21 @@ def cova_credential_save(*, connection: Connection, credential: CovaCredential |
     credential = credential or CovaCredential(connection=connection)
     if credential.connection_id != connection.pk:
         raise DomainError("That credential belongs to another connection.")
+    created = credential.pk is None
+    # What the trail compares: a secret that cannot be decrypted any more counts as unknown.
+    try:
+        old_secrets = credential.secrets_plain() if credential.secrets_encrypted else {}
+    except DomainError:
+        old_secrets = {}
+    before = None if created else _credential_state(credential, old_secrets)
     for field, value in values.items():
         setattr(credential, field, value)
+    new_secrets = old_secrets
     if client_secret or password:
         old = credential.secrets_plain() if credential.secrets_encrypted else {}
-        credential.set_secrets(client_secret=client_secret or old.get("client_secret", ""),
-                               password=password or old.get("password", ""))
+        new_secrets = {"client_secret": client_secret or old.get("client_secret", ""),
+                       "password": password or old.get("password", "")}
+        credential.set_secrets(**new_secrets)
     credential.accounts_url = accounts_url
     credential.api_url = api_url
     credential.markets = _codes(markets, pattern=MARKET_RE, field="markets",
@@ -129,6 +154,13 @@ def cova_credential_save(*, connection: Connection, credential: CovaCredential |
         with db.atomic():
             credential.save()
             cova_schedule_save(credential=credential)
+            audit_record(audit=audit, company=connection.company_id,
+                         kind="cova_credential.created" if created else "cova_credential.updated",
+                         obj=credential,
+                         extra={"connection": connection.name, "connection_id": connection.pk},
+                         changes=audit_changes(before, _credential_state(credential, new_secrets),
+                                               secret_fields=CREDENTIAL_SECRETS),
+                         if_changed=not created)
     except IntegrityError as exc:
         raise DomainError(f"This connection already has the credential {values['username']} for Cova "
                           f"company {values['cova_company_id']}.", extra={"field": "username"}) from exc
@@ -136,10 +168,14 @@ def cova_credential_save(*, connection: Connection, credential: CovaCredential |
     return credential
 
 
-def cova_credential_delete(*, credential: CovaCredential) -> None:
+def cova_credential_delete(*, credential: CovaCredential, audit: AuditContext | None = None) -> None:
     with db.atomic():
         task = credential.periodic_task
         connection_id = credential.connection_id
+        audit_record(audit=audit, company=credential.connection.company_id, kind="cova_credential.deleted",
+                     obj=credential,
+                     extra={"connection": credential.connection.name, "connection_id": connection_id},
+                     changes=audit_changes(audit_snapshot(credential, CREDENTIAL_AUDIT_FIELDS), None))
         credential.delete()
         if task is not None:
             task.delete()
@@ -205,8 +241,21 @@ def cova_monthly_fee(*, connection: Connection) -> tuple[int, Decimal]:
     return mapped, mapped * COVA_FEE_PER_LOCATION
 
 
+def _location_text(mapping: StoreMapping | None) -> str | None:
+    if mapping is None:
+        return None
+    return f"{mapping.location_name} ({mapping.external_location_id})" if mapping.location_name \
+        else mapping.external_location_id
+
+
+def _store_mapping_audit(audit, *, store, connection, before: str | None, after: str | None) -> None:
+    audit_record(audit=audit, company=store.company_id, kind="store.mapping_changed", obj=store,
+                 changes=audit_changes({"cova_location": before}, {"cova_location": after}),
+                 extra={"connection": connection.name, "connection_id": connection.pk})
+
+
 def store_mapping_save(*, store: RetailStore, connection: Connection, external_location_id: str,
-                       location_name: str = "") -> StoreMapping | None:
+                       location_name: str = "", audit: AuditContext | None = None) -> StoreMapping | None:
     """Map `store` to a location of the connection ("" unmaps the store). The sales that
     waited for this location are attached to the store, and their customers' favourite
     stores follow."""
@@ -215,9 +264,11 @@ def store_mapping_save(*, store: RetailStore, connection: Connection, external_l
     location_id = (external_location_id or "").strip()
     with db.atomic():
         current = StoreMapping.objects.filter(connection=connection, store=store).first()
+        before = _location_text(current)
         if not location_id:
             if current is not None:
                 current.delete()
+                _store_mapping_audit(audit, store=store, connection=connection, before=before, after=None)
             return None
         taken = (StoreMapping.objects.filter(connection=connection, external_location_id=location_id)
                  .exclude(store=store).select_related("store").first())
@@ -230,6 +281,9 @@ def store_mapping_save(*, store: RetailStore, connection: Connection, external_l
         current.location_name = (location_name or "")[:200]
         current.save()
         transactions_attach_store(connection, location_id=location_id, store_id=store.pk)
+        if _location_text(current) != before:
+            _store_mapping_audit(audit, store=store, connection=connection, before=before,
+                                 after=_location_text(current))
     return current
 
 

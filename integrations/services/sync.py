@@ -10,6 +10,7 @@ from django.db import transaction as db
 from django.db.models import F
 from django.utils import timezone
 
+from stores.audit import AuditContext, audit_record
 from stores.errors import DomainError
 
 from ..models import Connection, CovaCredential, ImportedFile, SyncRun
@@ -31,7 +32,8 @@ def progress_key(run_id: int) -> str:
     return f"sync-run:{run_id}:rows"
 
 
-def sync_run_create(*, connection: Connection, trigger: str, credential=None) -> SyncRun:
+def sync_run_create(*, connection: Connection, trigger: str, credential=None,
+                    audit: AuditContext | None = None) -> SyncRun:
     """A queued run of the connection (of one of its Cova credentials, when given); refused
     while frozen or while another run of the same is queued or running."""
     if credential is None and connection.provider == Connection.Provider.COVA:
@@ -48,8 +50,13 @@ def sync_run_create(*, connection: Connection, trigger: str, credential=None) ->
         if active is not None:
             raise DomainError(f"A sync of {what} is already {active.state}.", code="sync_active",
                               extra={"run_id": active.pk})
-        return SyncRun.objects.create(company_id=connection.company_id, connection=connection,
-                                      credential=credential, trigger=trigger)
+        run = SyncRun.objects.create(company_id=connection.company_id, connection=connection,
+                                     credential=credential, trigger=trigger)
+        audit_record(audit=audit, company=connection.company_id,
+                     kind="cova_credential.sync_requested" if credential is not None
+                     else "connection.sync_requested",
+                     obj=credential if credential is not None else connection, extra={"sync_run_id": run.pk})
+        return run
 
 
 def _bump(run: SyncRun, **counts) -> None:
@@ -168,7 +175,7 @@ def sync_run_requeue(*, run: SyncRun, error: str, retry_in: int) -> None:
         error=f"{error} Retrying in {retry_in} s (attempt {run.attempts + 1}).")
 
 
-def imported_file_purge(*, imported_file: ImportedFile) -> int:
+def imported_file_purge(*, imported_file: ImportedFile, audit: AuditContext | None = None) -> int:
     """Support's action for a file deleted from OneDrive: its sales go, points reversed."""
     if imported_file.state == ImportedFile.State.PURGED:
         raise DomainError(f"The data of {imported_file.key} was already removed.", code="already_purged")
@@ -178,6 +185,9 @@ def imported_file_purge(*, imported_file: ImportedFile) -> int:
         now = timezone.now()
         ImportedFile.objects.filter(pk=imported_file.pk).update(
             state=ImportedFile.State.PURGED, purged_at=now, removed_at=imported_file.removed_at or now)
+        audit_record(audit=audit, company=imported_file.connection.company_id, kind="imported_file.purged",
+                     obj=imported_file, changes={"state": [imported_file.state, ImportedFile.State.PURGED]},
+                     extra={"connection": imported_file.connection.name, "sales_removed": removed})
     return removed
 
 

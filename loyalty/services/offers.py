@@ -8,6 +8,7 @@ from django.db import transaction as db
 from django.http import Http404
 from django.utils import timezone
 
+from stores.audit import AuditContext, audit_changes, audit_record, audit_snapshot
 from stores.errors import DomainError
 from stores.models import RetailStore
 
@@ -20,6 +21,7 @@ from .webhooks import webhook_event_emit
 OFFER_FIELDS = ("name", "description", "kind", "amount", "points_cost", "applies", "starts_at",
                 "ends_at", "min_subtotal", "categories", "brands", "limit_per_persona", "is_active")
 OFFER_RELATIONS = ("stores", "tiers")
+OFFER_AUDIT_FIELDS = OFFER_FIELDS + OFFER_RELATIONS
 MAX_LIST_VALUES = 50
 
 
@@ -131,23 +133,27 @@ def _offer_save(offer: Offer, *, stores, tiers) -> Offer:
 def offer_create(*, company, name: str, kind: str, amount, points_cost: int = 0, description: str = "",
                  applies: str = "", starts_at=None, ends_at=None, min_subtotal=Decimal("0"),
                  categories=(), brands=(), stores=(), tiers=(), limit_per_persona: int | None = None,
-                 is_active: bool = True) -> Offer:
+                 is_active: bool = True, audit: AuditContext | None = None) -> Offer:
     offer = Offer(company=company, name=name, description=(description or "").strip(), kind=kind,
                   amount=amount, points_cost=points_cost, applies=applies or "", starts_at=starts_at,
                   ends_at=ends_at, min_subtotal=min_subtotal, categories=categories, brands=brands,
                   limit_per_persona=limit_per_persona, is_active=is_active)
     with db.atomic(durable=True):
         _offer_validate(offer)
-        return _offer_save(offer, stores=stores, tiers=tiers)
+        offer = _offer_save(offer, stores=stores, tiers=tiers)
+        audit_record(audit=audit, company=company, kind="offer.created", obj=offer,
+                     changes=audit_changes(None, audit_snapshot(offer, OFFER_AUDIT_FIELDS)))
+        return offer
 
 
-def offer_update(*, offer: Offer, **fields) -> Offer:
+def offer_update(*, offer: Offer, audit: AuditContext | None = None, **fields) -> Offer:
     """Change an offer; only the fields given change (`stores`, `tiers`: the new sets)."""
     unknown = set(fields) - set(OFFER_FIELDS) - set(OFFER_RELATIONS)
     if unknown:
         raise DomainError(f"Unknown field: {', '.join(sorted(unknown))}.", code="unknown_field")
     with db.atomic(durable=True):
         offer = Offer.objects.select_for_update().get(pk=offer.pk)
+        before = audit_snapshot(offer, OFFER_AUDIT_FIELDS)
         for name in OFFER_FIELDS:
             if name in fields:
                 setattr(offer, name, fields[name])
@@ -155,13 +161,23 @@ def offer_update(*, offer: Offer, **fields) -> Offer:
             offer.description = (offer.description or "").strip()
         offer.applies = offer.applies or ""
         _offer_validate(offer)
-        return _offer_save(offer, stores=fields.get("stores"), tiers=fields.get("tiers"))
+        offer = _offer_save(offer, stores=fields.get("stores"), tiers=fields.get("tiers"))
+        audit_record(audit=audit, company=offer.company_id, kind="offer.updated", obj=offer,
+                     changes=audit_changes(before, audit_snapshot(offer, OFFER_AUDIT_FIELDS)),
+                     if_changed=True)
+        return offer
 
 
-def offer_set_active(*, offer: Offer, is_active: bool) -> Offer:
-    Offer.objects.filter(pk=offer.pk).update(is_active=bool(is_active))
+def offer_set_active(*, offer: Offer, is_active: bool, audit: AuditContext | None = None) -> Offer:
+    with db.atomic():
+        was = Offer.objects.filter(pk=offer.pk).values_list("is_active", flat=True).first()
+        Offer.objects.filter(pk=offer.pk).update(is_active=bool(is_active))
+        offer.is_active = bool(is_active)
+        if was != offer.is_active:
+            audit_record(audit=audit, company=offer.company_id,
+                         kind="offer.activated" if offer.is_active else "offer.deactivated", obj=offer,
+                         changes={"is_active": [was, offer.is_active]})
     catalog_changed(offer.company_id)
-    offer.is_active = bool(is_active)
     return offer
 
 
@@ -172,7 +188,8 @@ def offer_is_current(offer: Offer, *, now=None) -> bool:
         offer.ends_at is None or now < offer.ends_at)
 
 
-def wallet_grant(*, company, persona_id: int, offer_id: int, staff_user) -> WalletItem:
+def wallet_grant(*, company, persona_id: int, offer_id: int, staff_user,
+                 audit: AuditContext | None = None) -> WalletItem:
     """Staff put an offer in a persona's wallet, free of points. Another company's persona
     or offer is a 404; the offer must be current and within its limit per persona."""
     if staff_user is None:
@@ -198,4 +215,7 @@ def wallet_grant(*, company, persona_id: int, offer_id: int, staff_user) -> Wall
         webhook_event_emit(company=company, event="offer.issued", payload={
             "persona_id": persona.pk, "wallet_item_id": item.pk, "offer_id": offer.pk,
             "offer_name": offer.name, "points_paid": 0, "granted": True})
+        audit_record(audit=audit, company=company, kind="wallet.granted", obj=persona,
+                     changes={"wallet": [None, offer.name]},
+                     extra={"offer_id": offer.pk, "wallet_item_id": item.pk})
         return item

@@ -5,6 +5,7 @@ from django.db import IntegrityError, connection
 from django.db import transaction as db
 from django.utils import timezone
 
+from stores.audit import AuditContext, audit_changes, audit_record
 from stores.errors import DomainError
 
 from ..locks import persona_lock, personas_lock
@@ -82,17 +83,24 @@ def persona_create(*, company, source: Source | None, first_name: str = "",
     return persona
 
 
-def persona_enroll(*, company, persona_id: int, when: datetime | None = None) -> Persona:
+def persona_enroll(*, company, persona_id: int, when: datetime | None = None,
+                   audit: AuditContext | None = None) -> Persona:
     """Make the persona a loyalty member. Enrolling a member again changes nothing."""
     with db.atomic(durable=True):
         persona = persona_lock(company=company, persona_id=persona_id)
         if not persona.is_member:
+            balance_before = persona.points_balance
             persona.is_member = True
             persona.enrolled_at = when or timezone.now()
             persona.save(update_fields=["is_member", "enrolled_at", "updated_at"])
             signup_bonus_give_locked(persona)
             persona_updated_emit(persona, change="enrolled")
             _enrolled_announce(persona)
+            audit_record(audit=audit, company=company, kind="persona.enrolled", obj=persona,
+                         changes=audit_changes(
+                             {"is_member": False, "enrolled_at": None, "points_balance": balance_before},
+                             {"is_member": True, "enrolled_at": persona.enrolled_at,
+                              "points_balance": persona.points_balance}))
         return persona
 
 
@@ -124,8 +132,13 @@ WHERE e.id = r.id AND e.balance_after <> r.running
 """
 
 
+MERGE_FILLED_FIELDS = ("first_name", "last_name", "phone", "email", "birth_date", "market", "favourite_store",
+                       "sms_opt_in", "email_opt_in", "is_member", "enrolled_at", "points_balance",
+                       "lifetime_points")
+
+
 def persona_merge(*, company, survivor_id: int, duplicate_id: int, reason: str,
-                  staff_user=None) -> Persona:
+                  staff_user=None, audit: AuditContext | None = None) -> Persona:
     """One customer known twice becomes one persona: the duplicate's sales, points,
     wallet, rewards, identities and places in line move to the survivor, its balance adds
     to the survivor's, contact details the survivor lacks are filled from it, and the
@@ -139,6 +152,8 @@ def persona_merge(*, company, survivor_id: int, duplicate_id: int, reason: str,
         if len(locked) != 2:
             raise DomainError("Both personas must belong to this company.", code="merge_unknown_persona")
         survivor, duplicate = locked[survivor_id], locked[duplicate_id]
+        before = {name: getattr(survivor, name) for name in MERGE_FILLED_FIELDS}
+        duplicate_label = str(duplicate)
 
         sales = Transaction.objects.filter(persona_id=duplicate.pk).update(persona_id=survivor.pk)
         # What was merged into the duplicate before is now the survivor's history.
@@ -177,4 +192,9 @@ def persona_merge(*, company, survivor_id: int, duplicate_id: int, reason: str,
         tiers_recompute(company=company, persona_ids=[survivor.pk])
         survivor.refresh_from_db(fields=["tier"])
         persona_updated_emit(survivor, change="merged", merged_persona_id=duplicate_id)
+        audit_record(audit=audit, company=company, kind="persona.merged", obj=survivor,
+                     changes=audit_changes(before, {name: getattr(survivor, name)
+                                                    for name in MERGE_FILLED_FIELDS}),
+                     extra={"merged_persona_id": duplicate_id, "merged_persona": duplicate_label,
+                            "points_moved": duplicate.points_balance, "sales_moved": sales})
     return survivor

@@ -9,6 +9,8 @@ from django.db import transaction as db
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
+from stores.audit import AuditContext, audit_record
+
 from ..bounds import POINTS_MAX, POINTS_RANGE_MESSAGE, budtender_limit_message
 from ..errors import InsufficientPoints, InvalidAdjustment, PointsOutOfRange
 from ..locks import persona_lock
@@ -155,7 +157,7 @@ def points_sync_for_transaction_locked(*, transaction: Transaction, program: Loy
 
 
 def points_adjust(*, company, persona_id: int, delta: int, staff_user, reason: str,
-                  idempotency_key: str | None = None) -> PointsEntry:
+                  idempotency_key: str | None = None, audit: AuditContext | None = None) -> PointsEntry:
     """Staff add or remove points by hand (returns, goodwill, corrections). Anyone but an
     admin of the company is held to the program's budtender limit."""
     reason = (reason or "").strip()
@@ -177,11 +179,15 @@ def points_adjust(*, company, persona_id: int, delta: int, staff_user, reason: s
         existing = PointsEntry.objects.filter(idempotency_key=key, persona=persona).first()
         if existing:  # the same form submitted twice
             return existing
+        balance_before = persona.points_balance
         entry = entry_append_locked(
             persona=persona, delta=delta, kind=PointsEntry.Kind.ADJUST, staff_user=staff_user,
             reason=reason[:300], idempotency_key=key,
         )
         personas_save_derived_locked([persona])
+        audit_record(audit=audit, company=company, kind="points.adjusted", obj=persona,
+                     changes={"points_balance": [balance_before, persona.points_balance]},
+                     extra={"delta": delta, "reason": entry.reason, "points_entry_id": entry.pk})
         return entry
 
 

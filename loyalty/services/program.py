@@ -17,6 +17,7 @@ from django.db import transaction as db
 from django.db.models import Sum
 from django.utils import timezone
 
+from stores.audit import AuditContext, audit_changes, audit_record, audit_snapshot
 from stores.errors import DomainError
 
 from ..bounds import POINTS_MAX
@@ -70,7 +71,7 @@ def _decimal(value, field: str) -> Decimal:
 
 # --- program ---------------------------------------------------------------------------------
 
-def loyalty_program_update(*, company, **fields) -> LoyaltyProgram:
+def loyalty_program_update(*, company, audit: AuditContext | None = None, **fields) -> LoyaltyProgram:
     """Change the program's settings; only the fields given change."""
     unknown = set(fields) - set(PROGRAM_FIELDS)
     if unknown:
@@ -99,10 +100,14 @@ def loyalty_program_update(*, company, **fields) -> LoyaltyProgram:
     with db.atomic(durable=True):
         LoyaltyProgram.objects.get_or_create(company=company)
         program = LoyaltyProgram.objects.select_for_update().get(company=company)
+        before = audit_snapshot(program, PROGRAM_FIELDS)
         for name, value in fields.items():
             setattr(program, name, value)
         _full_clean(program)
         program.save()
+        audit_record(audit=audit, company=company, kind="program.updated", obj=program,
+                     changes=audit_changes(before, audit_snapshot(program, PROGRAM_FIELDS)),
+                     if_changed=True)
     return program
 
 
@@ -140,7 +145,7 @@ def _tier_save(tier: Tier) -> None:
 
 
 def tier_create(*, company, name: str, threshold, threshold_kind: str = Tier.Threshold.LIFETIME_POINTS,
-                earn_multiplier=Decimal("1")) -> Tier:
+                earn_multiplier=Decimal("1"), audit: AuditContext | None = None) -> Tier:
     """A new tier; every persona's tier is recomputed."""
     tier = Tier(company=company, name=name, threshold_kind=threshold_kind, threshold=threshold,
                 earn_multiplier=earn_multiplier)
@@ -148,10 +153,12 @@ def tier_create(*, company, name: str, threshold, threshold_kind: str = Tier.Thr
         _tier_validate(tier)
         _tier_save(tier)
         tiers_recompute(company=company)
+        audit_record(audit=audit, company=company, kind="tier.created", obj=tier,
+                     changes=audit_changes(None, audit_snapshot(tier, TIER_FIELDS)))
     return tier
 
 
-def tier_update(*, tier: Tier, **fields) -> Tier:
+def tier_update(*, tier: Tier, audit: AuditContext | None = None, **fields) -> Tier:
     """Change a tier; a new name is carried to the POS prompts that name it."""
     unknown = set(fields) - set(TIER_FIELDS)
     if unknown:
@@ -159,6 +166,7 @@ def tier_update(*, tier: Tier, **fields) -> Tier:
     with db.atomic(durable=True):
         tier = Tier.objects.select_for_update().get(pk=tier.pk)
         old_name = tier.name
+        before = audit_snapshot(tier, TIER_FIELDS)
         for name, value in fields.items():
             setattr(tier, name, value)
         _tier_validate(tier)
@@ -168,10 +176,13 @@ def tier_update(*, tier: Tier, **fields) -> Tier:
                                   value__iexact=old_name).update(value=tier.name)
         catalog_changed(tier.company_id)
         tiers_recompute(company=tier.company)
+        audit_record(audit=audit, company=tier.company_id, kind="tier.updated", obj=tier,
+                     changes=audit_changes(before, audit_snapshot(tier, TIER_FIELDS)),
+                     if_changed=True)
     return tier
 
 
-def tier_delete(*, tier: Tier) -> None:
+def tier_delete(*, tier: Tier, audit: AuditContext | None = None) -> None:
     """Remove a tier that no offer or prompt depends on; its personas move down."""
     with db.atomic(durable=True):
         tier = Tier.objects.select_for_update().get(pk=tier.pk)
@@ -187,6 +198,8 @@ def tier_delete(*, tier: Tier) -> None:
             raise DomainError(f"POS prompts fire on {tier.name} ({', '.join(prompts)}); change them first.",
                               code="tier_in_use", extra={"field": "tier", "prompts": prompts})
         company = tier.company
+        audit_record(audit=audit, company=company, kind="tier.deleted", obj=tier,
+                     changes=audit_changes(audit_snapshot(tier, TIER_FIELDS), None))
         tier.delete()
         tiers_recompute(company=company)
 

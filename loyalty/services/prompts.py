@@ -15,6 +15,7 @@ from django.db import transaction as db
 from django.db.models import F
 from django.utils import timezone
 
+from stores.audit import AuditContext, audit_changes, audit_record, audit_snapshot
 from stores.errors import DomainError
 from stores.versions import redis_client
 
@@ -88,28 +89,40 @@ def _prompt_save(prompt: Prompt) -> Prompt:
 
 
 def prompt_create(*, company, name: str, condition: str, message: str, value: str = "",
-                  suggested_sku: str = "", is_active: bool = True) -> Prompt:
+                  suggested_sku: str = "", is_active: bool = True,
+                  audit: AuditContext | None = None) -> Prompt:
     prompt = Prompt(company=company, name=name, condition=condition, value=value, message=message,
                     suggested_sku=suggested_sku, is_active=is_active)
     with db.atomic(durable=True):
         _prompt_validate(prompt)
-        return _prompt_save(prompt)
+        prompt = _prompt_save(prompt)
+        audit_record(audit=audit, company=company, kind="prompt.created", obj=prompt,
+                     changes=audit_changes(None, audit_snapshot(prompt, PROMPT_FIELDS)))
+        return prompt
 
 
-def prompt_update(*, prompt: Prompt, **fields) -> Prompt:
+def prompt_update(*, prompt: Prompt, audit: AuditContext | None = None, **fields) -> Prompt:
     unknown = set(fields) - set(PROMPT_FIELDS)
     if unknown:
         raise DomainError(f"Unknown field: {', '.join(sorted(unknown))}.", code="unknown_field")
     with db.atomic(durable=True):
         prompt = Prompt.objects.select_for_update().get(pk=prompt.pk)
+        before = audit_snapshot(prompt, PROMPT_FIELDS)
         for name, value in fields.items():
             setattr(prompt, name, value)
         _prompt_validate(prompt)
-        return _prompt_save(prompt)
+        prompt = _prompt_save(prompt)
+        audit_record(audit=audit, company=prompt.company_id, kind="prompt.updated", obj=prompt,
+                     changes=audit_changes(before, audit_snapshot(prompt, PROMPT_FIELDS)),
+                     if_changed=True)
+        return prompt
 
 
-def prompt_delete(*, prompt: Prompt) -> None:
-    Prompt.objects.filter(pk=prompt.pk).delete()
+def prompt_delete(*, prompt: Prompt, audit: AuditContext | None = None) -> None:
+    with db.atomic():
+        audit_record(audit=audit, company=prompt.company_id, kind="prompt.deleted", obj=prompt,
+                     changes=audit_changes(audit_snapshot(prompt, PROMPT_FIELDS), None))
+        Prompt.objects.filter(pk=prompt.pk).delete()
 
 
 # --- firing ----------------------------------------------------------------------------------

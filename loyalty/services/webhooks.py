@@ -33,6 +33,7 @@ from django.db import transaction as db
 from django.db.models import F
 from django.utils import timezone
 
+from stores.audit import AuditContext, audit_changes, audit_record, audit_snapshot
 from stores.crypto import encrypt
 from stores.errors import DomainError, OutboundRefused
 from stores.outbound import outbound_session, outbound_url_check
@@ -50,6 +51,8 @@ POINTS_CHANGED = "points.changed"
 PERSONA_UPDATED = "persona.updated"
 
 _url_validator = URLValidator(schemes=["http", "https"])
+# The secret is compared as its encrypted token and shown only as "(changed)".
+ENDPOINT_AUDIT_FIELDS = ("url", "events", "is_active", "secret_encrypted")
 
 
 # -- endpoints ---------------------------------------------------------------------------
@@ -102,8 +105,14 @@ def _save(endpoint: WebhookEndpoint, **kwargs) -> WebhookEndpoint:
     return endpoint
 
 
+def _endpoint_audit(audit, endpoint: WebhookEndpoint, kind: str, before: dict | None,
+                    after: dict | None) -> None:
+    audit_record(audit=audit, company=endpoint.company_id, kind=kind, obj=endpoint,
+                 changes=audit_changes(before, after, secret_fields={"secret_encrypted"}), if_changed=True)
+
+
 def webhook_endpoint_create(*, company, url: str, events: Iterable[str], is_active: bool = True,
-                            secret: str | None = None) -> WebhookEndpoint:
+                            secret: str | None = None, audit: AuditContext | None = None) -> WebhookEndpoint:
     """A new endpoint; without `secret`, a random one (shown once, on the endpoint page).
     The secret is stored encrypted: `endpoint.secret_plain()` reads it."""
     if secret is not None:
@@ -111,12 +120,17 @@ def webhook_endpoint_create(*, company, url: str, events: Iterable[str], is_acti
     endpoint = WebhookEndpoint(company=company, url=_clean_url(url), events=_clean_events(events),
                                is_active=is_active)
     endpoint.set_secret(secret or secrets.token_urlsafe(32))
-    return _save(endpoint, force_insert=True)
+    with db.atomic():
+        endpoint = _save(endpoint, force_insert=True)
+        _endpoint_audit(audit, endpoint, "webhook.created", None,
+                        audit_snapshot(endpoint, ENDPOINT_AUDIT_FIELDS))
+    return endpoint
 
 
 def webhook_endpoint_update(*, endpoint: WebhookEndpoint, url: str | None = None,
                             events: Iterable[str] | None = None, is_active: bool | None = None,
-                            secret: str | None = None) -> WebhookEndpoint:
+                            secret: str | None = None, audit: AuditContext | None = None,
+                            audit_kind: str = "webhook.updated") -> WebhookEndpoint:
     """Change what is given; the rest stays. Refused, `endpoint` is left as it was."""
     changes = {
         "url": None if url is None else _clean_url(url),
@@ -129,21 +143,30 @@ def webhook_endpoint_update(*, endpoint: WebhookEndpoint, url: str | None = None
         if value is not None:
             setattr(endpoint, name, value)
     try:
-        return _save(endpoint, update_fields=list(changes))
+        with db.atomic():
+            _save(endpoint, update_fields=list(changes))
+            _endpoint_audit(audit, endpoint, audit_kind, before,
+                            audit_snapshot(endpoint, ENDPOINT_AUDIT_FIELDS))
+        return endpoint
     except InvalidWebhookEndpoint:
         for name, value in before.items():
             setattr(endpoint, name, value)
         raise
 
 
-def webhook_endpoint_secret_rotate(*, endpoint: WebhookEndpoint) -> WebhookEndpoint:
+def webhook_endpoint_secret_rotate(*, endpoint: WebhookEndpoint,
+                                   audit: AuditContext | None = None) -> WebhookEndpoint:
     """A new random secret; deliveries signed from now on use it."""
-    return webhook_endpoint_update(endpoint=endpoint, secret=secrets.token_urlsafe(32))
+    return webhook_endpoint_update(endpoint=endpoint, secret=secrets.token_urlsafe(32), audit=audit,
+                                   audit_kind="webhook.secret_rotated")
 
 
-def webhook_endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
+def webhook_endpoint_delete(*, endpoint: WebhookEndpoint, audit: AuditContext | None = None) -> None:
     """The endpoint and its delivery log; queued deliveries find nothing and stop."""
-    endpoint.delete()
+    with db.atomic():
+        _endpoint_audit(audit, endpoint, "webhook.deleted",
+                        audit_snapshot(endpoint, ENDPOINT_AUDIT_FIELDS), None)
+        endpoint.delete()
 
 
 # -- events ------------------------------------------------------------------------------
@@ -340,13 +363,16 @@ def webhook_delivery_fail(*, delivery_id: int, error: str) -> None:
         state=WebhookDelivery.State.FAILED, error=error)
 
 
-def webhook_delivery_resend(delivery: WebhookDelivery) -> WebhookDelivery:
+def webhook_delivery_resend(delivery: WebhookDelivery, *,
+                            audit: AuditContext | None = None) -> WebhookDelivery:
     """Send the same delivery (same id and payload, a fresh signature) again, with a new
     round of retries."""
     with db.atomic():
         WebhookDelivery.objects.filter(pk=delivery.pk).update(
             state=WebhookDelivery.State.PENDING, error="", delivered_at=None)
         _enqueue_on_commit([delivery])
+        audit_record(audit=audit, company=delivery.endpoint.company_id, kind="webhook.delivery_resent",
+                     obj=delivery.endpoint, extra={"delivery_id": delivery.pk, "event": delivery.event})
     delivery.refresh_from_db()
     return delivery
 

@@ -315,3 +315,21 @@ def test_two_factor_enrol_confirm_refused_when_already_on(admin_user, clock):
     with pytest.raises(DomainError, match="already on"):
         two_factor_enrol_confirm(user=admin_user, code="123456")
     assert TOTPDevice.objects.get(user=admin_user, confirmed=True) == device
+
+
+def test_company_two_factor_require_turned_off_with_the_box_unticked(client, company, admin_user, clock):
+    # given a company that requires two-factor, and its admin signed in with a code
+    enrol(admin_user, clock)
+    company_two_factor_require(company=company, required=True, by=admin_user)
+    admin_client = Client()
+    admin_client.force_login(admin_user)
+    device = TOTPDevice.objects.get(user=admin_user)
+    admin_client.post(reverse("login_code"), {"code": code(device)})
+
+    # when the admin unticks "Require two-factor" and saves (a form with no fields set)
+    response = admin_client.post(reverse("security_settings"), {})
+
+    # then the company stops requiring it
+    assert response.status_code == 302
+    company.refresh_from_db()
+    assert not company.require_two_factor
