@@ -51,8 +51,7 @@ POINTS_CHANGED = "points.changed"
 PERSONA_UPDATED = "persona.updated"
 
 _url_validator = URLValidator(schemes=["http", "https"])
-# The secret is compared as its encrypted token and shown only as "(changed)".
-ENDPOINT_AUDIT_FIELDS = ("url", "events", "is_active", "secret_encrypted")
+ENDPOINT_AUDIT_FIELDS = ("url", "events", "is_active")
 
 
 # -- endpoints ---------------------------------------------------------------------------
@@ -105,10 +104,16 @@ def _save(endpoint: WebhookEndpoint, **kwargs) -> WebhookEndpoint:
     return endpoint
 
 
+def _endpoint_state(endpoint: WebhookEndpoint) -> dict:
+    """What the trail compares: the fields, and the secret as its encrypted token (a new
+    secret is a new token; the trail shows only "(changed)")."""
+    return audit_snapshot(endpoint, ENDPOINT_AUDIT_FIELDS) | {"secret": endpoint.secret_encrypted}
+
+
 def _endpoint_audit(audit, endpoint: WebhookEndpoint, kind: str, before: dict | None,
                     after: dict | None) -> None:
     audit_record(audit=audit, company=endpoint.company_id, kind=kind, obj=endpoint,
-                 changes=audit_changes(before, after, secret_fields={"secret_encrypted"}), if_changed=True)
+                 changes=audit_changes(before, after, secret_fields={"secret"}), if_changed=True)
 
 
 def webhook_endpoint_create(*, company, url: str, events: Iterable[str], is_active: bool = True,
@@ -123,7 +128,7 @@ def webhook_endpoint_create(*, company, url: str, events: Iterable[str], is_acti
     with db.atomic():
         endpoint = _save(endpoint, force_insert=True)
         _endpoint_audit(audit, endpoint, "webhook.created", None,
-                        audit_snapshot(endpoint, ENDPOINT_AUDIT_FIELDS))
+                        _endpoint_state(endpoint))
     return endpoint
 
 
@@ -139,14 +144,14 @@ def webhook_endpoint_update(*, endpoint: WebhookEndpoint, url: str | None = None
         "secret_encrypted": None if secret is None else encrypt(_check_secret(secret)),
     }
     before = {name: getattr(endpoint, name) for name in changes}
+    audit_before = _endpoint_state(endpoint)
     for name, value in changes.items():
         if value is not None:
             setattr(endpoint, name, value)
     try:
         with db.atomic():
             _save(endpoint, update_fields=list(changes))
-            _endpoint_audit(audit, endpoint, audit_kind, before,
-                            audit_snapshot(endpoint, ENDPOINT_AUDIT_FIELDS))
+            _endpoint_audit(audit, endpoint, audit_kind, audit_before, _endpoint_state(endpoint))
         return endpoint
     except InvalidWebhookEndpoint:
         for name, value in before.items():
@@ -165,7 +170,7 @@ def webhook_endpoint_delete(*, endpoint: WebhookEndpoint, audit: AuditContext | 
     """The endpoint and its delivery log; queued deliveries find nothing and stop."""
     with db.atomic():
         _endpoint_audit(audit, endpoint, "webhook.deleted",
-                        audit_snapshot(endpoint, ENDPOINT_AUDIT_FIELDS), None)
+                        _endpoint_state(endpoint), None)
         endpoint.delete()
 
 
