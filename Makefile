@@ -1,5 +1,7 @@
 # Two commands on a fresh machine: `make run` and `make test`.
 PYTHON ?= python3
+# Two test processes: the suite is mostly waiting on PostgreSQL, live servers and Chromium.
+PYTEST_ARGS ?= -n 2
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
