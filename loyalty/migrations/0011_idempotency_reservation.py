@@ -30,7 +30,8 @@ class Migration(migrations.Migration):
         migrations.RunSQL(
             "UPDATE loyalty_idempotencyrecord SET state = 'completed', reserved_at = created_at, "
             "method_path = 'POST ' || left(method_path, 295)",
-            migrations.RunSQL.noop),
+            "UPDATE loyalty_idempotencyrecord SET method_path = substr(method_path, 6) "
+            "WHERE method_path LIKE 'POST %%'"),
         migrations.AlterField(
             model_name='idempotencyrecord',
             name='created_at',

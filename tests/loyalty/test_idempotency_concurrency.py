@@ -10,11 +10,13 @@ from decimal import Decimal
 import pytest
 import requests
 import time_machine
+from django.conf import settings
 from django.test import Client
 
 from loyalty.models import IdempotencyRecord, LoyaltyProgram, Offer, PointsEntry, Redemption, WalletItem
 from loyalty.services import idempotency, points_adjust
 from loyalty.services.idempotency import idempotency_records_expire
+from loyalty.tasks import idempotency_keys_expire
 from stores.models import ApiKey, Role
 from stores.services import api_key_create
 from tests.factories import CompanyFactory, MembershipFactory, PersonaFactory, RetailStoreFactory
@@ -247,8 +249,10 @@ def test_idempotency_records_expire_after_24_hours(counter):
     with time_machine.travel(noon + dt.timedelta(hours=23), tick=False):
         kept = idempotency_records_expire()
     with time_machine.travel(noon + dt.timedelta(hours=24, seconds=1), tick=False):
-        removed = idempotency_records_expire()
+        removed = idempotency_keys_expire()  # the hourly beat job
 
     # then the key is kept a day, then removed
     assert (kept, removed) == (0, 1)
     assert not IdempotencyRecord.objects.filter(key="k-day").exists()
+    assert settings.CELERY_BEAT_SCHEDULE["expire-idempotency-keys"] == {
+        "task": "loyalty.tasks.idempotency_keys_expire", "schedule": 3600.0}
