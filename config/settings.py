@@ -269,7 +269,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": (
         "The POS API. Authenticate every call with `X-Account-UID: <your company's account UID>` "
         "and `Authorization: Bearer <API key>` (Settings › API keys). Every POST accepts an "
-        "`Idempotency-Key` header: the same key and body replay the first response."),
+        "`Idempotency-Key` header, kept 24 hours: the same key and body replay the first answer "
+        "(a duplicate sent while the first still runs waits for it, or gets 409 "
+        "`idempotency_in_progress` with Retry-After); another body is a 409 `idempotency_key_reused`."),
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
 }
 
@@ -305,6 +307,7 @@ CELERY_BEAT_SCHEDULE = {
     "refresh-tiers": {"task": "loyalty.tasks.tiers_refresh", "schedule": 6 * 3600.0},
     "count-prompt-firings": {"task": "loyalty.tasks.prompt_firings_flush", "schedule": 60.0},
     "expire-points": {"task": "loyalty.tasks.points_expire_all", "schedule": 24 * 3600.0},
+    "expire-idempotency-keys": {"task": "loyalty.tasks.idempotency_keys_expire", "schedule": 3600.0},
     "refresh-audiences": {"task": "audiences.tasks.audiences_refresh_all_companies",
                           "schedule": 24 * 3600.0},
 }

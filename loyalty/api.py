@@ -7,8 +7,6 @@ import hashlib
 import json
 from decimal import Decimal
 
-from django.db import IntegrityError
-from django.db import transaction as db
 from django.http import Http404
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -16,6 +14,7 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
+from rest_framework.utils.encoders import JSONEncoder as DrfJSONEncoder
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -25,9 +24,11 @@ from stores.services import api_key_authenticate
 
 from .api_input import input_validated
 from .catalog import catalog_for
-from .models import IdempotencyRecord, Persona, PointsEntry, Redemption, Tier
+from .models import Persona, PointsEntry, Redemption, Tier
 from .phone import phone_looks_stored, phone_normalize
 from .selectors import persona_get, persona_merged_into, personas_at_counter
+from .services import idempotency
+from .services.idempotency import idempotency_claim, idempotency_complete, idempotency_release
 from .services.pos import PosTransaction, pos_transaction_send
 from .services.redemptions import (
     Basket,
@@ -140,36 +141,45 @@ class PosActionView(PosView):
         raise NotImplementedError
 
     def post(self, request, *args, **kwargs):
-        """Every POST honours Idempotency-Key: the same key and body replay the first
-        response; the same key with another body is a 409."""
+        """Every POST honours Idempotency-Key. The key is reserved before the work starts:
+        the same key and request replay the first answer (refusals included), waiting up to
+        5 s for a first request still running (then 409 idempotency_in_progress); the same
+        key with another path or body is a 409 idempotency_key_reused; a 5xx frees the key."""
         key = request.headers.get("Idempotency-Key", "").strip()
         if not key:
             return self.handle(request, *args, **kwargs)
         if len(key) > 200:
             raise DomainError("Idempotency-Key: at most 200 characters.", extra={"field": "Idempotency-Key"})
         body_hash = hashlib.sha256(json.dumps(request.data, sort_keys=True, default=str).encode()).hexdigest()
-        api_key = request.user.api_key
-        previous = IdempotencyRecord.objects.filter(api_key=api_key, key=key).first()
-        if previous is None:
-            response = self.handle(request, *args, **kwargs)
-            if response.status_code >= 500:
-                return response
-            try:
-                with db.atomic():
-                    IdempotencyRecord.objects.create(
-                        company=self.company, api_key=api_key, key=key, method_path=request.path,
-                        request_hash=body_hash, response_status=response.status_code,
-                        response_body=json.loads(json.dumps(response.data, default=str)))
-                return response
-            except IntegrityError:  # the same key raced us: answer as the first did
-                previous = IdempotencyRecord.objects.get(api_key=api_key, key=key)
-        if previous.request_hash != body_hash or previous.method_path != request.path:
+        claim = idempotency_claim(company=self.company, api_key=request.user.api_key, key=key,
+                                  method_path=f"{request.method} {request.path}", request_hash=body_hash)
+        if claim.outcome == idempotency.REUSED:
             return Response({"code": "idempotency_key_reused",
                              "detail": "This Idempotency-Key was used with a different request."},
                             status=status.HTTP_409_CONFLICT)
-        replay = Response(previous.response_body, status=previous.response_status)
-        replay["Idempotent-Replayed"] = "true"
-        return replay
+        if claim.outcome == idempotency.IN_PROGRESS:
+            return Response({"code": "idempotency_in_progress",
+                             "detail": "A request with this Idempotency-Key is still running; retry soon."},
+                            status=status.HTTP_409_CONFLICT, headers={"Retry-After": "1"})
+        if claim.outcome == idempotency.COMPLETED:
+            replay = Response(claim.record.response_body, status=claim.record.response_status)
+            replay["Idempotent-Replayed"] = "true"
+            return replay
+        try:
+            try:
+                response = self.handle(request, *args, **kwargs)
+            except Exception as exc:
+                response = self.handle_exception(exc)  # a refusal is an answer too; re-raises the rest
+        except BaseException:
+            idempotency_release(record=claim.record)
+            raise
+        if response.status_code >= 500:
+            idempotency_release(record=claim.record)
+            return response
+        # Stored as the client reads it (DRF's encoder: decimals, dates as the renderer writes them).
+        body = json.loads(json.dumps(response.data, cls=DrfJSONEncoder))
+        idempotency_complete(record=claim.record, status=response.status_code, body=body)
+        return response
 
 
 # --- serializers --------------------------------------------------------------------------

@@ -650,20 +650,35 @@ class WebhookDelivery(models.Model):
 
 
 class IdempotencyRecord(models.Model):
-    """The first response to a POST with an Idempotency-Key, replayed for the same key."""
+    """One Idempotency-Key of one API key. It is reserved (in progress) in its own short
+    transaction before the work starts, so a concurrent duplicate finds it and waits; then it
+    holds the answer (status and body, refusals included), replayed to every retry for 24
+    hours. A failure (5xx) deletes it so a retry runs again."""
+
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    STATES = [(IN_PROGRESS, "In progress"), (COMPLETED, "Completed")]
 
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
     api_key = models.ForeignKey("stores.ApiKey", on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=200)
+    # The request's fingerprint: "POST /api/pos/v1/redeem" and the body's SHA-256.
     method_path = models.CharField(max_length=300)
     request_hash = models.CharField(max_length=64)
-    response_status = models.PositiveSmallIntegerField()
-    response_body = models.JSONField()
-    created_at = models.DateTimeField(auto_now_add=True)
+    state = models.CharField(max_length=20, choices=STATES, default=IN_PROGRESS)
+    # When the request now doing the work took the key: a reservation left long in progress
+    # belongs to a worker that died, and the next retry may take it over.
+    reserved_at = models.DateTimeField(default=timezone.now)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["api_key", "key"], name="idempotency_key_unique"),
+            models.UniqueConstraint(fields=["company", "api_key", "key"], name="idempotency_key_unique"),
+            models.CheckConstraint(
+                condition=models.Q(state="in_progress") | models.Q(response_status__isnull=False),
+                name="idempotency_completed_has_answer"),
         ]
 
     def __str__(self) -> str:

@@ -58,3 +58,11 @@ def points_expire_all() -> int:
 
     return sum(points_expire(company=company)
                for company in Company.objects.filter(loyalty_program__expiry_months__isnull=False))
+
+
+@shared_task
+def idempotency_keys_expire() -> int:
+    """Hourly: POS Idempotency-Keys are kept 24 hours."""
+    from .services.idempotency import idempotency_records_expire
+
+    return idempotency_records_expire()
