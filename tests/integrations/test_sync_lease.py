@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from unittest import mock
@@ -17,12 +18,13 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection as db_connection
+from django.db import connections as db_connections
 from django.urls import reverse
 from django.utils import timezone
 
 from integrations.models import ImportedFile, SyncRun
 from integrations.services.connections import connection_create
-from integrations.services.sync import progress_key, sync_run_create
+from integrations.services.sync import progress_key, sync_run_create, sync_runs_interrupt_lapsed
 from integrations.tasks import connection_sync_scheduled, sync_runs_interrupt_lapsed_all
 from loyalty.models import Transaction
 from stores.models import AuditEvent
@@ -210,3 +212,37 @@ def test_connection_sync_scheduled_while_a_run_is_live_records_a_skipped_run(adm
     assert skipped.error == "Nightly sync skipped: A sync of Nightly reports is already running."
     page = admin_client.get(reverse("connection_detail", args=[folder_connection.pk])).content.decode()
     assert "Skipped" in page and "Nightly sync skipped: A sync of Nightly reports is already running." in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sync_run_execute_renews_its_lease_through_a_long_file(
+        company, store, folder_connection, write_report, run_sync, settings):
+    # given a lease much shorter than the import of a big file, and a sweep running all along
+    settings.SYNC_LEASE_SECONDS = 1
+    day = f"{dt.date.today() - dt.timedelta(days=3):%m/%d/%Y} 10:15 AM"
+    write_report("big.csv", HEADER + "\n" + "".join(
+        f"R{i},C{i % 500},{day},{store.name},Ana,Gummies,10.00,0,Cash\n" for i in range(30_000)))
+    interrupted, done = [], threading.Event()
+
+    def sweep():
+        try:
+            while not done.is_set():
+                interrupted.extend(sync_runs_interrupt_lapsed())
+                time.sleep(0.1)
+        finally:
+            db_connections.close_all()
+
+    sweeper = threading.Thread(target=sweep)
+    sweeper.start()
+    try:
+        # when the file is synced
+        started = time.monotonic()
+        run = run_sync(folder_connection)
+    finally:
+        done.set()
+        sweeper.join()
+
+    # then the worker kept its lease the whole time: nothing was interrupted
+    assert time.monotonic() - started > 3 * settings.SYNC_LEASE_SECONDS  # it outlived its lease
+    assert interrupted == []
+    assert (run.state, run.rows_accepted) == ("succeeded", 30_000)
