@@ -68,10 +68,9 @@ def sync_run_create(*, connection: Connection, trigger: str, credential=None,
 
 def sync_run_skipped_record(*, connection: Connection, reason: str, credential=None) -> SyncRun:
     """A nightly run that did not start, kept in the connection's runs with why."""
-    now = timezone.now()
     return SyncRun.objects.create(company_id=connection.company_id, connection=connection,
                                   credential=credential, trigger=SyncRun.Trigger.SCHEDULE,
-                                  state=SyncRun.State.SKIPPED, error=reason, created_at=now)
+                                  state=SyncRun.State.SKIPPED, error=reason)
 
 
 # --- the lease of a running sync ------------------------------------------------------------
