@@ -286,6 +286,10 @@ TRUSTED_PROXIES = int(os.environ.get("TRUSTED_PROXIES", "0"))
 # server" connections read only inside REPORTS_ROOT/<company slug>/.
 REPORTS_ROOT = Path(os.environ.get("REPORTS_ROOT", VAR_DIR / "reports"))
 
+# A running sync renews a lease this often divided by four; a run whose lease lapses (its
+# worker was killed or lost) is marked interrupted and no longer blocks the next sync.
+SYNC_LEASE_SECONDS = int(os.environ.get("SYNC_LEASE_SECONDS", "90"))
+
 # Requests the server makes on a merchant's behalf (webhooks, S3 endpoint, OneDrive, Cova)
 # never reach private or local addresses (stores/outbound.py). Only the exact host:port
 # pairs listed here may, e.g. "127.0.0.1:8765,localhost:9000" for local fakes; empty in
@@ -308,6 +312,8 @@ CELERY_BEAT_SCHEDULE = {
     "count-prompt-firings": {"task": "loyalty.tasks.prompt_firings_flush", "schedule": 60.0},
     "expire-points": {"task": "loyalty.tasks.points_expire_all", "schedule": 24 * 3600.0},
     "expire-idempotency-keys": {"task": "loyalty.tasks.idempotency_keys_expire", "schedule": 3600.0},
+    "interrupt-lapsed-syncs": {"task": "integrations.tasks.sync_runs_interrupt_lapsed_all",
+                               "schedule": 3 * 60.0},
     "refresh-audiences": {"task": "audiences.tasks.audiences_refresh_all_companies",
                           "schedule": 24 * 3600.0},
 }

@@ -153,6 +153,10 @@ class SyncRun(models.Model):
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
+        # Its worker stopped renewing the lease (killed, lost): nothing of the file it was on was kept.
+        INTERRUPTED = "interrupted", "Interrupted"
+        # A nightly run that did not start; `error` says why.
+        SKIPPED = "skipped", "Skipped"
 
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
     connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="runs")
@@ -163,6 +167,8 @@ class SyncRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # While running, the worker renews this; once it has passed, the worker is taken as dead.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     current_file = models.CharField(max_length=500, blank=True)
     files_seen = models.PositiveIntegerField(default=0)
@@ -182,7 +188,8 @@ class SyncRun(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            models.CheckConstraint(condition=Q(state__in=["queued", "running", "succeeded", "failed"]),
+            models.CheckConstraint(condition=Q(state__in=["queued", "running", "succeeded", "failed",
+                                                           "interrupted", "skipped"]),
                                    name="sync_run_state_valid"),
             models.CheckConstraint(condition=Q(finished_at__isnull=True) | Q(started_at__isnull=False),
                                    name="sync_run_finished_after_started"),

@@ -4,7 +4,14 @@ from stores.errors import DomainError
 
 from .models import Connection, CovaCredential, SignupPush, SyncRun
 from .providers import ProviderError
-from .services.sync import SyncFailed, sync_run_create, sync_run_execute, sync_run_requeue
+from .services.sync import (
+    SyncFailed,
+    sync_run_create,
+    sync_run_execute,
+    sync_run_requeue,
+    sync_run_skipped_record,
+    sync_runs_interrupt_lapsed,
+)
 
 MAX_ATTEMPTS = 4
 
@@ -32,8 +39,9 @@ def connection_sync_scheduled(connection_id: int) -> None:
         return
     try:
         run = sync_run_create(connection=connection, trigger=SyncRun.Trigger.SCHEDULE)
-    except DomainError:
-        return  # frozen meanwhile, or a run is already going
+    except DomainError as exc:  # frozen meanwhile, or a run is already going: the page says so
+        sync_run_skipped_record(connection=connection, reason=f"Nightly sync skipped: {exc.message}")
+        return
     connection_sync.delay(run.pk)
 
 
@@ -47,9 +55,17 @@ def cova_sync_scheduled(credential_id: int) -> None:
     try:
         run = sync_run_create(connection=credential.connection, credential=credential,
                               trigger=SyncRun.Trigger.SCHEDULE)
-    except DomainError:
+    except DomainError as exc:
+        sync_run_skipped_record(connection=credential.connection, credential=credential,
+                                reason=f"Nightly sync skipped: {exc.message}")
         return
     connection_sync.delay(run.pk)
+
+
+@shared_task
+def sync_runs_interrupt_lapsed_all() -> None:
+    """Every few minutes (beat): runs whose worker died are marked interrupted."""
+    sync_runs_interrupt_lapsed()
 
 
 @shared_task(bind=True, max_retries=5, acks_late=True)

@@ -22,6 +22,7 @@ urlpatterns = [
     path("<int:connection_id>/headers/", reports(views.header_mapping), name="connection_header_mapping"),
     path("<int:connection_id>/stores/", reports(views.store_mappings), name="connection_store_mappings"),
     path("runs/<int:run_id>/", views.sync_run_detail, name="sync_run_detail"),
+    path("runs/<int:run_id>/again/", views.sync_run_again, name="sync_run_again"),
     path("files/<int:file_id>/errors/", views.row_errors, name="imported_file_errors"),
     path("files/<int:file_id>/errors.csv", views.row_errors_csv, name="imported_file_errors_csv"),
     path("files/<int:file_id>/purge/", views.imported_file_purge_view, name="imported_file_purge"),

@@ -430,6 +430,21 @@ def sync_run_detail(request, run_id):
     return response
 
 
+@require_POST
+@company_view("integrations.manage")
+def sync_run_again(request, run_id):
+    """"Run again" on an interrupted or failed run: a new run of the same, like Sync now."""
+    run = selectors.sync_run_get(company=request.company, run_id=run_id)
+    try:
+        again = sync_run_create(connection=run.connection, credential=run.credential,
+                                trigger=SyncRun.Trigger.MANUAL, audit=audit_context(request))
+    except DomainError as exc:  # frozen, or another run is already queued or running
+        messages.error(request, exc.message)
+        return _redirect(request, reverse("sync_run_detail", args=[run.pk]))
+    transaction.on_commit(lambda: connection_sync.delay(again.pk))
+    return _redirect(request, reverse("sync_run_detail", args=[again.pk]))
+
+
 @require_GET
 @company_view("integrations.manage")
 def row_errors(request, file_id):

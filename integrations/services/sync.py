@@ -3,9 +3,15 @@ disappeared, and record every step on the SyncRun."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import threading
+import zoneinfo
+from contextlib import contextmanager
 
+from django.conf import settings
 from django.core.cache import cache
+from django.db import connections as db_connections
 from django.db import transaction as db
 from django.db.models import F
 from django.utils import timezone
@@ -45,6 +51,7 @@ def sync_run_create(*, connection: Connection, trigger: str, credential=None,
         raise DomainError(f"{what} is frozen: unfreeze it to sync.", code="frozen")
     with db.atomic():
         Connection.objects.select_for_update().get(pk=connection.pk)
+        sync_runs_interrupt_lapsed(connection=connection)  # a dead worker's run blocks nothing
         runs = connection.runs if credential is None else credential.runs
         active = runs.filter(state__in=[SyncRun.State.QUEUED, SyncRun.State.RUNNING]).first()
         if active is not None:
@@ -57,6 +64,81 @@ def sync_run_create(*, connection: Connection, trigger: str, credential=None,
                      else "connection.sync_requested",
                      obj=credential if credential is not None else connection, extra={"sync_run_id": run.pk})
         return run
+
+
+def sync_run_skipped_record(*, connection: Connection, reason: str, credential=None) -> SyncRun:
+    """A nightly run that did not start, kept in the connection's runs with why."""
+    return SyncRun.objects.create(company_id=connection.company_id, connection=connection,
+                                  credential=credential, trigger=SyncRun.Trigger.SCHEDULE,
+                                  state=SyncRun.State.SKIPPED, error=reason)
+
+
+# --- the lease of a running sync ------------------------------------------------------------
+
+def _lease_length() -> dt.timedelta:
+    return dt.timedelta(seconds=settings.SYNC_LEASE_SECONDS)
+
+
+@contextmanager
+def sync_run_lease_renewed(run: SyncRun):
+    """Renew the run's lease every quarter of its length while the block runs. The thread
+    has its own database connection, so each renewal commits at once, outside the file's
+    transaction (a merge can go minutes without a progress report). A killed worker stops
+    renewing, and the lease lapses."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        try:
+            while not stop.wait(settings.SYNC_LEASE_SECONDS / 4):
+                try:
+                    SyncRun.objects.filter(pk=run.pk, state=SyncRun.State.RUNNING).update(
+                        lease_expires_at=timezone.now() + _lease_length())
+                except Exception:  # a database hiccup: the next beat tries again
+                    log.exception("renewing the lease of sync run %s failed", run.pk)
+        finally:
+            db_connections.close_all()  # this thread's own connections
+
+    thread = threading.Thread(target=renew, name=f"sync-run-{run.pk}-lease", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def sync_runs_interrupt_lapsed(*, connection: Connection | None = None) -> list[SyncRun]:
+    """Mark interrupted the running runs (of `connection`, or all) whose lease has lapsed:
+    their worker is gone. The file it was on rolled back with its transaction, so nothing
+    of it was kept; the run no longer blocks the next sync."""
+    now = timezone.now()
+    lapsed = SyncRun.objects.filter(state=SyncRun.State.RUNNING, lease_expires_at__lt=now)
+    if connection is not None:
+        lapsed = lapsed.filter(connection=connection)
+    interrupted = []
+    for run in lapsed.select_related("connection__company"):
+        stopped = max(run.lease_expires_at - _lease_length(), run.started_at or run.lease_expires_at)
+        at = timezone.localtime(stopped, zoneinfo.ZoneInfo(run.connection.company.timezone))
+        if run.credential_id is not None:
+            doing = f" while syncing {run.current_file}" if run.current_file else ""
+            lost = "the records in progress were not kept"
+        else:
+            doing = f" while reading {run.current_file}" if run.current_file else ""
+            lost = "nothing of that file was kept" if run.current_file else "no file was in progress"
+        error = f"Interrupted: the worker stopped at {at:%H:%M}{doing}; {lost}."
+        # Only if still lapsed: a worker that renewed meanwhile is alive.
+        still_lapsed = lapsed.filter(pk=run.pk)
+        if not still_lapsed.update(state=SyncRun.State.INTERRUPTED, error=error, finished_at=stopped,
+                                   lease_expires_at=None):
+            continue
+        cache.delete(progress_key(run.pk))
+        if run.credential_id is not None:
+            CovaCredential.objects.filter(pk=run.credential_id).update(last_error=error)
+        log.warning("sync run %s of %s: %s", run.pk, run.connection, error)
+        run.state, run.error, run.finished_at = SyncRun.State.INTERRUPTED, error, stopped
+        run.lease_expires_at = None
+        interrupted.append(run)
+    return interrupted
 
 
 def _bump(run: SyncRun, **counts) -> None:
@@ -101,6 +183,8 @@ def sync_run_execute(*, run_id: int) -> SyncRun:
     the Cova merge in progress rolls back whole) and raises SyncFailed; success stamps the
     connection and sends sync_completed."""
     run = SyncRun.objects.select_related("connection__company", "credential").get(pk=run_id)
+    if run.state in (SyncRun.State.INTERRUPTED, SyncRun.State.SKIPPED):
+        return run  # a task delivered again after its run was given up: "Run again" starts anew
     if run.credential_id is not None:
         from .cova import cova_sync
 
@@ -110,10 +194,12 @@ def sync_run_execute(*, run_id: int) -> SyncRun:
         work, reset = _files_sync, {"files_seen": 0, "files_skipped": 0}
     SyncRun.objects.filter(pk=run.pk).update(
         state=SyncRun.State.RUNNING, started_at=run.started_at or timezone.now(),
-        attempts=F("attempts") + 1, error="", finished_at=None, **reset)
+        attempts=F("attempts") + 1, error="", finished_at=None,
+        lease_expires_at=timezone.now() + _lease_length(), **reset)
     run.refresh_from_db()
     try:
-        work(run)
+        with sync_run_lease_renewed(run):
+            work(run)
     except ProviderError as exc:
         _fail(run, exc.message)
         raise SyncFailed(exc.message, retryable=exc.retryable) from exc
@@ -164,14 +250,14 @@ def _file_disappeared(run: SyncRun, imported_file: ImportedFile, *, removes_data
 def _finish(run: SyncRun, state: str, *, error: str = "") -> None:
     run.state, run.error, run.finished_at, run.current_file = state, error, timezone.now(), ""
     SyncRun.objects.filter(pk=run.pk).update(state=state, error=error, finished_at=run.finished_at,
-                                             current_file="")
+                                             current_file="", lease_expires_at=None)
     cache.delete(progress_key(run.pk))
 
 
 def sync_run_requeue(*, run: SyncRun, error: str, retry_in: int) -> None:
     """A failed attempt that will be tried again: queued, with why and when."""
     SyncRun.objects.filter(pk=run.pk).update(
-        state=SyncRun.State.QUEUED, finished_at=None,
+        state=SyncRun.State.QUEUED, finished_at=None, lease_expires_at=None,
         error=f"{error} Retrying in {retry_in} s (attempt {run.attempts + 1}).")
 
 
@@ -195,28 +281,33 @@ def local_files_import(*, connection: Connection, paths: list[str]) -> SyncRun:
     """Import files from this machine's disk through exactly the path a sync takes (for
     backfills and support). Each file's key is its name; its etag its content hash, so
     the same file twice is skipped."""
-    import hashlib
-    import os
-
     run = sync_run_create(connection=connection, trigger=SyncRun.Trigger.COMMAND)
     SyncRun.objects.filter(pk=run.pk).update(state=SyncRun.State.RUNNING, started_at=timezone.now(),
-                                             attempts=1)
+                                             attempts=1, lease_expires_at=timezone.now() + _lease_length())
     run.refresh_from_db()
     run.outcomes = []  # (path, ImportedFile or None when skipped), for the caller to print
     try:
-        for path in paths:
-            digest = hashlib.sha256()
-            with open(path, "rb") as handle:
-                for chunk in iter(lambda: handle.read(1 << 20), b""):  # noqa: B023
-                    digest.update(chunk)
-            file = ReportFile(key=os.path.basename(path), etag=f"sha256:{digest.hexdigest()}",
-                              size=os.path.getsize(path))
-            # sync_file closes the stream it opens.
-            record = sync_file(run=run, file=file, open_stream=lambda f, p=path: open(p, "rb"))  # noqa: SIM115
-            run.outcomes.append((path, record))
+        with sync_run_lease_renewed(run):
+            _local_files_sync(run, paths)
     except Exception as exc:
         _finish(run, SyncRun.State.FAILED, error=f"Failed while importing {run.current_file}: {exc}")
         raise
     _finish(run, SyncRun.State.SUCCEEDED)
     sync_completed.send(sender=Connection, connection=connection, run=run)
     return run
+
+
+def _local_files_sync(run: SyncRun, paths: list[str]) -> None:
+    import hashlib
+    import os
+
+    for path in paths:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):  # noqa: B023
+                digest.update(chunk)
+        file = ReportFile(key=os.path.basename(path), etag=f"sha256:{digest.hexdigest()}",
+                          size=os.path.getsize(path))
+        # sync_file closes the stream it opens.
+        record = sync_file(run=run, file=file, open_stream=lambda f, p=path: open(p, "rb"))  # noqa: SIM115
+        run.outcomes.append((path, record))

@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from integrations.models import Connection, ImportedFile
-from integrations.services.sync import local_files_import
+from integrations.services.sync import local_files_import, sync_runs_interrupt_lapsed
 from stores.errors import DomainError
 
 SHOW_ERRORS = 5
@@ -29,6 +29,8 @@ class Command(BaseCommand):
                 open(path, "rb").close()
             except OSError as exc:
                 raise CommandError(f"{path}: {exc.strerror}.") from None
+        for dead in sync_runs_interrupt_lapsed(connection=found):
+            self.stdout.write(self.style.WARNING(f"Earlier run #{dead.pk}: {dead.error}"))
         try:
             run = local_files_import(connection=found, paths=files)
         except DomainError as exc:
