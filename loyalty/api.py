@@ -15,10 +15,11 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.permissions import BasePermission
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework.views import exception_handler as drf_exception_handler
 
+from stores.api import error_body
 from stores.errors import DomainError
 from stores.models import ApiKey
 from stores.services import api_key_authenticate
@@ -100,29 +101,13 @@ class LevelAtLeast(BasePermission):
         return isinstance(client, PosClient) and client.api_key.level >= getattr(view, "min_level", 0)
 
 
-def pos_exception_handler(exc, context):
-    """DRF-shaped JSON for every refusal: {"code", "detail", "field"?, ...}."""
-    if isinstance(exc, DomainError):
-        body = {"code": exc.code, "detail": exc.message, **{k: v for k, v in exc.extra.items()}}
-        return Response(body, status=404 if exc.code == "not_found" else exc.status)
-    if isinstance(exc, Http404):
-        return Response({"code": "not_found", "detail": str(exc) or "Not found."}, status=404)
-    response = drf_exception_handler(exc, context)
-    if response is not None and isinstance(exc, exceptions.ValidationError):
-        response.data = {"code": "invalid", "detail": "Some fields are not valid.", "fields": response.data}
-    elif response is not None and isinstance(response.data, dict) and "detail" in response.data:
-        response.data = {"code": getattr(exc, "default_code", "error"),
-                         "detail": str(response.data["detail"])}
-    return response
-
-
 class PosView(APIView):
+    """Errors answer in the shape of stores/api.py (REST_FRAMEWORK's EXCEPTION_HANDLER)."""
+
     authentication_classes = [PosKeyAuthentication]
     permission_classes = [LevelAtLeast]
+    renderer_classes = [JSONRenderer]  # errors too: never the browsable API's HTML
     min_level = 1
-
-    def get_exception_handler(self):
-        return pos_exception_handler
 
     @property
     def company(self):
@@ -164,9 +149,9 @@ class PosActionView(PosView):
             except IntegrityError:  # the same key raced us: answer as the first did
                 previous = IdempotencyRecord.objects.get(api_key=api_key, key=key)
         if previous.request_hash != body_hash or previous.method_path != request.path:
-            return Response({"code": "idempotency_key_reused",
-                             "detail": "This Idempotency-Key was used with a different request."},
-                            status=status.HTTP_409_CONFLICT)
+            return Response(error_body(code="idempotency_key_reused",
+                                       detail="This Idempotency-Key was used with a different request.",
+                                       field="Idempotency-Key"), status=status.HTTP_409_CONFLICT)
         replay = Response(previous.response_body, status=previous.response_status)
         replay["Idempotent-Replayed"] = "true"
         return replay
@@ -381,9 +366,10 @@ class LookupView(PosActionView):
         if not matches:
             raise Http404("No customer matches.")
         if len(matches) > 1:
-            return Response({"code": "several_matches",
-                             "detail": "Several customers match; ask for another detail or use persona_id.",
-                             "candidates": [_masked(p) for p in matches[:5]]}, status=409)
+            return Response(error_body(
+                code="several_matches",
+                detail="Several customers match; ask for another detail or use persona_id.", field=by,
+                extra={"candidates": [_masked(p) for p in matches[:5]]}), status=409)
         persona = matches[0]
         if persona.has_overdue_lock and locks_expire(company=self.company, persona_id=persona.pk):
             persona = personas_at_counter(company=self.company, by="persona_id", value=persona.pk,
