@@ -21,7 +21,6 @@ from django.http import Http404, JsonResponse
 from rest_framework import exceptions, parsers
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
-from rest_framework.views import exception_handler as drf_exception_handler
 
 from .errors import DomainError
 from .requestid import request_id_current
@@ -31,9 +30,10 @@ API_PREFIX = "/api/"
 # fails (a 500) near 1,000. Our deepest real body, an audience rule tree, is about 15.
 JSON_MAX_DEPTH = 32
 
-# A JSON string (its closing quote optional, so an unclosed one is consumed in one pass
-# rather than rescanned from every quote inside it).
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"?', re.DOTALL)
+# A JSON string, escapes included. Its closing quote is optional, so an unclosed one is
+# consumed in one pass rather than rescanned from every quote inside it; the unrolled form
+# reads a 1 MB string in milliseconds.
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
 _NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
 
 # Codes for errors that reach the API without passing the handler below (Django's own 404
@@ -113,6 +113,9 @@ def _first_error(errors, path: str = "") -> tuple[str | None, str]:
 
 def api_exception_handler(exc, context):
     """DRF's handler, answering in the one error shape."""
+    # Imported here: rest_framework.views reads DEFAULT_PARSER_CLASSES, this module's parser.
+    from rest_framework.views import exception_handler as drf_exception_handler
+
     if isinstance(exc, DomainError):
         status = 404 if exc.code == "not_found" else exc.status
         return Response(error_body(code=exc.code, detail=exc.message, extra=exc.extra), status=status)
