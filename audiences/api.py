@@ -1,12 +1,13 @@
 """The audiences API (/api/v1/audiences/): list, create, count, detail, members, refresh.
 
 Same authentication, levels and error bodies as the POS API (an `X-Account-UID` and a
-`Bearer` API key; `{"code", "detail", ...}` on every refusal). Every call needs a key of
-level 1 or more: level 0 keys only push sales, and an audience's members are customer
-data a level-1 ("push and pull") key may already read through lookup. Creating and
-recalculating an audience is allowed at level 1 too: level 2 only adds webhooks to the
-POS, and level-1 keys already change data (redeem, lock, offer purchases). Thin views:
-serializers check shapes, `audiences.services` validates the rule tree and acts.
+`Bearer` API key; `{"code", "detail", "field", "request_id", ...}` on every refusal).
+Every call needs a key of level 1 or more: level 0 keys only push sales, and an
+audience's members are customer data a level-1 ("push and pull") key may already read
+through lookup. Creating and recalculating an audience is allowed at level 1 too: level 2
+only adds webhooks to the POS, and level-1 keys already change data (redeem, lock, offer
+purchases). Thin views: serializers check shapes, `audiences.services` validates the rule
+tree and acts.
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ class MemberSerializer(serializers.Serializer):
 
 ERROR = inline_serializer("AudienceError", fields={
     "code": serializers.CharField(), "detail": serializers.CharField(),
+    "field": serializers.CharField(allow_null=True, help_text="The input at fault, null when none"),
+    "request_id": serializers.CharField(help_text="This call's X-Request-ID, also in the server's log"),
     "path": serializers.CharField(required=False, help_text="Where in the rule tree, e.g. children[1].value"),
 })
 LIST = inline_serializer("AudienceList", fields={"audiences": AudienceSummarySerializer(many=True)})

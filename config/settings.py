@@ -85,6 +85,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "stores.requestid.RequestIdMiddleware",  # first: every later log line carries the id
+    "stores.api.ApiErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -259,7 +261,19 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["stores.api.JSONParser"],  # JSON only, size and depth checked
+    "EXCEPTION_HANDLER": "stores.api.api_exception_handler",
 }
+
+# --- API request limits -----------------------------------------------------------------------
+# The largest request body /api/ accepts; a larger one is a 413 JSON error before anything
+# reads it. Keep it at most DATA_UPLOAD_MAX_MEMORY_SIZE (Django's limit for bodies it reads
+# whole, 2.5 MB by default), which pages and the Django admin go by.
+_api_max_body = os.environ.get("API_MAX_BODY_BYTES", "").strip() or str(1024 * 1024)
+if not _api_max_body.isdigit() or int(_api_max_body) < 1024:
+    raise ImproperlyConfigured(f"API_MAX_BODY_BYTES must be a whole number of bytes, at least 1024; "
+                               f"not {_api_max_body!r}.")
+API_MAX_BODY_BYTES = int(_api_max_body)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Loyalty platform API",
     "VERSION": "1.0.0",
@@ -324,8 +338,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # request_id: the request's X-Request-ID ("-" outside a request), as API errors show it.
+    "filters": {"request_id": {"()": "stores.requestid.RequestIdFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
+                             "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }

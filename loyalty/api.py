@@ -13,11 +13,12 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.permissions import BasePermission
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder as DrfJSONEncoder
 from rest_framework.views import APIView
-from rest_framework.views import exception_handler as drf_exception_handler
 
+from stores.api import error_body
 from stores.errors import DomainError
 from stores.models import ApiKey
 from stores.services import api_key_authenticate
@@ -101,29 +102,13 @@ class LevelAtLeast(BasePermission):
         return isinstance(client, PosClient) and client.api_key.level >= getattr(view, "min_level", 0)
 
 
-def pos_exception_handler(exc, context):
-    """DRF-shaped JSON for every refusal: {"code", "detail", "field"?, ...}."""
-    if isinstance(exc, DomainError):
-        body = {"code": exc.code, "detail": exc.message, **{k: v for k, v in exc.extra.items()}}
-        return Response(body, status=404 if exc.code == "not_found" else exc.status)
-    if isinstance(exc, Http404):
-        return Response({"code": "not_found", "detail": str(exc) or "Not found."}, status=404)
-    response = drf_exception_handler(exc, context)
-    if response is not None and isinstance(exc, exceptions.ValidationError):
-        response.data = {"code": "invalid", "detail": "Some fields are not valid.", "fields": response.data}
-    elif response is not None and isinstance(response.data, dict) and "detail" in response.data:
-        response.data = {"code": getattr(exc, "default_code", "error"),
-                         "detail": str(response.data["detail"])}
-    return response
-
-
 class PosView(APIView):
+    """Errors answer in the shape of stores/api.py (REST_FRAMEWORK's EXCEPTION_HANDLER)."""
+
     authentication_classes = [PosKeyAuthentication]
     permission_classes = [LevelAtLeast]
+    renderer_classes = [JSONRenderer]  # errors too: never the browsable API's HTML
     min_level = 1
-
-    def get_exception_handler(self):
-        return pos_exception_handler
 
     @property
     def company(self):
@@ -154,12 +139,14 @@ class PosActionView(PosView):
         claim = idempotency_claim(company=self.company, api_key=request.user.api_key, key=key,
                                   method_path=f"{request.method} {request.path}", request_hash=body_hash)
         if claim.outcome == idempotency.REUSED:
-            return Response({"code": "idempotency_key_reused",
-                             "detail": "This Idempotency-Key was used with a different request."},
-                            status=status.HTTP_409_CONFLICT)
+            return Response(error_body(code="idempotency_key_reused",
+                                       detail="This Idempotency-Key was used with a different request.",
+                                       field="Idempotency-Key"), status=status.HTTP_409_CONFLICT)
         if claim.outcome == idempotency.IN_PROGRESS:
-            return Response({"code": "idempotency_in_progress",
-                             "detail": "A request with this Idempotency-Key is still running; retry soon."},
+            return Response(error_body(code="idempotency_in_progress",
+                                       detail="A request with this Idempotency-Key is still running; "
+                                              "retry soon.",
+                                       field="Idempotency-Key"),
                             status=status.HTTP_409_CONFLICT, headers={"Retry-After": "1"})
         if claim.outcome == idempotency.COMPLETED:
             replay = Response(claim.record.response_body, status=claim.record.response_status)
@@ -391,9 +378,10 @@ class LookupView(PosActionView):
         if not matches:
             raise Http404("No customer matches.")
         if len(matches) > 1:
-            return Response({"code": "several_matches",
-                             "detail": "Several customers match; ask for another detail or use persona_id.",
-                             "candidates": [_masked(p) for p in matches[:5]]}, status=409)
+            return Response(error_body(
+                code="several_matches",
+                detail="Several customers match; ask for another detail or use persona_id.", field=by,
+                extra={"candidates": [_masked(p) for p in matches[:5]]}), status=409)
         persona = matches[0]
         if persona.has_overdue_lock and locks_expire(company=self.company, persona_id=persona.pk):
             persona = personas_at_counter(company=self.company, by="persona_id", value=persona.pk,
