@@ -248,8 +248,9 @@ def cova_locations_refresh_start(*, connection: Connection, audit: AuditContext 
             return connection
         connection.locations_refresh_started_at = timezone.now()
         connection.save(update_fields=["locations_refresh_started_at"])
-        audit_record(audit=audit, company=connection.company_id, kind="cova_connection.locations_refreshed",
-                     obj=connection, extra={"connection": connection.name, "connection_id": connection.pk})
+        audit_record(audit=audit, company=connection.company_id,
+                     kind="connection.locations_refresh_requested", obj=connection,
+                     extra={"connection": connection.name, "connection_id": connection.pk})
         db.on_commit(lambda: refresh_task.delay(connection.pk))
     return connection
 
