@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models import Prefetch
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
@@ -30,6 +31,7 @@ from .providers.cova import REQUIRED_PERMISSIONS, CovaLocation
 from .selectors import unmapped_locations
 from .services.cova import (
     COVA_FEE_PER_LOCATION,
+    LOCATIONS_REFRESH_STALE,
     cova_connection_create,
     cova_credential_delete,
     cova_credential_save,
@@ -212,6 +214,7 @@ def cova_connect(request):
             return _credential_form_page(request, form)
         try:
             cova_credential_save(connection=connection, audit=audit_context(request), **form.service_kwargs())
+            cova_locations_refresh_start(connection=connection)
         except DomainError as exc:
             # The connection is there now: the rest of the form goes to its "Add credential".
             retry = CovaCredentialForm(request.POST, company=request.company)
@@ -234,8 +237,10 @@ def _locations(connection, credentials) -> dict:
     """The connection's Cova locations as last fetched, each with its store and waiting
     sales; whether a refresh is going, and why the last one failed. Read from our database
     only: the page answers at once even when Cova is down."""
+    started = connection.locations_refresh_started_at
     state = {"connection": connection, "credentials": credentials,
-             "refreshing": connection.locations_refresh_started_at is not None,
+             # A refresh whose worker died stops being shown as going (and can be started again).
+             "refreshing": started is not None and timezone.now() - started < LOCATIONS_REFRESH_STALE,
              "locations_error": connection.locations_error, "locations": []}
     if not credentials:
         return state
@@ -288,6 +293,7 @@ def cova_credential_create(request, connection_id):
         try:
             credential = cova_credential_save(connection=connection, audit=audit_context(request),
                                               **form.service_kwargs())
+            cova_locations_refresh_start(connection=connection)
         except DomainError as exc:
             _add_error(form, exc)
         else:
@@ -307,6 +313,7 @@ def cova_credential_edit(request, credential_id):
         try:
             cova_credential_save(connection=connection, credential=credential, audit=audit_context(request),
                                  **form.service_kwargs())
+            cova_locations_refresh_start(connection=connection)
         except DomainError as exc:
             _add_error(form, exc)
         else:

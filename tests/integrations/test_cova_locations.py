@@ -1,13 +1,15 @@
 """Cova locations are stored when Cova is asked (a credential test, a sync, "Refresh from
 Cova" in the background) and the pages read them from the database."""
 
+import datetime as dt
 import re
 from unittest import mock
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
-from integrations.models import CovaLocation, SyncRun
+from integrations.models import Connection, CovaLocation, SyncRun
 from integrations.services.cova import cova_connection_create, cova_credential_save
 from integrations.services.sync import sync_run_create, sync_run_execute
 from integrations.tasks import cova_locations_refresh
@@ -123,3 +125,30 @@ def test_cova_locations_refresh_of_another_companys_connection_is_a_404(admin_cl
     with mock.patch("integrations.tasks.cova_locations_refresh.delay") as delay:
         response = admin_client.post(reverse("cova_locations_refresh", args=[theirs.pk]))
     assert response.status_code == 404 and not delay.called
+
+
+def test_cova_credential_save_on_the_page_queues_a_refresh(admin_client, connection, cova_server,
+                                                           django_capture_on_commit_callbacks):
+    # when: the admin edits the credential
+    credential = connection.cova_credentials.get()
+    data = {"grant_type": "password", "client_id": cova_server.client_id, "client_secret": "",
+            "username": cova_server.username, "password": "", "cova_company_id": str(cova_server.company_id),
+            "sync_time": "03:00", "accounts_url": cova_server.url, "api_url": cova_server.url}
+    with mock.patch("integrations.tasks.cova_locations_refresh.delay") as delay, \
+            django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(reverse("cova_credential_edit", args=[credential.pk]), data)
+    # then: its locations are fetched in the background
+    assert response.status_code == 302
+    assert [call.args[0] for call in delay.call_args_list] == [connection.pk]
+
+
+def test_cova_locations_refresh_stuck_for_minutes_can_be_started_again(admin_client, connection,
+                                                                       django_capture_on_commit_callbacks):
+    # given: a refresh whose worker never finished, started 11 minutes ago
+    Connection.objects.filter(pk=connection.pk).update(
+        locations_refresh_started_at=timezone.now() - dt.timedelta(minutes=11))
+    # then: the card does not claim it is still going
+    assert "Refreshing" not in locations_card(admin_client, connection)
+    # and: it can be started again
+    _, queued = refresh(admin_client, connection, django_capture_on_commit_callbacks)
+    assert queued == [connection.pk]
