@@ -49,6 +49,11 @@ class Connection(models.Model):
     periodic_task = models.OneToOneField("django_celery_beat.PeriodicTask", null=True, blank=True,
                                          on_delete=models.SET_NULL, related_name="+")
     last_synced_at = models.DateTimeField(null=True, blank=True)
+    # Cova: the pages show the locations stored here and never wait on Cova for them.
+    locations_fetched_at = models.DateTimeField(null=True, blank=True)
+    locations_refresh_started_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set while a refresh of the locations from Cova is going.")
+    locations_error = models.TextField(blank=True, help_text="Why the last refresh of the locations failed.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -120,6 +125,28 @@ class CovaCredential(models.Model):
     def set_secrets(self, *, client_secret: str, password: str) -> None:
         self.secrets_encrypted = encrypt(json.dumps({"client_secret": client_secret, "password": password}))
         self.secrets_hint = {"client_secret": last4(client_secret), "password": last4(password)}
+
+
+class CovaLocation(models.Model):
+    """A location a Cova credential sees, as Cova listed it when last asked (a credential
+    test, a sync or "Refresh from Cova"). The pages read these rows, never Cova itself."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="cova_locations")
+    credential = models.ForeignKey(CovaCredential, on_delete=models.CASCADE, related_name="locations")
+    location_id = models.CharField(max_length=40)
+    name = models.CharField(max_length=200, blank=True)
+    state = models.CharField(max_length=40, blank=True)
+    timezone = models.CharField(max_length=64, blank=True)
+    fetched_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["name", "location_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["credential", "location_id"], name="cova_location_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} (#{self.location_id})"
 
 
 class StoreMapping(models.Model):

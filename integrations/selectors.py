@@ -12,6 +12,7 @@ from loyalty.models import Transaction
 
 from . import fields as F
 from .models import Connection, CovaCredential, ImportedFile, Provider, RowError, StoreMapping, SyncRun
+from .providers.cova import CovaLocation
 from .reader import FileRejected, PreviewRow
 from .services.imports import report_reader
 
@@ -214,6 +215,15 @@ def cova_credential_get(*, company, credential_id) -> CovaCredential:
 
 def cova_credentials(*, connection):
     return connection.cova_credentials.annotate(last_run_state=_last_run_state("credential")).order_by("id")
+
+
+def cova_locations(*, connection) -> list[CovaLocation]:
+    """The connection's Cova locations as last fetched (stored, never asked of Cova here),
+    each once even when two credentials see it, by name."""
+    found: dict[str, CovaLocation] = {}
+    for row in connection.cova_locations.order_by("name", "location_id", "credential_id"):
+        found.setdefault(row.location_id, CovaLocation(row.location_id, row.name, row.state, row.timezone))
+    return sorted(found.values(), key=lambda loc: (loc.name.lower(), loc.id))
 
 
 def cova_runs(*, connection, limit: int = 10):

@@ -81,3 +81,14 @@ def signup_push(self, push_id: int) -> None:
             raise self.retry(countdown=30 * 2 ** self.request.retries) from None
     except SignupPush.DoesNotExist:
         return
+
+
+@shared_task(acks_late=True)
+def cova_locations_refresh(connection_id: int) -> None:
+    """"Refresh from Cova": read the connection's locations and store them for the pages."""
+    from .services.cova import cova_locations_refresh as refresh
+
+    try:
+        refresh(connection_id=connection_id)
+    except Connection.DoesNotExist:
+        return  # deleted meanwhile

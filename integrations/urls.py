@@ -35,6 +35,8 @@ urlpatterns = [
          name="cova_credential_edit"),
     path("cova/credentials/<int:credential_id>/test/", views_cova.cova_credential_test_view,
          name="cova_credential_test"),
+    path("cova/<int:connection_id>/locations/refresh/", views_cova.cova_locations_refresh_view,
+         name="cova_locations_refresh"),
     path("cova/credentials/<int:credential_id>/sync/", views_cova.cova_credential_sync,
          name="cova_credential_sync"),
     path("cova/credentials/<int:credential_id>/delete/", views_cova.cova_credential_delete_view,

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models import Prefetch
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
@@ -26,16 +27,16 @@ from . import selectors
 from . import views as report_views
 from .forms_cova import CovaConnectForm, CovaCredentialForm, StoreMappingsForm
 from .models import Provider, StoreMapping, SyncRun
-from .providers import ProviderError
 from .providers.cova import REQUIRED_PERMISSIONS, CovaLocation
 from .selectors import unmapped_locations
 from .services.cova import (
     COVA_FEE_PER_LOCATION,
+    LOCATIONS_REFRESH_STALE,
     cova_connection_create,
     cova_credential_delete,
     cova_credential_save,
     cova_credential_test,
-    cova_locations,
+    cova_locations_refresh_start,
     cova_monthly_fee,
     store_mapping_save,
 )
@@ -213,6 +214,7 @@ def cova_connect(request):
             return _credential_form_page(request, form)
         try:
             cova_credential_save(connection=connection, audit=audit_context(request), **form.service_kwargs())
+            cova_locations_refresh_start(connection=connection)
         except DomainError as exc:
             # The connection is there now: the rest of the form goes to its "Add credential".
             retry = CovaCredentialForm(request.POST, company=request.company)
@@ -232,20 +234,23 @@ def _fee(connection) -> dict:
 
 
 def _locations(connection, credentials) -> dict:
-    """The connection's Cova locations, each with its store and waiting sales, or why they
-    could not be read."""
+    """The connection's Cova locations as last fetched, each with its store and waiting
+    sales; whether a refresh is going, and why the last one failed. Read from our database
+    only: the page answers at once even when Cova is down."""
+    started = connection.locations_refresh_started_at
+    state = {"connection": connection, "credentials": credentials,
+             # A refresh whose worker died stops being shown as going (and can be started again).
+             "refreshing": started is not None and timezone.now() - started < LOCATIONS_REFRESH_STALE,
+             "locations_error": connection.locations_error, "locations": []}
     if not credentials:
-        return {"locations": [], "locations_error": ""}
-    try:
-        found = cova_locations(connection=connection)
-    except (ProviderError, DomainError) as exc:
-        return {"locations": [], "locations_error": exc.message}
+        return state
+    found = selectors.cova_locations(connection=connection)
     mapped = {m.external_location_id: m for m in connection.store_mappings.select_related("store")}
     waiting = {u["location_id"]: u["sales"]
                for u in unmapped_locations(company=connection.company, connection=connection)}
-    rows = [{"location": loc, "mapping": mapped.get(loc.id), "waiting": waiting.get(loc.id, 0)}
-            for loc in found]
-    return {"locations": rows, "locations_error": ""}
+    state["locations"] = [{"location": loc, "mapping": mapped.get(loc.id), "waiting": waiting.get(loc.id, 0)}
+                          for loc in found]
+    return state
 
 
 def _connection_context(connection, *, tests: dict | None = None) -> dict:
@@ -265,7 +270,11 @@ def cova_connection(request, connection_id):
     """Credentials with their options, the fee, the locations and the runs; the runs table
     polls itself while a run is queued or running."""
     connection = selectors.cova_connection_get(company=request.company, connection_id=connection_id)
-    if request.htmx and request.htmx.target == "cova-runs":
+    if request.htmx and request.htmx.target == "cova-locations":
+        credentials = list(selectors.cova_credentials(connection=connection))
+        response = render(request, "integrations/cova_connection.html#locations",
+                          _locations(connection, credentials))
+    elif request.htmx and request.htmx.target == "cova-runs":
         runs = list(selectors.cova_runs(connection=connection))
         response = render(request, "integrations/cova_connection.html#runs", {
             "connection": connection, "runs": runs, "any_active": any(r.is_active for r in runs)})
@@ -284,6 +293,7 @@ def cova_credential_create(request, connection_id):
         try:
             credential = cova_credential_save(connection=connection, audit=audit_context(request),
                                               **form.service_kwargs())
+            cova_locations_refresh_start(connection=connection)
         except DomainError as exc:
             _add_error(form, exc)
         else:
@@ -303,6 +313,7 @@ def cova_credential_edit(request, credential_id):
         try:
             cova_credential_save(connection=connection, credential=credential, audit=audit_context(request),
                                  **form.service_kwargs())
+            cova_locations_refresh_start(connection=connection)
         except DomainError as exc:
             _add_error(form, exc)
         else:
@@ -354,11 +365,25 @@ def cova_credential_sync(request, credential_id):
     return _redirect(request, reverse("sync_run_detail", args=[run.pk]))
 
 
+@require_POST
+@company_view("integrations.manage")
+def cova_locations_refresh_view(request, connection_id):
+    """Refresh from Cova: the locations are fetched in the background; the locations card
+    follows the refresh."""
+    connection = selectors.cova_connection_get(company=request.company, connection_id=connection_id)
+    connection = cova_locations_refresh_start(connection=connection, audit=audit_context(request))
+    if request.htmx:
+        credentials = list(selectors.cova_credentials(connection=connection))
+        return render(request, "integrations/cova_connection.html#locations",
+                      _locations(connection, credentials))
+    return redirect(_cova_url(connection))
+
+
 # -- the "Store mappings" section of a retail store's edit page ----------------------------
 
 def store_mappings_form(*, company, store, data=None) -> StoreMappingsForm:
-    """One select of Cova locations per Cova connection (fetched live, cached a few minutes;
-    the error instead when Cova cannot be reached), and the store's report mappings."""
+    """One select of Cova locations per Cova connection (as last fetched from Cova and
+    stored: this page never waits on Cova), and the store's report mappings."""
     connections = selectors.cova_connections(company=company).prefetch_related(
         Prefetch("store_mappings", queryset=StoreMapping.objects.select_related("store")),
         "cova_credentials")
@@ -371,11 +396,13 @@ def store_mappings_form(*, company, store, data=None) -> StoreMappingsForm:
                    "mapped_elsewhere": {m.external_location_id: m.store.name for m in mappings
                                         if m.store_id != store.pk},
                    "has_credentials": bool(connection.cova_credentials.all()),
-                   "locations": [], "error": ""}
-        try:
-            section["locations"] = cova_locations(connection=connection)
-        except (ProviderError, DomainError) as exc:
-            section["error"] = exc.message
+                   "locations": selectors.cova_locations(connection=connection), "error": "",
+                   "fetched_at": connection.locations_fetched_at}
+        if section["has_credentials"] and not section["locations"]:
+            # Nothing to choose from: say why (the last refresh failed, or none has run yet).
+            section["error"] = connection.locations_error or (
+                "Cova's locations have not been fetched yet: use “Refresh from Cova” on the "
+                "connection's page.")
         if (current and not section["error"]
                 and all(loc.id != current.external_location_id for loc in section["locations"])):
             # Mapped to a location Cova no longer lists: keep it choosable.

@@ -226,6 +226,7 @@ class CovaClient:
                 raise ProviderError(error.problem, f"{error.message} The Cova user {user} belongs to "
                                     f"company {parent}.") from error
             raise
+        self.tested_locations = locations  # kept by the caller, so the pages need not ask again
         count = len(locations)
         return f"Connected to Cova company {self.company_id}: {count} location{'' if count == 1 else 's'}."
 

@@ -34,6 +34,7 @@ from stores.models import RetailStore
 from stores.outbound import outbound_url_check
 
 from ..models import Connection, CovaCredential, SignupPush, StoreMapping, SyncRun
+from ..models import CovaLocation as StoredLocation
 from ..providers.base import ProviderError
 from ..providers.cova import DEFAULT_ACCOUNTS_URL, DEFAULT_API_URL, CovaClient, CovaLocation
 from .connections import nightly_task_save
@@ -43,7 +44,6 @@ from .sync import progress_key
 log = logging.getLogger(__name__)
 
 COVA_FEE_PER_LOCATION = Decimal("15")
-LOCATIONS_CACHE_SECONDS = 300
 SYNC_TASK = "integrations.tasks.cova_sync_scheduled"
 MARKET_RE = re.compile(r"^[A-Z]{2}$")
 LOCATION_ID_RE = re.compile(r"^\d{1,20}$")
@@ -164,7 +164,6 @@ def cova_credential_save(*, connection: Connection, credential: CovaCredential |
     except IntegrityError as exc:
         raise DomainError(f"This connection already has the credential {values['username']} for Cova "
                           f"company {values['cova_company_id']}.", extra={"field": "username"}) from exc
-    cache.delete(_locations_key(connection.pk))
     return credential
 
 
@@ -179,7 +178,6 @@ def cova_credential_delete(*, credential: CovaCredential, audit: AuditContext | 
         credential.delete()
         if task is not None:
             task.delete()
-    cache.delete(_locations_key(connection_id))
 
 
 def cova_schedule_save(*, credential: CovaCredential) -> PeriodicTask:
@@ -204,35 +202,76 @@ def cova_client_for(credential: CovaCredential) -> CovaClient:
 def cova_credential_test(*, credential: CovaCredential) -> tuple[bool, str]:
     """Sign in, reach the company and check the permissions the integration needs."""
     try:
-        message = cova_client_for(credential).test()
+        client = cova_client_for(credential)
+        message = client.test()
     except ProviderError as exc:
         return False, exc.message
     except DomainError as exc:  # the secrets cannot be decrypted any more
         return False, exc.message
+    cova_locations_store(credential=credential, locations=client.tested_locations)
     return True, message
 
 
 # --- locations and store mappings ------------------------------------------------------------
 
-def _locations_key(connection_id: int) -> str:
-    return f"cova-locations:{connection_id}"
+def cova_locations_store(*, credential: CovaCredential, locations: list[CovaLocation]) -> None:
+    """Keep what Cova just listed for `credential` as its locations: new ones are added,
+    renamed ones updated, ones Cova no longer lists removed (their store mappings stay)."""
+    now = timezone.now()
+    seen = {}
+    for location in locations:
+        seen.setdefault(location.id, location)
+    with db.atomic():
+        StoredLocation.objects.filter(credential=credential).exclude(location_id__in=list(seen)).delete()
+        for location in seen.values():
+            StoredLocation.objects.update_or_create(
+                credential=credential, location_id=location.id,
+                defaults={"connection_id": credential.connection_id, "name": location.name[:200],
+                          "state": (location.state or "")[:40], "timezone": (location.timezone or "")[:64],
+                          "fetched_at": now})
+        Connection.objects.filter(pk=credential.connection_id).update(locations_fetched_at=now,
+                                                                       locations_error="")
 
 
-def cova_locations(*, connection: Connection, refresh: bool = False) -> list[CovaLocation]:
-    """Every location the connection's credentials see, fetched live and kept a few
-    minutes (the store pages ask for them on every edit). Raises ProviderError."""
-    key = _locations_key(connection.pk)
-    if not refresh:
-        held = cache.get(key)
-        if held is not None:
-            return [CovaLocation(**item) for item in held]
-    locations: dict[str, CovaLocation] = {}
+LOCATIONS_REFRESH_STALE = dt.timedelta(minutes=10)
+
+
+def cova_locations_refresh_start(*, connection: Connection, audit: AuditContext | None = None) -> Connection:
+    """"Refresh from Cova": mark the refresh as going and queue it; the page follows it.
+    A refresh already going is not queued twice (unless it has been stuck for minutes)."""
+    from ..tasks import cova_locations_refresh as refresh_task
+
+    with db.atomic():
+        connection = Connection.objects.select_for_update().get(pk=connection.pk)
+        started = connection.locations_refresh_started_at
+        if started is not None and timezone.now() - started < LOCATIONS_REFRESH_STALE:
+            return connection
+        connection.locations_refresh_started_at = timezone.now()
+        connection.save(update_fields=["locations_refresh_started_at"])
+        audit_record(audit=audit, company=connection.company_id,
+                     kind="connection.locations_refresh_requested", obj=connection,
+                     extra={"connection": connection.name, "connection_id": connection.pk})
+        db.on_commit(lambda: refresh_task.delay(connection.pk))
+    return connection
+
+
+def cova_locations_refresh(*, connection_id: int) -> Connection:
+    """The refresh's work (in the background): ask Cova for every credential's locations
+    and store them. When Cova cannot be reached, the stored ones stay and the reason is
+    kept for the page."""
+    connection = Connection.objects.get(pk=connection_id, provider=Connection.Provider.COVA)
+    error = ""
     for credential in connection.cova_credentials.all():
-        for location in cova_client_for(credential).locations():
-            locations.setdefault(location.id, location)
-    found = sorted(locations.values(), key=lambda loc: (loc.name.lower(), loc.id))
-    cache.set(key, [loc.__dict__ for loc in found], LOCATIONS_CACHE_SECONDS)
-    return found
+        try:
+            locations = cova_client_for(credential).locations()
+        except (ProviderError, DomainError) as exc:
+            error = error or exc.message
+            continue
+        cova_locations_store(credential=credential, locations=locations)
+    Connection.objects.filter(pk=connection_id).update(locations_refresh_started_at=None,
+                                                       locations_error=error)
+    connection.refresh_from_db()
+    return connection
 
 
 def cova_monthly_fee(*, connection: Connection) -> tuple[int, Decimal]:
@@ -424,7 +463,9 @@ def _fetch(run: SyncRun, credential: CovaCredential, cursor) -> dict:
     lines = _Copy(cursor, "cova_lines", LINE_COLUMNS)
     payments = _Copy(cursor, "cova_payments", ("transaction_id", "method", "amount"))
     sales = unmapped = 0
-    for location in client.locations():
+    listed = client.locations()
+    cova_locations_store(credential=credential, locations=listed)
+    for location in listed:
         if wanted and location.id not in wanted:
             continue
         SyncRun.objects.filter(pk=run.pk).update(current_file=f"Sales of {location.name}")

@@ -15,6 +15,7 @@ from integrations.services.connections import connection_create, connection_free
 from integrations.services.cova import (
     cova_connection_create,
     cova_credential_save,
+    cova_locations_refresh,
     store_mapping_save,
 )
 from loyalty.models import Transaction
@@ -43,11 +44,14 @@ def credential_save(connection, fake, **overrides) -> CovaCredential:
 
 @pytest.fixture
 def cova(company, cova_server):
-    """A Cova connection with one working credential; Cova lists two locations."""
+    """A Cova connection with one working credential; Cova lists two locations, and they
+    have been fetched."""
     cova_server.add_location("Downtown", "CO", location_id=1001)
     cova_server.add_location("Capitol Hill", "CO", location_id=1002)
     connection = cova_connection_create(company=company)
-    return connection, credential_save(connection, cova_server)
+    credential = credential_save(connection, cova_server)
+    cova_locations_refresh(connection_id=connection.pk)
+    return connection, credential
 
 
 def waiting_sale(connection, location_id: str, number: int) -> Transaction:

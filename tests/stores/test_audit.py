@@ -23,7 +23,7 @@ from audiences.models import Audience
 from integrations.models import Connection, CovaCredential, ImportedFile
 from integrations.providers.folder import FolderProvider
 from integrations.services.connections import connection_create
-from integrations.services.cova import cova_connection_create, cova_credential_save
+from integrations.services.cova import cova_connection_create, cova_credential_save, cova_locations_refresh
 from integrations.services.sync import sync_run_create, sync_run_execute
 from loyalty.models import Offer, Persona, Prompt, Tier, WebhookEndpoint
 from loyalty.services.offers import offer_create
@@ -97,13 +97,14 @@ def test_store_checkin_token_regenerate_records_without_the_link(admin_client, a
 
 def test_store_mapping_save_on_the_store_page_records_the_location(admin_client, admin_user, company,
                                                                    store, cova_server):
-    # given: a Cova connection whose credential sees one location
+    # given: a Cova connection whose credential sees one location, fetched
     cova_server.add_location("Downtown", "CO", location_id=1001)
     cova = cova_connection_create(company=company)
     cova_credential_save(connection=cova, client_id=cova_server.client_id,
                          client_secret=cova_server.client_secret, username=cova_server.username,
                          password=cova_server.password, cova_company_id=str(cova_server.company_id),
                          accounts_url=cova_server.url, api_url=cova_server.url)
+    cova_locations_refresh(connection_id=cova.pk)
     url = reverse("store_edit", args=[store.pk])
     # when: the admin maps the store to it, then unmaps it
     admin_client.post(url, {"name": store.name, "state": "CO", f"cova-{cova.pk}": "1001"}, **HTMX)
