@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('integrations', '0003_folder_paths_confined'),
+        ('integrations', '0004_sync_run_lease'),
     ]
 
     operations = [
