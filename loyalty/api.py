@@ -28,7 +28,7 @@ from .catalog import catalog_for
 from .models import IdempotencyRecord, Persona, PointsEntry, Redemption, Tier
 from .phone import phone_looks_stored, phone_normalize
 from .selectors import persona_get, persona_merged_into, personas_at_counter
-from .services.pos import PosTransaction, pos_transaction_send
+from .services.pos import PosTransaction, pos_transaction_send, return_points_reversed
 from .services.redemptions import (
     Basket,
     BasketItem,
@@ -498,6 +498,8 @@ class SendTransactionView(PosActionView):
         return Response({"recorded": True, "transaction_id": data["transaction_id"], "id": txn.pk,
                          "status": txn.status, "points_earned": earned,
                          "points_balance": persona.points_balance if persona else None,
+                         "points_reversed": (return_points_reversed(txn)
+                                             if data["original_transaction_id"] else 0),
                          "redemptions": [{"redemption_id": r.pk, "state": r.state}
                                          for r in txn.redemptions.all()]},
                         status=201 if created else 200)
