@@ -175,32 +175,42 @@ def test_redemption_unlock_while_the_sale_holds_the_customer_is_refused_as_redee
 
 
 def test_send_transaction_and_redemption_unlock_raced_200_times_never_deadlock():
-    # given a customer with points for every round
+    # given a customer with points for every round, and two registers (threads with their
+    # own database connections) that each round start together
     counter = Counter(points=50_000)
     runs, sales_won, unlocks_won, failures = 200, 0, 0, []
-    sale_client, unlock_client = counter.client(), counter.client()
+    start, done = threading.Barrier(3, timeout=60), threading.Barrier(3, timeout=60)
+    round_ = {}
+    results = {"send": [None] * runs, "unlock": [None] * runs}
+
+    def register(name, call):
+        client = counter.client()
+        for n in range(runs):
+            start.wait()
+            try:
+                results[name][n] = call(client)
+            except Exception as exc:  # reported to the test, not lost in the thread
+                results[name][n] = exc
+            done.wait()
+
+    def send(client):
+        return counter.post("send_transaction", counter.sale(round_["cart_id"], round_["id"]), client)
+
+    def unlock(client):
+        return counter.post("unlock", {"redemption_id": round_["id"]}, client)
+
+    t1, box1 = in_thread(lambda: register("send", send))
+    t2, box2 = in_thread(lambda: register("unlock", unlock))
     started = time.monotonic()
     for n in range(runs):
         cart_id = f"RACE-{n}"
-        redemption_id = counter.lock(cart_id)
-        start = threading.Barrier(2)
-
-        def send(cart_id=cart_id, redemption_id=redemption_id, start=start):
-            start.wait()
-            return counter.post("send_transaction", counter.sale(cart_id, redemption_id), sale_client)
-
-        def unlock(redemption_id=redemption_id, start=start):
-            start.wait()
-            return counter.post("unlock", {"redemption_id": redemption_id}, unlock_client)
-
+        round_.update(cart_id=cart_id, id=counter.lock(cart_id))
         # when the sale closing the lock and the unlock of the same lock start together
-        (t1, sale_box), (t2, unlock_box) = in_thread(send), in_thread(unlock)
-        t1.join(30)
-        t2.join(30)
-        sold, released = sale_box.get("result"), unlock_box.get("result")
-        outcome = (sold.status_code if sold else sale_box.get("error"),
-                   released.status_code if released else unlock_box.get("error"))
-        state = Redemption.objects.get(pk=redemption_id).state
+        start.wait()
+        done.wait()
+        sold, released = results["send"][n], results["unlock"][n]
+        outcome = tuple(getattr(r, "status_code", r) for r in (sold, released))
+        state = Redemption.objects.get(pk=round_["id"]).state
         stored = Transaction.objects.filter(company=counter.company,
                                             external_id__endswith=f"/{cart_id}").exists()
         # then exactly one wins, and the other is refused with a 409
@@ -211,11 +221,14 @@ def test_send_transaction_and_redemption_unlock_raced_200_times_never_deadlock()
             unlocks_won += 1
         else:
             failures.append((n, outcome, state, stored))
+    t1.join(30)
+    t2.join(30)
     elapsed = time.monotonic() - started
     deadlocks = sum(1 for f in failures if 500 in f[1] or "eadlock" in repr(f[1]))
     print(f"\nlock-order race: runs={runs} sales_won={sales_won} unlocks_won={unlocks_won} "
           f"deadlocks={deadlocks} other_failures={len(failures) - deadlocks} in {elapsed:.1f}s")
 
+    assert "error" not in box1 and "error" not in box2
     assert failures == []
     assert sales_won + unlocks_won == runs
     assert counter.ledger_consistent()
