@@ -30,7 +30,7 @@ from .phone import phone_looks_stored, phone_normalize
 from .selectors import persona_get, persona_merged_into, personas_at_counter
 from .services import idempotency
 from .services.idempotency import idempotency_claim, idempotency_complete, idempotency_release
-from .services.pos import PosTransaction, pos_transaction_send
+from .services.pos import PosTransaction, pos_transaction_send, return_points_reversed
 from .services.redemptions import (
     Basket,
     BasketItem,
@@ -496,6 +496,8 @@ class SendTransactionView(PosActionView):
         return Response({"recorded": True, "transaction_id": data["transaction_id"], "id": txn.pk,
                          "status": txn.status, "points_earned": earned,
                          "points_balance": persona.points_balance if persona else None,
+                         "points_reversed": (return_points_reversed(txn)
+                                             if data["original_transaction_id"] else 0),
                          "redemptions": [{"redemption_id": r.pk, "state": r.state}
                                          for r in txn.redemptions.all()]},
                         status=201 if created else 200)

@@ -508,6 +508,7 @@ class Redemption(models.Model):
         REINSTATED = "reinstated", "Reinstated"
 
     HOLDING = ("locked", "redeemed")
+    RELEASED = ("unlocked", "expired", "reinstated")  # the points came back
 
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
     persona = models.ForeignKey(Persona, on_delete=models.CASCADE, related_name="redemptions")

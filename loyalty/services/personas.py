@@ -157,7 +157,7 @@ def persona_merge(*, company, survivor_id: int, duplicate_id: int, reason: str,
 
         sales = Transaction.objects.filter(persona_id=duplicate.pk).update(persona_id=survivor.pk)
         # What was merged into the duplicate before is now the survivor's history.
-        for model in (PersonaIdentity, WalletItem, Redemption, PointsEntry, PersonaMerge):
+        for model in (PersonaIdentity, Redemption, WalletItem, PointsEntry, PersonaMerge):  # the lock order
             model.objects.filter(persona_id=duplicate.pk).update(persona_id=survivor.pk)
         PersonaMerge.objects.create(
             company=company, persona=survivor, merged_persona_id=duplicate.pk,

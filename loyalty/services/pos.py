@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
 
 from django.db import transaction as db
+from django.db.models import Q
 from django.utils import timezone
 
 from analytics.services import analytics_refresh_soon
@@ -104,8 +105,9 @@ def pos_transaction_send(*, company, data: PosTransaction) -> tuple[Transaction,
         # Recording saved its own copies of these rows; read them again before moving
         # more points (the rows stay locked: same database transaction).
         personas = personas_lock(company=company, persona_ids=[*personas, txn.persona_id])
-        if is_return and created and program.refund_policy == "reverse" and original.persona_id in personas:
+        if is_return and program.refund_policy == "reverse" and original.persona_id in personas:
             # A return earns nothing by itself; the policy decides about the original's points.
+            # Sent again with another amount, its reversal follows the new amount.
             _reverse_for_return(original, txn, program, personas[original.persona_id])
         redemptions_close_for_transaction_locked(company=company, transaction=txn,
                                                  redemption_ids=data.redemption_ids, personas=personas)
@@ -118,15 +120,39 @@ def pos_transaction_send(*, company, data: PosTransaction) -> tuple[Transaction,
 
 def _reverse_for_return(original: Transaction, refund: Transaction, program: LoyaltyProgram,
                         persona) -> None:
-    """Take back what the returned amount earned, never more than the original earned."""
+    """Bring what `refund` reversed of the original's points to what its amount takes back
+    now: never more than the original earned (net of other returns) nor than the balance
+    holds; a voided return takes back nothing. Each change is one more entry."""
+    so_far = return_entries(refund).filter(persona=persona)
+    reversed_so_far = -sum(so_far.values_list("delta", flat=True))
     earned = sum(original.points_entries.filter(
         persona=persona, kind__in=(PointsEntry.Kind.EARN, PointsEntry.Kind.REVERSE))
-        .values_list("delta", flat=True))
-    base = refund.total if program.earn_on == LoyaltyProgram.EarnOn.POST_TAX else max(
-        Decimal("0"), refund.subtotal - refund.discount_total)
-    points = int((base * program.points_per_unit).to_integral_value(rounding=ROUND_FLOOR))
-    points = min(points, earned, persona.points_balance)
-    if points > 0:
-        entry_append_locked(persona=persona, delta=-points, kind=PointsEntry.Kind.REVERSE,
-                            transaction=original, idempotency_key=f"return:{refund.pk}",
-                            reason=f"Returned in {refund.external_id}")
+        .values_list("delta", flat=True)) + reversed_so_far  # what is left besides this return
+    if refund.status == Transaction.Status.VOIDED:
+        target = 0
+    else:
+        base = refund.total if program.earn_on == LoyaltyProgram.EarnOn.POST_TAX else max(
+            Decimal("0"), refund.subtotal - refund.discount_total)
+        points = int((base * program.points_per_unit).to_integral_value(rounding=ROUND_FLOOR))
+        target = max(0, min(points, earned))
+    delta = reversed_so_far - target  # negative: take more back; positive: give some back
+    delta = max(delta, -persona.points_balance)  # points already spent stay spent
+    if delta == 0:
+        return
+    count = so_far.count()
+    entry_append_locked(persona=persona, delta=delta, kind=PointsEntry.Kind.REVERSE,
+                        transaction=original,
+                        idempotency_key=f"return:{refund.pk}" + (f":{count}" if count else ""),
+                        reason=f"Returned in {refund.external_id}" if delta < 0
+                        else f"Return {refund.external_id} amended")
+
+
+def return_entries(refund: Transaction):
+    """The ledger entries a return wrote against its original sale."""
+    key = f"return:{refund.pk}"
+    return PointsEntry.objects.filter(Q(idempotency_key=key) | Q(idempotency_key__startswith=f"{key}:"))
+
+
+def return_points_reversed(refund: Transaction) -> int:
+    """How many of the original sale's points a return took back, in all."""
+    return -sum(return_entries(refund).values_list("delta", flat=True))

@@ -16,14 +16,20 @@ from functools import cached_property
 
 from django.db import IntegrityError, connection
 from django.db import transaction as db
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.http import Http404
 from django.utils import timezone
 
 from stores.errors import DomainError
 
 from ..catalog import catalog_for
-from ..locks import persona_lock, personas_lock
+from ..locks import (
+    persona_lock,
+    personas_lock,
+    redemptions_expired_lock,
+    redemptions_lock,
+    wallet_items_lock,
+)
 from ..models import LoyaltyProgram, Offer, Persona, PointsEntry, Redemption, WalletItem
 from .points import entry_append_locked, personas_save_derived_locked
 from .webhooks import webhook_event_emit
@@ -41,6 +47,12 @@ def _redemption_changed(redemption: Redemption) -> None:
 class RedemptionRefused(DomainError):
     code = "redemption_refused"
     status = 409
+
+
+class RedemptionReleased(RedemptionRefused):
+    """A sale closes on a reward whose points already came back."""
+
+    code = "redemption_released"
 
 
 @dataclass
@@ -257,8 +269,7 @@ def redemption_apply(*, company, persona_id: int, cart_id: str, basket: Basket, 
         _locks_expire_for_locked(persona)
         wallet_item = None
         if wallet_item_id is not None:
-            wallet_item = (WalletItem.objects.select_related("offer")
-                           .filter(company=company, persona=persona, pk=wallet_item_id).first())
+            wallet_item = wallet_items_lock(persona=persona, ids=[wallet_item_id]).get(wallet_item_id)
             if wallet_item is None:
                 raise Http404("No such wallet item for this persona.")
             if wallet_item.state != WalletItem.State.AVAILABLE:
@@ -280,6 +291,9 @@ def redemption_apply(*, company, persona_id: int, cart_id: str, basket: Basket, 
             raise RedemptionRefused(f"Offer '{offer.name}' does not apply to this basket.",
                                     code="offer_not_applicable")
         if existing is not None:  # the same lock again, after the cart changed
+            existing = next(iter(redemptions_lock(persona=persona, ids=[existing.pk],
+                                                  states=[Redemption.State.LOCKED])), None)
+        if existing is not None:
             existing.discount_amount = discount
             existing.locked_until = timezone.now() + dt.timedelta(minutes=program.lock_ttl_minutes)
             existing.store_id = basket.store_id or existing.store_id
@@ -318,8 +332,9 @@ def redemption_apply(*, company, persona_id: int, cart_id: str, basket: Basket, 
         return redemption
 
 
-def _redemption_for_update(company, *, redemption_id=None, cart_id=None) -> Redemption:
-    query = Redemption.objects.select_for_update().filter(company=company)
+def _redemption_find(company, *, redemption_id=None, cart_id=None) -> Redemption:
+    """The redemption asked for, read without a lock: its persona is locked first."""
+    query = Redemption.objects.filter(company=company)
     if redemption_id is not None:
         query = query.filter(pk=redemption_id)
     elif cart_id:
@@ -334,9 +349,12 @@ def _redemption_for_update(company, *, redemption_id=None, cart_id=None) -> Rede
 
 def _release(company, *, redemption_id, cart_id, from_state: str, to_state: str, reason: str) -> Redemption:
     with db.atomic(durable=True):
-        found = _redemption_for_update(company, redemption_id=redemption_id, cart_id=cart_id)
+        # The lock order (loyalty.locks): the persona, then the redemption, read again.
+        found = _redemption_find(company, redemption_id=redemption_id, cart_id=cart_id)
         persona = persona_lock(company=company, persona_id=found.persona_id)
-        redemption = Redemption.objects.select_for_update().get(pk=found.pk)
+        redemption = next(iter(redemptions_lock(persona=persona, ids=[found.pk])), None)
+        if redemption is None:  # moved to another persona (a merge) between the two reads
+            raise RedemptionRefused("This redemption changed meanwhile; try again.", code="wrong_state")
         if redemption.state == to_state:
             return redemption  # asked twice: nothing more to give back
         if redemption.state != from_state:
@@ -370,8 +388,7 @@ def redemption_unlock(*, company, redemption_id=None, cart_id=None) -> Redemptio
 def _locks_expire_for_locked(persona: Persona) -> int:
     """Expired locks of a persona whose row the caller holds: points back now."""
     released = 0
-    for redemption in Redemption.objects.select_for_update().filter(
-            persona=persona, state=Redemption.State.LOCKED, locked_until__lte=timezone.now()):
+    for redemption in redemptions_expired_lock(persona=persona, now=timezone.now()):
         redemption.state = Redemption.State.EXPIRED
         redemption.save(update_fields=["state", "updated_at"])
         _give_back_locked(persona, redemption, reason="Lock expired")
@@ -412,12 +429,19 @@ def redemptions_close_for_transaction_locked(*, company, transaction, redemption
     """A closed transaction arrives carrying discounts: its locks become redemptions. A
     voided one releases what it redeemed. The caller holds the persona locks."""
     closed = []
-    query = Redemption.objects.select_for_update().filter(company=company).filter(
-        Q(pk__in=redemption_ids) | Q(cart_id=transaction.external_id.split("/", 1)[-1]))
-    for redemption in query:
-        persona = personas.get(redemption.persona_id)
-        if persona is None or redemption.state not in Redemption.HOLDING:
-            continue  # released or reinstated before: nothing to close
+    wanted = set(redemption_ids)
+    for redemption in redemptions_lock(persona=personas, ids=wanted,
+                                       cart_id=transaction.external_id.split("/", 1)[-1]):
+        persona = personas[redemption.persona_id]
+        if (redemption.pk in wanted and redemption.state in Redemption.RELEASED
+                and transaction.status != transaction.Status.VOIDED):
+            # The sale carries a discount whose points already came back (an unlock or
+            # expiry won the race): storing it would give the discount and the points.
+            raise RedemptionReleased(
+                "The reward was released before the sale closed; look the customer up again.",
+                extra={"redemption_id": redemption.pk, "state": redemption.state})
+        if redemption.state not in Redemption.HOLDING:
+            continue  # an earlier lock on this cart, released before: nothing to close
         if transaction.status == transaction.Status.VOIDED:
             redemption.state = (Redemption.State.UNLOCKED if redemption.state == Redemption.State.LOCKED
                                 else Redemption.State.REINSTATED)
