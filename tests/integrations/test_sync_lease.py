@@ -218,7 +218,7 @@ def test_connection_sync_scheduled_while_a_run_is_live_records_a_skipped_run(adm
 def test_sync_run_execute_renews_its_lease_through_a_long_file(
         company, store, folder_connection, write_report, run_sync, settings):
     # given a lease much shorter than the import of a big file, and a sweep running all along
-    settings.SYNC_LEASE_SECONDS = 1
+    settings.SYNC_LEASE_SECONDS = 0.5  # the import takes a few seconds, even on a fast machine
     day = f"{dt.date.today() - dt.timedelta(days=3):%m/%d/%Y} 10:15 AM"
     write_report("big.csv", HEADER + "\n" + "".join(
         f"R{i},C{i % 500},{day},{store.name},Ana,Gummies,10.00,0,Cash\n" for i in range(30_000)))
@@ -243,6 +243,6 @@ def test_sync_run_execute_renews_its_lease_through_a_long_file(
         sweeper.join()
 
     # then the worker kept its lease the whole time: nothing was interrupted
-    assert time.monotonic() - started > 3 * settings.SYNC_LEASE_SECONDS  # it outlived its lease
+    assert time.monotonic() - started > 2 * settings.SYNC_LEASE_SECONDS  # it outlived its lease
     assert interrupted == []
     assert (run.state, run.rows_accepted) == ("succeeded", 30_000)
