@@ -420,6 +420,7 @@ def sync_run_detail(request, run_id):
         "run": run, "connection": run.connection,
         "rows_read": cache.get(progress_key(run.pk)) if run.state == SyncRun.State.RUNNING else None,
         "files": selectors.sync_run_files(run=run),
+        "rejected_again": selectors.sync_run_rejected_again(run=run),
         "can_purge": role_can(request.membership.role, "integrations.purge"),
     }
     template = "integrations/sync_run.html"
