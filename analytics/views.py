@@ -122,7 +122,7 @@ def home(request):
                            .order_by("-created_at", "-id")[:6])
         statuses = integration_statuses(company=company)
         context["failing"] = [c for status in statuses.values() for c in status.connections
-                              if c.state == Status.FAILING]
+                              if c.state in (Status.FAILING, Status.NEEDS_LOOK)]
         if not role_can(role, "settings.manage"):  # admins see it on every page already
             context["unmapped"] = unmapped_location_count(company=company)
     return render(request, "analytics/dashboard.html", context)

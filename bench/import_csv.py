@@ -156,7 +156,7 @@ def main() -> None:
             started = time.perf_counter()
             run = sync_run_execute(run_id=run.pk)
             import_s = time.perf_counter() - started
-            assert run.state == SyncRun.State.SUCCEEDED, run.error
+            assert run.state != SyncRun.State.FAILED, run.error  # rejected rows end it "with errors"
             print(f"import: {import_s:.2f}s, {run.rows_accepted:,} rows accepted, "
                   f"{run.rows_rejected:,} rejected, {company.transactions.count():,} transactions, "
                   f"{company.personas.count():,} personas")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 
@@ -92,6 +93,21 @@ def required_headers(provider: str) -> list[str]:
 def suggest(header: str) -> str:
     """The canonical field a header most likely is, or '' when none fits."""
     return _LOOKUP.get(_normal(header), "")
+
+
+def likely_headers(field_name: str, headers: list[str], *, limit: int = 3) -> list[str]:
+    """The headers of a file that look most like the field (fuzzy, against its names and
+    aliases), best first: for a required field nothing matched by name ('Cust #' for
+    customer id)."""
+    field = BY_NAME[field_name]
+    names = {_normal(n) for n in (field.name, field.s3_header, field.onedrive_header, *field.aliases)}
+    scored = []
+    for header in headers:
+        normal = _normal(header)
+        close = difflib.get_close_matches(normal, names, n=1, cutoff=0.6) if normal else []
+        if close:
+            scored.append((-difflib.SequenceMatcher(None, normal, close[0]).ratio(), header))
+    return [header for _, header in sorted(scored)[:limit]]
 
 
 def resolve_headers(headers: list[str], header_map: dict[str, str]) -> dict[int, str]:

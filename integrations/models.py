@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+from zoneinfo import ZoneInfo
 
 from django.db import models
 from django.db.models import Q
@@ -106,6 +107,10 @@ class CovaCredential(models.Model):
     periodic_task = models.OneToOneField("django_celery_beat.PeriodicTask", null=True, blank=True,
                                          on_delete=models.SET_NULL, related_name="+")
     last_synced_at = models.DateTimeField(null=True, blank=True)
+    # What we know works: set by a successful test or sync; a failed one sets failing_since
+    # (kept from the first failure) and last_error, until the next success clears them.
+    verified_at = models.DateTimeField(null=True, blank=True)
+    failing_since = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -118,6 +123,15 @@ class CovaCredential(models.Model):
 
     def __str__(self) -> str:
         return f"{self.username} (Cova company {self.cova_company_id})"
+
+    @property
+    def status(self) -> str:
+        """frozen, failing, connected (a test or sync worked), or not_verified (neither yet)."""
+        if self.is_frozen:
+            return "frozen"
+        if self.failing_since is not None:
+            return "failing"
+        return "connected" if self.verified_at is not None else "not_verified"
 
     def secrets_plain(self) -> dict:
         return json.loads(decrypt(self.secrets_encrypted)) if self.secrets_encrypted else {}
@@ -179,6 +193,8 @@ class SyncRun(models.Model):
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
+        # It finished, but some rows or whole files were rejected: someone should look.
+        COMPLETED_WITH_ERRORS = "completed_with_errors", "Completed with errors"
         FAILED = "failed", "Failed"
         # Its worker stopped renewing the lease (killed, lost): nothing of the file it was on was kept.
         INTERRUPTED = "interrupted", "Interrupted"
@@ -190,7 +206,7 @@ class SyncRun(models.Model):
     credential = models.ForeignKey(CovaCredential, null=True, blank=True, on_delete=models.CASCADE,
                                    related_name="runs")
     trigger = models.CharField(max_length=16, choices=Trigger.choices)
-    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    state = models.CharField(max_length=24, choices=State.choices, default=State.QUEUED)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -215,7 +231,8 @@ class SyncRun(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            models.CheckConstraint(condition=Q(state__in=["queued", "running", "succeeded", "failed",
+            models.CheckConstraint(condition=Q(state__in=["queued", "running", "succeeded",
+                                                           "completed_with_errors", "failed",
                                                            "interrupted", "skipped"]),
                                    name="sync_run_state_valid"),
             models.CheckConstraint(condition=Q(finished_at__isnull=True) | Q(started_at__isnull=False),
@@ -229,6 +246,18 @@ class SyncRun(models.Model):
     @property
     def is_active(self) -> bool:
         return self.state in (self.State.QUEUED, self.State.RUNNING)
+
+    @property
+    def rows_summary(self) -> str:
+        """"0 of 46 rows accepted, 46 rejected", and the files rejected whole."""
+        parts = []
+        if self.rows_accepted or self.rows_rejected:
+            total = self.rows_accepted + self.rows_rejected
+            parts.append(f"{self.rows_accepted} of {total} row{'s' if total != 1 else ''} accepted, "
+                         f"{self.rows_rejected} rejected")
+        if self.files_rejected:
+            parts.append(f"{self.files_rejected} file{'s' if self.files_rejected != 1 else ''} rejected")
+        return "; ".join(parts)
 
     @property
     def duration(self):
@@ -281,6 +310,26 @@ class ImportedFile(models.Model):
     @property
     def name(self) -> str:
         return self.key.rsplit("/", 1)[-1]
+
+    @property
+    def rejection_reason(self) -> str:
+        """The first sentence of why it was rejected, without the file's name:
+        "missing the required column 'customerId'"."""
+        reason = self.error.split(". ", 1)[0].rstrip(".")
+        for prefix in (f"{self.key} ", f"{self.name} "):
+            if reason.startswith(prefix):
+                reason = reason[len(prefix):]
+                break
+        return reason.removeprefix("is ")
+
+    def rejected_unchanged_message(self) -> str:
+        """What to say when the file we rejected turns up again, unchanged."""
+        when = ""
+        if self.imported_at is not None:
+            local = self.imported_at.astimezone(ZoneInfo(self.connection.company.timezone))
+            when = f" on {local:%b} {local.day}"
+        return (f"{self.name} was rejected{when} ({self.rejection_reason}) and has not changed since; "
+                "fix the file or the header mapping, then run again.")
 
 
 class RowError(models.Model):

@@ -99,6 +99,14 @@ def sync_run_files(*, run):
     return run.files.order_by("key")
 
 
+def sync_run_rejected_again(*, run) -> list[ImportedFile]:
+    """Files this run found as they were when an earlier run rejected them."""
+    if run.started_at is None:
+        return []
+    return list(run.files.filter(state=ImportedFile.State.REJECTED, imported_at__lt=run.started_at)
+                .select_related("connection__company").order_by("key"))
+
+
 def imported_file_row_errors(*, imported_file):
     return imported_file.row_errors.order_by("row_number", "id")
 
@@ -128,8 +136,11 @@ class Status:
     CONNECTED = "connected"
     FROZEN = "frozen"
     FAILING = "failing"
+    # It works, but the last run turned rows or files away: someone should look.
+    NEEDS_LOOK = "needs_look"
 
-    LABELS = {NOT_CONNECTED: "Not connected", CONNECTED: "Connected", FROZEN: "Frozen", FAILING: "Failing"}
+    LABELS = {NOT_CONNECTED: "Not connected", CONNECTED: "Connected", FROZEN: "Frozen", FAILING: "Failing",
+              NEEDS_LOOK: "Completed with errors"}
 
 
 @dataclass
@@ -149,23 +160,36 @@ class IntegrationStatus:
 def _overall(states: list[str]) -> str:
     if not states:
         return Status.NOT_CONNECTED
-    for state in (Status.FAILING, Status.CONNECTED, Status.FROZEN):
+    for state in (Status.FAILING, Status.NEEDS_LOOK, Status.CONNECTED, Status.FROZEN):
         if state in states:
             return state
     return Status.NOT_CONNECTED
 
 
-def _last_run_state(field: str):
+def _last_run(field: str, value: str = "state"):
     latest = SyncRun.objects.filter(**{field: OuterRef("pk")}).order_by("-created_at", "-id")
-    return Subquery(latest.values("state")[:1])
+    return Subquery(latest.values(value)[:1])
+
+
+def _last_run_state(field: str):
+    return _last_run(field)
+
+
+def _with_errors_problem(rows_accepted, rows_rejected, files_rejected) -> str:
+    run = SyncRun(rows_accepted=rows_accepted or 0, rows_rejected=rows_rejected or 0,
+                  files_rejected=files_rejected or 0)
+    return f"The last sync completed with errors: {run.rows_summary}."
 
 
 def integration_statuses(*, company) -> dict[str, IntegrationStatus]:
     """Provider key ("cova", "s3", "onedrive", "folder", "pos_api") -> its status. Failing:
-    the last run failed, or a Cova credential has an error. Three queries."""
+    the last run failed, or a Cova credential is failing. Needs a look: the last run
+    completed with errors (rows or files rejected). Three queries."""
     statuses = {key: IntegrationStatus() for key in (*Provider.values, "pos_api")}
-    connections = list(Connection.objects.filter(company=company).order_by("name")
-                       .annotate(last_run_state=_last_run_state("connection")))
+    connections = list(Connection.objects.filter(company=company).order_by("name").annotate(
+        last_run_state=_last_run("connection"), last_rows_accepted=_last_run("connection", "rows_accepted"),
+        last_rows_rejected=_last_run("connection", "rows_rejected"),
+        last_files_rejected=_last_run("connection", "files_rejected")))
     credentials: dict[int, list[CovaCredential]] = {}
     for credential in (CovaCredential.objects.filter(connection__company=company)
                        .annotate(last_run_state=_last_run_state("credential")).order_by("id")):
@@ -176,7 +200,7 @@ def integration_statuses(*, company) -> dict[str, IntegrationStatus]:
         if connection.provider == Provider.COVA:
             creds = credentials.get(connection.pk, [])
             connection.credential_count = len(creds)
-            failing = [c for c in creds if c.last_error or c.last_run_state == SyncRun.State.FAILED]
+            failing = [c for c in creds if c.failing_since or c.last_run_state == SyncRun.State.FAILED]
             if failing:
                 connection.state = Status.FAILING
                 connection.problem = failing[0].last_error or "The last sync failed."
@@ -186,6 +210,10 @@ def integration_statuses(*, company) -> dict[str, IntegrationStatus]:
                 connection.state = Status.CONNECTED if creds else Status.NOT_CONNECTED
         elif connection.last_run_state == SyncRun.State.FAILED:
             connection.state, connection.problem = Status.FAILING, "The last sync failed."
+        elif connection.last_run_state == SyncRun.State.COMPLETED_WITH_ERRORS:
+            connection.state = Status.NEEDS_LOOK
+            connection.problem = _with_errors_problem(
+                connection.last_rows_accepted, connection.last_rows_rejected, connection.last_files_rejected)
         else:
             connection.state = Status.FROZEN if connection.is_frozen else Status.CONNECTED
         status.connections.append(connection)

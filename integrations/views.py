@@ -308,10 +308,20 @@ def _mapping_context(connection, sample: dict | None, token: str, choices: dict[
         "matches_by_name": (preview.headers and not preview.missing_required
                             and F.resolve_headers(preview.headers, {}) == preview.mapped),
         "rows_with_problems": sum(1 for row in preview.rows if row.problems),
+        "unmapped_required": _unmapped_required(connection, preview),
         "delimiter_label": {",": "comma", ";": "semicolon", "\t": "tab"}.get(preview.delimiter,
                                                                           repr(preview.delimiter)),
     })
     return context
+
+
+def _unmapped_required(connection, preview) -> list[dict]:
+    """Each required field no column is mapped to, with the unmapped columns likely to be it."""
+    free = [h for i, h in enumerate(preview.headers) if i not in preview.mapped and h]
+    mapped = set(preview.mapped.values())
+    return [{"header": F.required_headers(connection.provider)[F.REQUIRED.index(name)],
+             "likely": F.likely_headers(name, free)}
+            for name in F.REQUIRED if name not in mapped]
 
 
 @company_view("integrations.manage")
@@ -420,6 +430,7 @@ def sync_run_detail(request, run_id):
         "run": run, "connection": run.connection,
         "rows_read": cache.get(progress_key(run.pk)) if run.state == SyncRun.State.RUNNING else None,
         "files": selectors.sync_run_files(run=run),
+        "rejected_again": selectors.sync_run_rejected_again(run=run),
         "can_purge": role_can(request.membership.role, "integrations.purge"),
     }
     template = "integrations/sync_run.html"

@@ -341,8 +341,9 @@ def cova_credential_test_view(request, credential_id):
     ok, message = cova_credential_test(credential=credential)
     test = {"ok": ok, "message": message}
     if request.htmx:
+        # The credential's badge and error follow the test's outcome (out of band).
         return render(request, "integrations/cova_connection.html#test-result",
-                      {"credential": credential, "test": test})
+                      {"credential": credential, "test": test, "oob": True})
     return render(request, "integrations/cova_connection.html",
                   _connection_context(credential.connection, tests={credential.pk: test}))
 

@@ -39,7 +39,7 @@ from ..providers.base import ProviderError
 from ..providers.cova import DEFAULT_ACCOUNTS_URL, DEFAULT_API_URL, CovaClient, CovaLocation
 from .connections import nightly_task_save
 from .imports import _merge, customers_merge, transactions_attach_store
-from .sync import progress_key
+from .sync import credential_failing, credential_verified, progress_key
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,8 @@ def cova_credential_save(*, connection: Connection, credential: CovaCredential |
     if credential.connection_id != connection.pk:
         raise DomainError("That credential belongs to another connection.")
     created = credential.pk is None
+    sign_in = (credential.client_id, credential.username, credential.cova_company_id,
+               credential.accounts_url, credential.api_url)
     # What the trail compares: a secret that cannot be decrypted any more counts as unknown.
     try:
         old_secrets = credential.secrets_plain() if credential.secrets_encrypted else {}
@@ -150,6 +152,12 @@ def cova_credential_save(*, connection: Connection, credential: CovaCredential |
     credential.skip_payment_methods = bool(skip_payment_methods)
     if sync_time is not None:
         credential.sync_time = sync_time
+    if not created and (client_secret or password or sign_in != (
+            credential.client_id, credential.username, credential.cova_company_id,
+            credential.accounts_url, credential.api_url)):
+        # New sign-in details: what the last test or sync showed no longer holds.
+        credential.verified_at = credential.failing_since = None
+        credential.last_error = ""
     try:
         with db.atomic():
             credential.save()
@@ -200,14 +208,17 @@ def cova_client_for(credential: CovaCredential) -> CovaClient:
 
 
 def cova_credential_test(*, credential: CovaCredential) -> tuple[bool, str]:
-    """Sign in, reach the company and check the permissions the integration needs."""
+    """Sign in, reach the company and check the permissions the integration needs. The
+    outcome is the credential's status from now on: connected, or failing with why."""
     try:
         client = cova_client_for(credential)
         message = client.test()
-    except ProviderError as exc:
+    except (ProviderError, DomainError) as exc:  # DomainError: the secrets cannot be decrypted any more
+        credential_failing(credential.pk, error=exc.message)
+        credential.refresh_from_db()
         return False, exc.message
-    except DomainError as exc:  # the secrets cannot be decrypted any more
-        return False, exc.message
+    credential_verified(credential.pk)
+    credential.refresh_from_db()
     cova_locations_store(credential=credential, locations=client.tested_locations)
     return True, message
 

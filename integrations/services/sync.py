@@ -148,12 +148,21 @@ def _bump(run: SyncRun, **counts) -> None:
 
 
 def sync_file(*, run: SyncRun, file: ReportFile, open_stream) -> ImportedFile | None:
-    """Import one file unless it is already in, as it is now. Counts go on the run."""
+    """Import one file unless it is already in, as it is now (None). A file rejected before
+    and unchanged since is not read again: its record comes back with `unchanged` set.
+    Counts go on the run."""
     connection = run.connection
     known = ImportedFile.objects.filter(connection=connection, key=file.key).first()
     _bump(run, files_seen=1)
-    if known and known.etag == file.etag and known.state in (ImportedFile.State.IMPORTED,
-                                                             ImportedFile.State.REJECTED):
+    if known and known.etag == file.etag and known.state == ImportedFile.State.REJECTED:
+        # Still the file we rejected: it counts as rejected again, listed with why.
+        if known.last_run_id != run.pk:  # else an earlier attempt of this run counted it
+            _bump(run, files_rejected=1)
+            ImportedFile.objects.filter(pk=known.pk).update(last_run=run)
+            known.last_run = run
+        known.unchanged = True
+        return known
+    if known and known.etag == file.etag and known.state == ImportedFile.State.IMPORTED:
         if known.last_run_id != run.pk:  # else an earlier attempt of this run brought it in
             _bump(run, files_skipped=1)
         return None
@@ -209,8 +218,11 @@ def sync_run_execute(*, run_id: int) -> SyncRun:
                    else f"Failed while importing {run.current_file or 'the file list'}: {exc}")
         _fail(run, message)
         raise SyncFailed(message, retryable=True) from exc
-    _finish(run, SyncRun.State.SUCCEEDED)
+    run.refresh_from_db()
+    _finish(run, finished_state(run))
     Connection.objects.filter(pk=run.connection_id).update(last_synced_at=run.finished_at)
+    if run.credential_id is not None:
+        _credential_verified(run.credential_id, at=run.finished_at)
     run.refresh_from_db()
     sync_completed.send(sender=Connection, connection=run.connection, run=run)
     return run
@@ -227,10 +239,32 @@ def _files_sync(run: SyncRun) -> None:
         _file_disappeared(run, gone, removes_data=provider.deletion_removes_data)
 
 
+def finished_state(run: SyncRun) -> str:
+    """A run that got to the end: succeeded only when nothing it read was turned away."""
+    if run.rows_rejected or run.files_rejected:
+        return SyncRun.State.COMPLETED_WITH_ERRORS
+    return SyncRun.State.SUCCEEDED
+
+
+def _credential_verified(credential_id: int, *, at) -> None:
+    CovaCredential.objects.filter(pk=credential_id).update(verified_at=at, failing_since=None, last_error="")
+
+
+def credential_failing(credential_id: int, *, error: str, at=None) -> None:
+    """The Cova page shows it beside the credential, failing since its first failure."""
+    at = at or timezone.now()
+    CovaCredential.objects.filter(pk=credential_id, failing_since__isnull=True).update(failing_since=at)
+    CovaCredential.objects.filter(pk=credential_id).update(last_error=error)
+
+
+def credential_verified(credential_id: int, *, at=None) -> None:
+    _credential_verified(credential_id, at=at or timezone.now())
+
+
 def _fail(run: SyncRun, message: str) -> None:
     _finish(run, SyncRun.State.FAILED, error=message)
-    if run.credential_id is not None:  # the Cova page shows it beside the credential
-        CovaCredential.objects.filter(pk=run.credential_id).update(last_error=message)
+    if run.credential_id is not None:
+        credential_failing(run.credential_id, error=message, at=run.finished_at)
 
 
 def _file_disappeared(run: SyncRun, imported_file: ImportedFile, *, removes_data: bool) -> None:
@@ -292,7 +326,7 @@ def local_files_import(*, connection: Connection, paths: list[str]) -> SyncRun:
     except Exception as exc:
         _finish(run, SyncRun.State.FAILED, error=f"Failed while importing {run.current_file}: {exc}")
         raise
-    _finish(run, SyncRun.State.SUCCEEDED)
+    _finish(run, finished_state(run))
     sync_completed.send(sender=Connection, connection=connection, run=run)
     return run
 

@@ -71,9 +71,12 @@ def test_admin_connects_cova_maps_a_store_and_syncs(page, live_server, shop, cov
 
     expect(page.get_by_role("status").filter(has_text="Cova is connected")).to_be_visible()
     credential = CovaCredential.objects.get(connection__company=store.company)
+    expect(page.get_by_test_id("credential-status")).to_contain_text("Not verified")
     page.get_by_role("button", name="Test connection").click()
     result = page.get_by_test_id("test-result")
     expect(result).to_contain_text("Connected to Cova company 4455: 2 locations")
+    # the badge follows the test without a reload
+    expect(page.get_by_test_id("credential-status")).to_have_text("Connected")
     expect(page.get_by_test_id("locations")).to_contain_text("Downtown")
     expect(page.get_by_test_id("fee-total")).to_have_text("$0.00")
     shot(page, "cova-connection")

@@ -76,11 +76,12 @@ def test_admin_maps_headers_syncs_and_reads_row_errors(page, live_server, shop, 
     celery_worker_start()
 
     # The status block polls itself until the run is done; no reload.
-    expect(page.get_by_test_id("run-state")).to_have_text("Succeeded", timeout=30_000)
+    expect(page.get_by_test_id("run-state")).to_have_text(
+        "Completed with errors · 2 of 3 rows accepted, 1 rejected", timeout=30_000)
     assert page.evaluate("window.__noReload") is True
     expect(page.get_by_test_id("rows-accepted")).to_have_text("2")
     expect(page.get_by_test_id("rows-rejected")).to_have_text("1")
-    assert SyncRun.objects.get(connection=connection).state == SyncRun.State.SUCCEEDED
+    assert SyncRun.objects.get(connection=connection).state == SyncRun.State.COMPLETED_WITH_ERRORS
     assert Transaction.objects.filter(source=connection.source).count() == 2
     # Polling stopped with the run.
     expect(page.locator("#run-status[hx-trigger]")).to_have_count(0)

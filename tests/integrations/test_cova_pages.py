@@ -109,10 +109,11 @@ def test_catalog_shows_connected_frozen_and_failing(admin_client, company, cova,
     assert f'href="{reverse("cova_connection", args=[connection.pk])}"' in page  # Manage
     assert f'href="{reverse("connection_detail", args=[s3.pk])}"' in page
     # a credential with an error makes Cova failing; all credentials frozen, frozen
-    CovaCredential.objects.filter(pk=credential.pk).update(last_error="Cova refused the password")
+    CovaCredential.objects.filter(pk=credential.pk).update(last_error="Cova refused the password",
+                                                          failing_since=timezone.now())
     page = admin_client.get(reverse("integration_catalog")).content.decode()
     assert card_status(page, "cova") == "failing" and "Cova refused the password" in page
-    CovaCredential.objects.filter(pk=credential.pk).update(last_error="", is_frozen=True)
+    CovaCredential.objects.filter(pk=credential.pk).update(last_error="", failing_since=None, is_frozen=True)
     page = admin_client.get(reverse("integration_catalog")).content.decode()
     assert card_status(page, "cova") == "frozen"
 

@@ -199,7 +199,7 @@ def test_bad_rows_are_recorded_and_the_good_rows_of_the_same_file_land(
     assert f.row_errors.get(row_number=6).row[:4] == ["R5", "C5", us(), "Boulder"]
     assert (f.state, f.rows_total, f.rows_accepted, f.rows_rejected, f.transactions) == (
         "imported", 7, 2, 5, 2)
-    assert (run.state, run.rows_accepted, run.rows_rejected) == ("succeeded", 2, 5)
+    assert (run.state, run.rows_accepted, run.rows_rejected) == ("completed_with_errors", 2, 5)
     assert set(Transaction.objects.values_list("external_id", flat=True)) == {"R1", "R6"}
     assert list(txn("R1").line_items.values_list("product", flat=True)) == ["Gummies"]
     assert set(PersonaIdentity.objects.values_list("external_id", flat=True)) == {"C1", "C6"}
@@ -244,7 +244,8 @@ def test_missing_required_columns_reject_the_file_whole_naming_them_and_the_head
         "export.csv is missing the required columns 'ReceiptId', 'customerId'. Headers found: 'Ticket', "
         "'Client', 'Date', 'Location', 'Total'. Rename the headers in the file or map them on the "
         "connection's header mapping page.")
-    assert (run.state, run.files_seen, run.files_rejected, run.files_imported) == ("succeeded", 1, 1, 0)
+    assert (run.state, run.files_seen, run.files_rejected, run.files_imported) == (
+        "completed_with_errors", 1, 1, 0)
     assert (Persona.objects.count(), Transaction.objects.count(), PointsEntry.objects.count()) == (0, 0, 0)
 
     # The merchant renames one header: the file is read again, and now only one is missing.
@@ -281,7 +282,7 @@ def test_empty_and_binary_files_are_rejected_with_a_reason(
 
     f = ImportedFile.objects.get()
     assert (f.state, f.error, f.rows_total) == ("rejected", error, 0)
-    assert (run.state, run.files_rejected, run.files_imported) == ("succeeded", 1, 0)
+    assert (run.state, run.files_rejected, run.files_imported) == ("completed_with_errors", 1, 0)
 
 
 def test_a_file_with_only_headers_is_imported_with_zero_rows(folder_connection, write_report, run_sync):

@@ -45,7 +45,7 @@ def synced(folder_connection, reports_dir, store):
     """A folder connection after one real sync: 1 row in, 1 bad date, 1 unknown store."""
     write_report(reports_dir, store)
     run = sync(folder_connection)
-    assert run.state == SyncRun.State.SUCCEEDED, run.error
+    assert run.state == SyncRun.State.COMPLETED_WITH_ERRORS, run.error
     return folder_connection, run, ImportedFile.objects.get(connection=folder_connection)
 
 
@@ -110,7 +110,7 @@ def test_connection_list_shows_last_sync_files_and_frozen(admin_client, synced):
     connection_freeze(connection=connection, frozen=True)
     page = admin_client.get(reverse("connection_list")).content.decode()
     assert "Nightly reports" in page and "Folder on the server" in page
-    assert "Succeeded" in page and "Frozen" in page
+    assert "Completed with errors" in page and "Frozen" in page
     assert reverse("sync_run_detail", args=[run.pk]) in page
     # the navigation's Integrations is the catalog, which links to this list
     catalog = reverse("integration_catalog")
@@ -297,7 +297,7 @@ def test_sync_run_page_shows_counts_and_stops_polling_when_done(admin_client, sy
     _, run, imported_file = synced
     url = reverse("sync_run_detail", args=[run.pk])
     page = admin_client.get(url).content.decode()
-    assert "Succeeded" in page
+    assert "Completed with errors" in page and "· 1 of 3 rows accepted, 2 rejected" in page
     assert 'data-testid="rows-accepted">1<' in page and 'data-testid="rows-rejected">2<' in page
     assert 'data-testid="files-imported">1<' in page
     assert reverse("imported_file_errors", args=[imported_file.pk]) in page

@@ -312,7 +312,7 @@ def test_run_counts_every_kind_of_file_and_row(folder_connection, reports_dir, w
 
     assert counts(run) == {"files_seen": 4, "files_imported": 1, "files_skipped": 1, "files_rejected": 2,
                            "files_removed": 1, "rows_accepted": 2, "rows_rejected": 1, "rows_too_old": 1}
-    assert (run.state, run.error, run.attempts, run.current_file) == ("succeeded", "", 1, "")
+    assert (run.state, run.error, run.attempts, run.current_file) == ("completed_with_errors", "", 1, "")
     assert run.started_at <= run.finished_at
     last_runs = dict(ImportedFile.objects.values_list("key", "last_run_id"))
     assert last_runs == {"a-good.csv": run.pk, "b-no-customer-column.csv": run.pk, "e-empty.csv": run.pk,
@@ -321,7 +321,7 @@ def test_run_counts_every_kind_of_file_and_row(folder_connection, reports_dir, w
     assert folder_connection.last_synced_at == run.finished_at
     assert [r.pk for _, r in completed] == [first.pk, run.pk]
     assert all(c.pk == folder_connection.pk for c, _ in completed)
-    assert completed[1][1].state == "succeeded"
+    assert completed[1][1].state == "completed_with_errors"
 
 
 def test_missing_folder_fails_the_run_not_retryable_and_sends_no_signal(
@@ -593,7 +593,7 @@ def test_import_report_command_prints_counts_and_row_errors_and_fails_on_a_rejec
         in out.getvalue()
     assert persona_of(folder_connection, "C1").points_balance == 10
     run = SyncRun.objects.get()
-    assert (run.trigger, run.state, run.rows_accepted) == ("command", "succeeded", 1)
+    assert (run.trigger, run.state, run.rows_accepted) == ("command", "completed_with_errors", 1)
 
     again = io.StringIO()
     with pytest.raises(CommandError) as caught:

@@ -41,6 +41,10 @@ class Command(BaseCommand):
             if record is None:
                 self.stdout.write(f"{path}: skipped, already imported as it is")
                 continue
+            if getattr(record, "unchanged", False):  # rejected before, the same file again
+                rejected += 1
+                self.stdout.write(self.style.ERROR(f"{path}: {record.rejected_unchanged_message()}"))
+                continue
             if record.state == ImportedFile.State.REJECTED:
                 rejected += 1
                 self.stdout.write(self.style.ERROR(f"{path}: rejected: {record.error}"))
