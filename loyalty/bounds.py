@@ -71,7 +71,7 @@ def quantity_check(value, *, field: str) -> Decimal:
 def derived_money_check(value: Decimal, *, field: str, what: str) -> Decimal:
     """A computed amount (`what`, e.g. 'quantity × unit price') that must fit a money column."""
     if value > MONEY_MAX:
-        raise NumberOutOfRange(f"{field}: {what} is {value:,}, more than {MONEY_MAX:,}.",
+        raise NumberOutOfRange(f"{field}: {what} is more than {MONEY_MAX:,}.",
                                extra={"field": field, "max": str(MONEY_MAX)})
     return value
 

@@ -1,0 +1,43 @@
+"""A report row with a number its column (or a sum of it) cannot hold is a row error that
+names the row and the column; the rest of the file lands, nothing is rounded away."""
+
+from decimal import Decimal
+
+from integrations.models import ImportedFile
+from loyalty.models import LineItem, Transaction
+from tests.integrations.test_import import HEADER, errors_of, us
+
+
+def test_report_file_import_numbers_past_their_bounds_are_row_errors(folder_connection, write_report,
+                                                                     run_sync, store):
+    # given a report with good rows and rows whose numbers, or their sums, do not fit
+    big = "9999999999.99"
+    write_report("bounds.csv", HEADER + "\n" + (
+        f"R1,C1,{us()},{store.name},Ana,Diaz,,,Gummies,2,10.00,20.00,1.00,Cash\n"  # 2 good
+        f"R2,C2,{us()},{store.name},Bo,Li,,,Gummies,5000000000,1.00,5.00,0,Cash\n"  # 3 quantity
+        f"R3,C3,{us()},{store.name},Cy,Wu,,,Gummies,1,1.005,,0,Cash\n"  # 4 a tenth of a cent
+        f"R4,C4,{us()},{store.name},Di,Ox,,,Gummies,99999999.999,{big},,0,Cash\n"  # 5 quantity × price
+        f"R5,C5,{us()},{store.name},Ed,Po,,,Vape,1,,{big},0,Card\n"  # 6 and 7: each fits,
+        f"R5,C5,{us()},{store.name},Ed,Po,,,Vape,1,,{big},0,Card\n"  # their receipt's sum does not
+        f"R6,C6,{us()},{store.name},Fay,Ray,,,Vape,1,,30.00,0,Card\n"  # 8 good
+    ))
+
+    # when the connection syncs
+    run = run_sync(folder_connection)
+
+    # then each bad row is an error with its row and column, and the good rows land exactly
+    f = ImportedFile.objects.get()
+    receipt_sum = "receipt R5: its line totals plus tax add up to 19,999,999,999.98, more than 9,999,999,999.99"
+    errors = errors_of(f)
+    assert errors[:3] == [
+        (3, "Quantity", "5000000000", "5000000000 is more than 99,999,999.999"),
+        (4, "UnitPrice", "1.005", "1.005 has more than 2 decimal places"),
+        (5, "Quantity", "99999999.999",
+         "× unit price 9999999999.99 is more than 9,999,999,999.99"),
+    ]
+    assert [(e[0], e[1]) for e in errors[3:]] == [(6, "LineTotal"), (7, "LineTotal")]
+    assert all(e[3].startswith(receipt_sum) for e in errors[3:])
+    assert (f.state, f.rows_total, f.rows_accepted, f.rows_rejected) == ("imported", 7, 2, 5)
+    assert run.state != "failed"
+    assert set(Transaction.objects.values_list("external_id", flat=True)) == {"R1", "R6"}
+    assert LineItem.objects.get(product="Gummies").quantity == Decimal("2")
