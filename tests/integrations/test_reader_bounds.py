@@ -27,7 +27,8 @@ def test_report_file_import_numbers_past_their_bounds_are_row_errors(folder_conn
 
     # then each bad row is an error with its row and column, and the good rows land exactly
     f = ImportedFile.objects.get()
-    receipt_sum = "receipt R5: its line totals plus tax add up to 19,999,999,999.98, more than 9,999,999,999.99"
+    receipt_sum = ("receipt R5: its line totals plus tax add up to 19,999,999,999.98, "
+                   "more than 9,999,999,999.99")
     errors = errors_of(f)
     assert errors[:3] == [
         (3, "Quantity", "5000000000", "5000000000 is more than 99,999,999.999"),
