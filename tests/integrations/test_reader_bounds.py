@@ -3,9 +3,16 @@ names the row and the column; the rest of the file lands, nothing is rounded awa
 
 from decimal import Decimal
 
+import pytest
+
 from integrations.models import ImportedFile
+from integrations.providers.base import ProviderError
 from loyalty.models import LineItem, Transaction
+from tests.integrations import cova_fake
+from tests.integrations.test_cova_client import OLD, all_of, client_for
 from tests.integrations.test_import import HEADER, errors_of, us
+
+cova_server = cova_fake.cova_server
 
 
 def test_report_file_import_numbers_past_their_bounds_are_row_errors(folder_connection, write_report,
@@ -42,3 +49,16 @@ def test_report_file_import_numbers_past_their_bounds_are_row_errors(folder_conn
     assert run.state != "failed"
     assert set(Transaction.objects.values_list("external_id", flat=True)) == {"R1", "R6"}
     assert LineItem.objects.get(product="Gummies").quantity == Decimal("2")
+
+
+def test_cova_sale_with_a_quantity_past_its_bound_names_the_sale_and_field(cova_server):
+    # given Cova answers with a sale whose quantity no column holds
+    location = cova_server.add_location("Downtown", location_id=1001)
+    customer = cova_server.add_customer(FirstName="Ana")
+    cova_server.add_sale(location, customer, completed_at=OLD, items=[
+        {"Sku": "G-1", "ProductName": "Gummies", "Quantity": 5000000000, "UnitPrice": 1.0, "Total": 5.0}])
+    # when the client reads the sales
+    with pytest.raises(ProviderError) as caught:
+        all_of(client_for(cova_server).sales(str(location), None))
+    # then it stops, naming the field and the bound, instead of failing in the database
+    assert "Quantity 5000000000, more than 99,999,999.999" in caught.value.message
