@@ -200,6 +200,14 @@ class BasketSerializer(serializers.Serializer):
 def basket_from(data: dict | None) -> Basket | None:
     if data is None:
         return None
+    # What a discount is computed from must fit the redemption's amount column too.
+    lines = Decimal("0")
+    for n, item in enumerate(data["items"]):
+        lines += (item["subtotal"] if item.get("subtotal") is not None
+                  else line_total(item["quantity"], item["unit_price"], field=f"basket.items[{n}].quantity"))
+    pre_tax = data["subtotal"] if data.get("subtotal") is not None else lines
+    derived_money_check(pre_tax + (data.get("tax_total") or 0), field="basket.tax_total",
+                        what="the basket's subtotal + tax_total")
     return Basket(
         items=[BasketItem(sku=i.get("sku", ""), product=i.get("product", ""), brand=i.get("brand", ""),
                           category=i.get("category", ""), quantity=i["quantity"], unit_price=i["unit_price"],

@@ -122,3 +122,21 @@ def test_raw_cursor_and_orm_round_trip_64_bit_integers_exactly(register):
     assert Offer.objects.get(points_cost=5_000_000_000).pk == offer.pk
     assert not Offer.objects.filter(points_cost=5_000_000_000 - 2**32).exists()
     assert Persona.objects.filter(pk=persona.pk, points_balance__lt=5_000_000_000).exists()
+
+
+def test_redeem_with_a_basket_past_the_column_is_refused_naming_it(register, store, company):
+    # given a 10%-off offer and a member with the points for it
+    client, persona = register
+    offer = Offer.objects.create(company=company, name="10% off", kind="percent", amount=10, points_cost=0)
+    items = [{"product": "Gummies", "quantity": "99999999.999", "unit_price": BIG}]
+    # when the POS redeems it on a basket whose lines add up past any amount column
+    response = post(client, "redeem", {"persona_id": persona.pk, "cart_id": "C-1", "offer_id": offer.pk,
+                                       "basket": {"store_id": store.pk, "items": items}})
+    # then it is a 400 naming the line, not a 500 from the discount's column
+    assert response.status_code == 400, response.content
+    assert response.json()["field"] == "basket.items[0].quantity"
+    # and two lines that each fit but together do not are refused on the total
+    items = [{"product": "Gummies", "quantity": "1", "unit_price": BIG}] * 2
+    response = post(client, "lookup", {"persona_id": persona.pk,
+                                       "basket": {"store_id": store.pk, "items": items}})
+    assert response.status_code == 400 and response.json()["field"] == "basket.tax_total", response.content
