@@ -7,7 +7,8 @@ import pytest
 
 from integrations.models import ImportedFile
 from integrations.providers.base import ProviderError
-from loyalty.models import LineItem, Transaction
+from loyalty.bounds import POINTS_MAX
+from loyalty.models import LineItem, LoyaltyProgram, PointsEntry, Transaction
 from tests.integrations import cova_fake
 from tests.integrations.test_cova_client import OLD, all_of, client_for
 from tests.integrations.test_import import HEADER, errors_of, us
@@ -62,3 +63,22 @@ def test_cova_sale_with_a_quantity_past_its_bound_names_the_sale_and_field(cova_
         all_of(client_for(cova_server).sales(str(location), None))
     # then it stops, naming the field and the bound, instead of failing in the database
     assert "Quantity 5000000000, more than 99,999,999.999" in caught.value.message
+
+
+def test_report_file_import_receipt_earning_past_the_points_limit_is_a_row_error(
+        folder_connection, write_report, run_sync, store, company):
+    # given a program of 10 points per dollar and a receipt worth 200,000,000 dollars
+    LoyaltyProgram.objects.update_or_create(company=company, defaults={"points_per_unit": 10})
+    write_report("points.csv", HEADER + "\n" + (
+        f"R1,C1,{us()},{store.name},Ana,Diaz,,,Gummies,1,,200000000.00,0,Cash\n"  # 2: 2e9 points
+        f"R2,C2,{us()},{store.name},Bo,Li,,,Gummies,1,,20.00,0,Cash\n"  # 3 good
+    ))
+    # when the connection syncs
+    run_sync(folder_connection)
+    # then the receipt is a row error, the good one lands with its points, and no balance
+    # passes the limit
+    f = ImportedFile.objects.get()
+    assert errors_of(f) == [(2, "LineTotal", "", "receipt R1: it could earn more than 1,000,000,000 points")]
+    assert list(Transaction.objects.values_list("external_id", flat=True)) == ["R2"]
+    assert not PointsEntry.objects.filter(delta__gt=POINTS_MAX).exists()
+    assert PointsEntry.objects.get().delta == 200
