@@ -20,10 +20,11 @@ from decimal import Decimal, InvalidOperation
 
 import phonenumbers
 
+from loyalty.bounds import MONEY_MAX, MONEY_PLACES, QUANTITY_MAX, QUANTITY_PLACES, number_problem
+
 from . import fields as F
 
 SNIFF_BYTES = 64 * 1024
-MAX_MONEY = Decimal("9999999999.99")
 csv.field_size_limit(10 * 1024 * 1024)
 
 
@@ -366,6 +367,10 @@ class ReportReader:
     def bytes_read(self) -> int:
         return self._raw.bytes_read
 
+    def header_for(self, field_name: str) -> str:
+        """The file's own name for a field's column, for messages."""
+        return self._header(field_name)
+
     def _header(self, field_name: str) -> str:
         header = self._header_names.get(field_name)
         if header is None:
@@ -391,8 +396,11 @@ class ReportReader:
         if value < 0:
             raise RowProblem(self._header(field_name), raw,
                              "is negative; report returns as their own receipts")
-        if value > MAX_MONEY:
-            raise RowProblem(self._header(field_name), raw, "is too large")
+        max_value, places = ((QUANTITY_MAX, QUANTITY_PLACES) if field_name == "quantity"
+                             else (MONEY_MAX, MONEY_PLACES))
+        problem = number_problem(value, max_value=max_value, places=places)
+        if problem:
+            raise RowProblem(self._header(field_name), raw, problem.replace(str(value), raw.strip(), 1))
         return value
 
     def _phone(self, raw: str) -> str:
@@ -495,9 +503,15 @@ class ReportReader:
             raise RowProblem(self._header("line_total"), "",
                              "is empty and so is the unit price; a line needs one of them")
         if line_total is None:
+            if quantity * unit_price > MONEY_MAX:
+                raise RowProblem(self._header("quantity"), get("quantity", ""),
+                                 f"× unit price {unit_price} is more than {MONEY_MAX:,}")
             line_total = max(Decimal(0), (quantity * unit_price - discount).quantize(Decimal("0.01")))
         if unit_price is None:
             unit_price = (line_total + discount) / quantity if quantity else line_total
+            if unit_price > MONEY_MAX:
+                raise RowProblem(self._header("quantity"), get("quantity", ""),
+                                 f"makes the unit price {unit_price:,.2f}, more than {MONEY_MAX:,}")
             unit_price = unit_price.quantize(Decimal("0.01"))
 
         birth_raw = get("birth_date", "").strip()

@@ -24,6 +24,7 @@ from stores.models import ApiKey
 from stores.services import api_key_authenticate
 
 from .api_input import input_validated
+from .bounds import MONEY_MAX, QUANTITY_MAX, derived_money_check, line_total
 from .catalog import catalog_for
 from .models import Persona, PointsEntry, Redemption, Tier
 from .phone import phone_looks_stored, phone_normalize
@@ -44,7 +45,10 @@ from .services.redemptions import (
 from .services.transactions import LineItemData, PaymentData
 
 CENT = Decimal("0.01")
-MONEY = {"max_digits": 12, "decimal_places": 2, "min_value": 0, "coerce_to_string": True}
+MONEY = {"max_digits": 12, "decimal_places": 2, "min_value": 0, "max_value": MONEY_MAX,
+         "coerce_to_string": True}
+QUANTITY = {"max_digits": 12, "decimal_places": 3, "min_value": 0, "max_value": QUANTITY_MAX,
+            "coerce_to_string": True}
 
 
 # --- authentication, levels, errors -------------------------------------------------------
@@ -177,7 +181,7 @@ class BasketItemSerializer(serializers.Serializer):
     product = serializers.CharField(required=False, allow_blank=True, max_length=300, default="")
     brand = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
     category = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
-    quantity = serializers.DecimalField(max_digits=12, decimal_places=3, min_value=0, coerce_to_string=True)
+    quantity = serializers.DecimalField(**QUANTITY)
     unit_price = serializers.DecimalField(**MONEY)
     subtotal = serializers.DecimalField(**MONEY, required=False)
     tax_included = serializers.DecimalField(**MONEY, required=False, default=0)
@@ -193,6 +197,14 @@ class BasketSerializer(serializers.Serializer):
 def basket_from(data: dict | None) -> Basket | None:
     if data is None:
         return None
+    # What a discount is computed from must fit the redemption's amount column too.
+    lines = Decimal("0")
+    for n, item in enumerate(data["items"]):
+        lines += (item["subtotal"] if item.get("subtotal") is not None
+                  else line_total(item["quantity"], item["unit_price"], field=f"basket.items[{n}].quantity"))
+    pre_tax = data["subtotal"] if data.get("subtotal") is not None else lines
+    derived_money_check(pre_tax + (data.get("tax_total") or 0), field="basket.tax_total",
+                        what="the basket's subtotal + tax_total")
     return Basket(
         items=[BasketItem(sku=i.get("sku", ""), product=i.get("product", ""), brand=i.get("brand", ""),
                           category=i.get("category", ""), quantity=i["quantity"], unit_price=i["unit_price"],
@@ -456,6 +468,20 @@ class UnlockView(ReinstateView):
         return super().post(request, *args, **kwargs)
 
 
+def _sale_numbers_check(data: dict) -> Decimal:
+    """Each field fits its column (the serializer); here, what is computed from them must
+    too: each line's quantity × unit price, the discounts' sum, and the sale's total.
+    Returns the discount total."""
+    for n, item in enumerate(data["items"]):
+        if item.get("subtotal") is None:
+            line_total(item["quantity"], item["unit_price"], field=f"items[{n}].quantity")
+    discount_total = derived_money_check(sum((d["amount"] for d in data["discounts"]), Decimal("0")),
+                                         field="discounts", what="the sum of the discounts")
+    derived_money_check(max(Decimal("0"), data["subtotal"] - discount_total) + data["tax_total"],
+                        field="tax_total", what="subtotal − discounts + tax_total")
+    return discount_total
+
+
 class SendTransactionView(PosActionView):
     min_level = 0
 
@@ -466,11 +492,12 @@ class SendTransactionView(PosActionView):
 
     def handle(self, request):
         data = self.valid(SendTransactionSerializer)
+        discount_total = _sale_numbers_check(data)
         items = [LineItemData(product=i["product"], quantity=i["quantity"], unit_price=i["unit_price"],
                               total=i["subtotal"] if i.get("subtotal") is not None
-                              else (i["quantity"] * i["unit_price"]).quantize(CENT),
+                              else line_total(i["quantity"], i["unit_price"], field=f"items[{n}].quantity"),
                               sku=i.get("sku", ""), brand=i.get("brand", ""), category=i.get("category", ""),
-                              tax=i.get("tax_included") or 0) for i in data["items"]]
+                              tax=i.get("tax_included") or 0) for n, i in enumerate(data["items"])]
         if data["status"] == "open":  # nothing is recorded for an open cart: prompts only
             persona = (Persona.objects.filter(company=self.company, pk=data.get("persona_id")).first()
                        if data.get("persona_id") else None)
@@ -489,7 +516,7 @@ class SendTransactionView(PosActionView):
             opened_at=data.get("opened_at"), modified_at=data.get("modified_at"), items=items,
             payments=[PaymentData(method=p["method"], amount=p["amount"]) for p in data["payments"]],
             redemption_ids=[d["redemption_id"] for d in data["discounts"] if d.get("redemption_id")],
-            discount_total=sum((d["amount"] for d in data["discounts"]), Decimal("0")),
+            discount_total=discount_total,
             original_transaction_id=data["original_transaction_id"]))
         earned = sum(txn.points_entries.filter(kind__in=("earn", "reverse")).values_list("delta", flat=True))
         persona = Persona.objects.filter(pk=txn.persona_id).first()

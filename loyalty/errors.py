@@ -24,6 +24,12 @@ class PointsOutOfRange(DomainError):
     code = "points_out_of_range"
 
 
+class NumberOutOfRange(DomainError):
+    """A number past what its column, or a value derived from it, holds (loyalty.bounds)."""
+
+    code = "out_of_range"
+
+
 class InvalidWebhookEndpoint(DomainError):
     code = "invalid_webhook_endpoint"
 

@@ -98,7 +98,7 @@ class OfferForm(forms.Form):
     amount = forms.DecimalField(min_value=0, max_digits=12, decimal_places=2,
                                 help_text="An amount of money, or a percent for percent offers.",
                                 widget=forms.NumberInput(attrs={"step": "0.01"}))
-    points_cost = forms.IntegerField(label="Points cost", min_value=0, initial=0,
+    points_cost = forms.IntegerField(label="Points cost", min_value=0, max_value=POINTS_MAX, initial=0,
                                      help_text="Points a customer spends on it; 0: only staff grant it.")
     applies = forms.ChoiceField(label="Discount applies", required=False,
                                 choices=[("", "As the program says")] + [

@@ -69,8 +69,8 @@ class Persona(models.Model):
                                      related_name="personas")
     custom_traits = models.JSONField(default=dict, blank=True)
     # Derived from the ledger, kept in step in the same transaction as each entry.
-    points_balance = models.IntegerField(default=0)
-    lifetime_points = models.IntegerField(default=0)
+    points_balance = models.BigIntegerField(default=0)
+    lifetime_points = models.BigIntegerField(default=0)
     tier = models.CharField(max_length=64, blank=True)
     last_purchase_at = models.DateTimeField(null=True, blank=True)
     # When they became a customer: now, or what the source system says.
@@ -143,7 +143,7 @@ class PersonaMerge(models.Model):
                                 help_text="The persona it lives on in.")
     merged_persona_id = models.BigIntegerField()
     merged_name = models.CharField(max_length=250, blank=True)
-    points_moved = models.IntegerField(default=0)
+    points_moved = models.BigIntegerField(default=0)
     sales_moved = models.PositiveIntegerField(default=0)
     reason = models.CharField(max_length=200)
     staff_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
@@ -307,9 +307,9 @@ class PointsEntry(models.Model):
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
     persona = models.ForeignKey(Persona, on_delete=models.CASCADE, related_name="points_entries",
                                 db_index=False)  # (persona, -created_at) below serves it
-    delta = models.IntegerField()
+    delta = models.BigIntegerField()
     kind = models.CharField(max_length=16, choices=PointsKind.choices)
-    balance_after = models.IntegerField()
+    balance_after = models.BigIntegerField()
     transaction = models.ForeignKey(Transaction, null=True, blank=True, on_delete=models.SET_NULL,
                                     related_name="points_entries")
     staff_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
@@ -370,12 +370,12 @@ class LoyaltyProgram(models.Model):
         max_length=12, choices=[("keep", "Refunds keep their points (remove by hand)"),
                                 ("reverse", "Refunds reverse their points automatically")],
         default="keep")
-    signup_bonus = models.PositiveIntegerField(default=0, help_text="Points given on enrolment.")
+    signup_bonus = models.PositiveBigIntegerField(default=0, help_text="Points given on enrolment.")
     expiry_months = models.PositiveIntegerField(
         null=True, blank=True,
         help_text="Points expire after this many months without activity; blank: never.")
     budtenders_see_queue = models.BooleanField("budtenders can see the waiting-room queue", default=True)
-    budtender_adjustment_limit = models.IntegerField(
+    budtender_adjustment_limit = models.BigIntegerField(
         "largest adjustment a budtender may make", default=BUDTENDER_ADJUSTMENT_LIMIT_DEFAULT,
         help_text="Points a budtender may add or take back at a time on the persona card; "
                   "admins are not limited.")
@@ -435,7 +435,7 @@ class Offer(models.Model):
     description = models.TextField(blank=True)
     kind = models.CharField(max_length=8, choices=DiscountKind.choices)
     amount = models.DecimalField(**MONEY, help_text="Currency amount, or percent for percent offers.")
-    points_cost = models.PositiveIntegerField(default=0)
+    points_cost = models.PositiveBigIntegerField(default=0)
     applies = models.CharField(max_length=12, blank=True,
                                choices=[("before_tax", "Before tax"), ("after_tax", "After tax")],
                                help_text="Blank: the loyalty program's default.")
@@ -478,7 +478,7 @@ class WalletItem(models.Model):
     persona = models.ForeignKey(Persona, on_delete=models.CASCADE, related_name="wallet")
     offer = models.ForeignKey(Offer, on_delete=models.PROTECT, related_name="wallet_items")
     state = models.CharField(max_length=12, choices=State.choices, default=State.AVAILABLE)
-    points_paid = models.PositiveIntegerField(default=0)
+    points_paid = models.PositiveBigIntegerField(default=0)
     granted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
                                    on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -520,7 +520,7 @@ class Redemption(models.Model):
     transaction = models.ForeignKey(Transaction, null=True, blank=True, on_delete=models.SET_NULL,
                                     related_name="redemptions")
     state = models.CharField(max_length=12, choices=State.choices)
-    points = models.PositiveIntegerField()
+    points = models.PositiveBigIntegerField()
     discount_amount = models.DecimalField(**MONEY)
     locked_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

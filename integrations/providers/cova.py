@@ -89,6 +89,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import requests
 import urllib3
 
+from loyalty.bounds import MONEY_MAX, QUANTITY_MAX
 from stores.errors import OutboundRefused
 from stores.outbound import outbound_session
 
@@ -613,7 +614,7 @@ class CovaClient:
             employee=_text(raw.get("EmployeeName")),
             items=tuple(self._item(item, what, url) for item in items),
             payments=tuple(CovaPayment(method=_text(p.get("Method")),
-                                       amount=self._amount(p.get("Amount"), what, url))
+                                       amount=self._amount(p.get("Amount"), what, url, field="Amount"))
                            for p in paid if isinstance(p, dict)),
         )
 
@@ -626,14 +627,14 @@ class CovaClient:
             product=_text(raw.get("ProductName")),
             brand=_text(raw.get("Brand")),
             category=_text(raw.get("Category")),
-            quantity=self._amount(raw.get("Quantity"), what, url),
-            unit_price=self._amount(raw.get("UnitPrice"), what, url),
-            discount=self._amount(raw.get("Discount"), what, url),
-            tax=self._amount(raw.get("Tax"), what, url),
-            total=self._amount(raw.get("Total"), what, url),
+            quantity=self._amount(raw.get("Quantity"), what, url, field="Quantity"),
+            unit_price=self._amount(raw.get("UnitPrice"), what, url, field="UnitPrice"),
+            discount=self._amount(raw.get("Discount"), what, url, field="Discount"),
+            tax=self._amount(raw.get("Tax"), what, url, field="Tax"),
+            total=self._amount(raw.get("Total"), what, url, field="Total"),
         )
 
-    def _amount(self, value, what: str, url: str) -> Decimal:
+    def _amount(self, value, what: str, url: str, *, field: str) -> Decimal:
         if value is None or value == "":
             return Decimal("0")
         if isinstance(value, bool):
@@ -644,6 +645,11 @@ class CovaClient:
             amount = None
         if amount is None or not amount.is_finite():
             raise self._malformed(url, f"{what} with an amount that is not a number")
+        # Past what our columns hold the sync stops, saying which sale and field, rather
+        # than failing in the database or storing another number.
+        most = QUANTITY_MAX if field == "Quantity" else MONEY_MAX
+        if abs(amount) > most:
+            raise self._malformed(url, f"{what} with {field} {value}, more than {most:,}")
         return amount
 
     def _time(self, value, what: str) -> dt.datetime:

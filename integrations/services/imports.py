@@ -9,17 +9,22 @@ import io
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.db import connection as db_connection
 from django.db import transaction as db
 from django.utils import timezone
 
+from loyalty.bounds import MONEY_MAX, POINTS_MAX
+from loyalty.models import Tier
+from loyalty.selectors import loyalty_program_get
 from loyalty.services.points_bulk import points_sync_for_transactions, signup_bonus_give_bulk
 from stores.models import RetailStore
 
 from ..models import Connection, ImportedFile, RowError, StoreMapping, SyncRun
 from ..providers import ReportFile
 from ..reader import STAGE_COLUMNS, FileRejected, ReportReader, StoreResolver
+from ..reader import RowError as ReadRowError
 
 HISTORY_DAYS = 365
 COPY_CHUNK_ROWS = 20_000
@@ -78,6 +83,7 @@ def report_file_import(*, connection: Connection, file: ReportFile, stream, run:
             _lock_connection(connection)
             reader = report_reader(connection, stream, file_name=file.key, now=now)
             _stage(reader, progress)
+            _receipts_too_large_reject(connection, reader)
             merged = _merge(connection, file_key=file.key)
             record = _record_file(connection, file, reader=reader, run=run, transactions=merged)
     except FileRejected as rejected:
@@ -102,6 +108,58 @@ CREATE TEMP TABLE import_lines (
     employee text, source_location text
 ) ON COMMIT DROP
 """
+
+
+# Receipts whose lines add up to more than a sale's amount columns hold: each row fits,
+# the sums would not.
+_RECEIPTS_TOO_LARGE = """
+SELECT transaction_id, array_agg(row_no ORDER BY row_no),
+       sum(round(quantity * unit_price, 2)), sum(line_total) + sum(tax), sum(discount), sum(tax)
+FROM import_lines GROUP BY transaction_id
+HAVING greatest(sum(round(quantity * unit_price, 2)), sum(line_total) + sum(tax),
+                sum(discount), sum(tax)) > %(max)s
+    OR greatest(sum(round(quantity * unit_price, 2)), sum(line_total) + sum(tax)) * %(rate)s > %(points)s
+"""
+
+
+def receipts_too_large(cursor, *, points_rate: Decimal) -> list[tuple[str, list[int], str, str]]:
+    """Receipts in `import_lines` whose sums would not fit a sale's amount columns, or
+    could earn more than POINTS_MAX at `points_rate` (points per unit at the best tier), as
+    (receipt id, its rows, the column to blame, why), after taking them out of the table."""
+    cursor.execute(_RECEIPTS_TOO_LARGE, {"max": MONEY_MAX, "rate": points_rate, "points": POINTS_MAX})
+    found = []
+    for receipt, rows, subtotal, total, discount, tax in cursor.fetchall():
+        column, what, value = next((c for c in (
+            ("line_total", "line totals plus tax", total),
+            ("unit_price", "quantity × unit price of its lines", subtotal),
+            ("discount", "discounts", discount), ("tax", "taxes", tax)) if c[2] > MONEY_MAX),
+            (None, None, None))
+        if column is None:
+            found.append((receipt, rows, "line_total",
+                          f"receipt {receipt}: it could earn more than {POINTS_MAX:,} points"))
+            continue
+        found.append((receipt, rows, column,
+                      f"receipt {receipt}: its {what} add up to {value:,}, more than {MONEY_MAX:,}"))
+    if found:
+        cursor.execute("DELETE FROM import_lines WHERE transaction_id = ANY(%s)", [[f[0] for f in found]])
+    return found
+
+
+def _receipts_too_large_reject(connection: Connection, reader: ReportReader) -> None:
+    """Such receipts become row errors, each row with its receipt; the rest of the file lands."""
+    program = loyalty_program_get(company=connection.company_id)
+    tiers = Tier.objects.filter(company_id=connection.company_id)
+    best = max(tiers.values_list("earn_multiplier", flat=True), default=Decimal("1"))
+    with db_connection.cursor() as cursor:
+        found = receipts_too_large(cursor, points_rate=program.points_per_unit * max(best, Decimal("1")))
+    stats = reader.stats
+    for _receipt, rows, column, reason in found:
+        stats.rows_rejected += len(rows)
+        stats.rows_accepted -= len(rows)
+        for row_number in rows:
+            if len(stats.errors) < reader.MAX_KEPT_ERRORS:
+                stats.errors.append(ReadRowError(row_number, reader.header_for(column), "", reason, []))
+    stats.errors.sort(key=lambda e: e.row_number)
 
 
 def _stage(reader: ReportReader, progress: Progress | None) -> None:

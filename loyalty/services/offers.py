@@ -12,6 +12,7 @@ from stores.audit import AuditContext, audit_changes, audit_record, audit_snapsh
 from stores.errors import DomainError
 from stores.models import RetailStore
 
+from ..bounds import POINTS_MAX
 from ..catalog import catalog_changed
 from ..locks import persona_lock
 from ..models import Offer, Tier, WalletItem
@@ -89,8 +90,9 @@ def _offer_validate(offer: Offer) -> None:
                                   "min_subtotal")
     if offer.min_subtotal < 0:
         raise _invalid("min_subtotal", "The minimum subtotal cannot be negative.")
-    if isinstance(offer.points_cost, bool) or not isinstance(offer.points_cost, int) or offer.points_cost < 0:
-        raise _invalid("points_cost", "The points cost is a whole number, 0 or more.")
+    if (isinstance(offer.points_cost, bool) or not isinstance(offer.points_cost, int)
+            or not 0 <= offer.points_cost <= POINTS_MAX):
+        raise _invalid("points_cost", f"The points cost is a whole number from 0 to {POINTS_MAX:,}.")
     if offer.limit_per_persona is not None and (
             isinstance(offer.limit_per_persona, bool) or not isinstance(offer.limit_per_persona, int)
             or offer.limit_per_persona < 1):

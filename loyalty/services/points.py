@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from stores.audit import AuditContext, audit_record
 
-from ..bounds import POINTS_MAX, POINTS_RANGE_MESSAGE, budtender_limit_message
+from ..bounds import POINTS_MAX, POINTS_RANGE_MESSAGE, budtender_limit_message, points_check
 from ..errors import InsufficientPoints, InvalidAdjustment, PointsOutOfRange
 from ..locks import persona_lock
 from ..models import LoyaltyProgram, Persona, PointsEntry, Transaction
@@ -114,7 +114,10 @@ def points_for_amount(*, program: LoyaltyProgram, transaction: Transaction,
     else:
         base = max(Decimal("0"), transaction.subtotal - transaction.discount_total)
     rounding = ROUND_HALF_UP if program.rounding == "nearest" else ROUND_FLOOR
-    return int((base * program.points_per_unit * multiplier).to_integral_value(rounding=rounding))
+    points = int((base * program.points_per_unit * multiplier).to_integral_value(rounding=rounding))
+    # A sale too large to earn its points is refused, never recorded with fewer points.
+    return points_check(points, field="total" if program.earn_on == LoyaltyProgram.EarnOn.POST_TAX
+                        else "subtotal", what="points earned on this amount")
 
 
 def points_sync_for_transaction_locked(*, transaction: Transaction, program: LoyaltyProgram,

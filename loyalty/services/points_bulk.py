@@ -14,7 +14,7 @@ CREATE TEMP TABLE points_moves ON COMMIT DROP AS
 WITH targets AS (
     SELECT t.id AS txn_id, t.persona_id,
            CASE WHEN t.status = 'completed' AND (p.is_member OR NOT %(members_only)s)
-                THEN (CASE WHEN %(nearest)s THEN round(earnable) ELSE floor(earnable) END)::int
+                THEN (CASE WHEN %(nearest)s THEN round(earnable) ELSE floor(earnable) END)::bigint
                 ELSE 0 END AS target
     FROM loyalty_transaction t
     JOIN {table} x ON x.id = t.id
@@ -26,7 +26,7 @@ WITH targets AS (
                * %(per_unit)s * coalesce(tier.earn_multiplier, 1) AS earnable
     ) amount
 ), earned AS (
-    SELECT e.transaction_id AS txn_id, e.persona_id, sum(e.delta)::int AS points, count(*)::int AS n
+    SELECT e.transaction_id AS txn_id, e.persona_id, sum(e.delta)::bigint AS points, count(*)::int AS n
     FROM loyalty_pointsentry e
     JOIN {table} x ON x.id = e.transaction_id
     WHERE e.kind IN ('earn', 'reverse')

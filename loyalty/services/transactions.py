@@ -1,10 +1,11 @@
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.db import IntegrityError
 from django.db import transaction as db
 
+from ..bounds import MONEY_MAX, MONEY_PLACES, QUANTITY_MAX, QUANTITY_PLACES, number_problem
 from ..errors import InvalidTransaction
 from ..locks import personas_lock
 from ..models import LineItem, LoyaltyProgram, Payment, PointsEntry, Source, Transaction
@@ -59,17 +60,17 @@ class TransactionData:
 
 
 def _money(value, path: str) -> Decimal:
-    try:
-        amount = Decimal(str(value))
-    except (InvalidOperation, ValueError, TypeError):
-        raise InvalidTransaction(f"{path}: '{value}' is not an amount.",
-                                 extra={"field": path}) from None
-    if not amount.is_finite():
-        raise InvalidTransaction(f"{path}: '{value}' is not an amount.", extra={"field": path})
-    if amount < 0:
-        raise InvalidTransaction(f"{path}: amounts cannot be negative (got {amount}).",
-                                 extra={"field": path})
-    return amount
+    problem = number_problem(value, max_value=MONEY_MAX, places=MONEY_PLACES)
+    if problem:
+        raise InvalidTransaction(f"{path}: {problem}.", extra={"field": path})
+    return Decimal(str(value))
+
+
+def _quantity(value, path: str) -> Decimal:
+    problem = number_problem(value, max_value=QUANTITY_MAX, places=QUANTITY_PLACES)
+    if problem:
+        raise InvalidTransaction(f"{path}: {problem}.", extra={"field": path})
+    return Decimal(str(value))
 
 
 def transaction_data_validate(data: TransactionData) -> None:
@@ -94,7 +95,8 @@ def transaction_data_validate(data: TransactionData) -> None:
         if not str(line.product or "").strip():
             raise InvalidTransaction(f"{path}.product: a line needs a product name.",
                                      extra={"field": f"{path}.product"})
-        for name in ("quantity", "unit_price", "discount", "tax", "total"):
+        line.quantity = _quantity(line.quantity, f"{path}.quantity")
+        for name in ("unit_price", "discount", "tax", "total"):
             setattr(line, name, _money(getattr(line, name), f"{path}.{name}"))
     for i, payment in enumerate(data.payments):
         payment.amount = _money(payment.amount, f"payments[{i}].amount")

@@ -37,7 +37,8 @@ def sale(external_id="R-1", *, persona=None, store=None, subtotal="100.00", disc
         total=subtotal - discount + tax, status=status,
         line_items=lines if lines is not None else [
             LineItemData(product="Blue Dream 3.5g", brand="Green Dot", category="Flower",
-                         quantity=Decimal("2"), unit_price=subtotal / 2, total=subtotal)],
+                         quantity=Decimal("2"), unit_price=(subtotal / 2).quantize(Decimal("0.01")),
+                         total=subtotal)],
         payments=[PaymentData(method="Cash", amount=subtotal - discount + tax)],
     )
 
