@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('loyalty', '0010_budtender_adjustment_limit'),
+        ('loyalty', '0011_idempotency_reservation'),
     ]
 
     operations = [
