@@ -46,6 +46,10 @@ def started_and_left(run: SyncRun, *, file: str, lease_left: dt.timedelta) -> Sy
 def database_url() -> str:
     db = db_connection.settings_dict
     password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    socket_dir = db["HOST"] if (db["HOST"] or "").startswith("/") else db["OPTIONS"].get("host", "")
+    if socket_dir:  # a socket folder: the embedded server of make test
+        port = f"&port={db['PORT']}" if db.get("PORT") else ""
+        return f"postgresql://{db['USER']}{password}@/{db['NAME']}?host={socket_dir}{port}"
     host = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
     return f"postgresql://{db['USER']}{password}@{host}/{db['NAME']}"
 
