@@ -6,6 +6,8 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from analytics.views import home
+
 
 def healthz(request):
     return HttpResponse("ok", content_type="text/plain")
@@ -18,6 +20,7 @@ urlpatterns = [
     path("healthz", healthz),
     # Browsers ask for it on pages that name no icon (the Django admin's).
     path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"))),
+    path("", home, name="home"),  # the dashboard, for the signed-in role
     path("", include("stores.urls")),
     path("", include("loyalty.urls")),
     path("settings/integrations/", include("integrations.urls")),

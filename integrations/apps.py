@@ -7,8 +7,12 @@ class IntegrationsConfig(AppConfig):
 
     def ready(self):
         from stores.crypto import encrypted_field_register
+        from stores.extensions import store_mappings_register
 
-        from . import receivers  # noqa: F401
+        from . import receivers, views_cova  # noqa: F401
+
+        # The store edit page's Store mappings section is ours.
+        store_mappings_register(views_cova.StoreMappingsSection())
 
         encrypted_field_register("integrations.Connection", "credentials_encrypted")
         encrypted_field_register("integrations.CovaCredential", "secrets_encrypted")

@@ -430,3 +430,10 @@ def store_mappings_save(*, form: StoreMappingsForm, store, audit=None) -> bool:
             form.add_error(section["field_name"], exc.message)
             saved = False
     return saved
+
+
+class StoreMappingsSection:
+    """The store edit page's Store mappings, registered with stores.extensions."""
+
+    form = staticmethod(store_mappings_form)
+    save = staticmethod(store_mappings_save)

@@ -29,3 +29,8 @@ def offer_scope_changed(sender, instance, **kwargs):
 # Sent inside the merge's database transaction, with `survivor` and `duplicate`, before the
 # duplicate is deleted: apps that keep rows of a persona move them to the survivor.
 persona_merging = Signal()
+
+
+# Sent inside the transaction that recorded or changed a sale, with `company_id`: apps that
+# derive figures from sales (analytics) refresh them once it commits.
+sales_changed = Signal()

@@ -1,11 +1,8 @@
 from django.urls import path
 
-from analytics.views import home
-
 from . import views, views_activity, views_signin
 
 urlpatterns = [
-    path("", home, name="home"),  # the dashboard
     path("company/switch/", views.company_switch, name="company_switch"),
     path("settings/stores/", views.store_list, name="store_list"),
     path("settings/stores/new/", views.store_create_view, name="store_create"),

@@ -8,10 +8,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from integrations.views_cova import store_mappings_form, store_mappings_save
-
 from .audit import audit_context
 from .errors import DomainError
+from .extensions import store_mappings_form, store_mappings_save
 from .models import ApiKey, RetailStore
 from .selectors import members_two_factor, store_get
 from .services import (

@@ -11,13 +11,13 @@ from django.db import transaction as db
 from django.db.models import Q
 from django.utils import timezone
 
-from analytics.services import analytics_refresh_soon
 from stores.errors import DomainError
 
 from ..catalog import catalog_for
 from ..locks import personas_lock
 from ..models import LoyaltyProgram, PointsEntry, Redemption, Source, Transaction
 from ..selectors import loyalty_program_get
+from ..signals import sales_changed
 from .personas import source_get_or_create
 from .points import entry_append_locked, personas_save_derived_locked
 from .program import tiers_recompute
@@ -114,7 +114,7 @@ def pos_transaction_send(*, company, data: PosTransaction) -> tuple[Transaction,
         personas_save_derived_locked(personas.values())
         if catalog_for(company).tiers:  # a sale can move its customer up a tier
             tiers_recompute(company=company, persona_ids=list(personas))
-        analytics_refresh_soon(company_id=company.pk)  # the sales analytics, once this commits
+        sales_changed.send(sender=Transaction, company_id=company.pk)  # analytics refresh on commit
     return txn, created
 
 

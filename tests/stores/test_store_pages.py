@@ -45,3 +45,25 @@ def test_store_services_validate(company, store):
         store_create(company=company, name="X", state="CO", timezone="Nowhere/City")
     with pytest.raises(DomainError, match="state"):
         store_update(store=store, state="")
+
+
+def test_store_edit_page_works_with_no_app_providing_store_mappings(admin_client, store, monkeypatch):
+    # given no app registered a Store mappings section (stores stands on its own)
+    from stores import extensions
+
+    monkeypatch.setattr(extensions, "_store_mappings", None)
+    url = reverse("store_edit", kwargs={"store_id": store.pk})
+    # then the page renders without the section, and saving still works
+    page = admin_client.get(url).content.decode()
+    assert "Opt-in queue" in page and 'data-testid="store-mappings"' not in page
+    response = admin_client.post(url, {"name": "Denver Downtown", "state": "co"})
+    assert response.status_code == 302
+    store.refresh_from_db()
+    assert store.name == "Denver Downtown"
+
+
+def test_store_mappings_section_is_registered_by_integrations():
+    from integrations.views_cova import StoreMappingsSection
+    from stores import extensions
+
+    assert isinstance(extensions._store_mappings, StoreMappingsSection)
