@@ -11,8 +11,9 @@ DEV_SECRET_KEY = "dev-only-secret-key-do-not-use-in-production"
 # A valid Fernet key, for development only.
 DEV_FIELD_ENCRYPTION_KEY = "ZGV2LW9ubHktZmllbGQtZW5jcnlwdGlvbi1rZXktMDA="
 
-MAKE_SECRET_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
-MAKE_FERNET_KEY = ("python -c 'from cryptography.fernet import Fernet; "
+# As the README's Deploying section gives them, from the checkout's root.
+MAKE_SECRET_KEY = "python3 -c 'import secrets; print(secrets.token_urlsafe(50))'"
+MAKE_FERNET_KEY = (".venv/bin/python -c 'from cryptography.fernet import Fernet; "
                    "print(Fernet.generate_key().decode())'")
 
 
