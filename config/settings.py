@@ -10,6 +10,8 @@ import dj_database_url
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
+from config.secrets_check import DEV_FIELD_ENCRYPTION_KEY, DEV_SECRET_KEY
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
 
@@ -24,10 +26,6 @@ def env_bool(name: str, default: bool) -> bool:
 def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
-
-DEV_SECRET_KEY = "dev-only-secret-key-do-not-use-in-production"
-# A valid Fernet key, for development only.
-DEV_FIELD_ENCRYPTION_KEY = "ZGV2LW9ubHktZmllbGQtZW5jcnlwdGlvbi1rZXktMDA="
 
 DEBUG = env_bool("DEBUG", True)
 SECRET_KEY = os.environ.get("SECRET_KEY", DEV_SECRET_KEY)
@@ -192,11 +190,17 @@ STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "staticfiles"))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on every start otherwise
+# In production (DEBUG=0) `collectstatic` writes each file under a name with its content's
+# hash, plus a gzip copy; WhiteNoise serves those from STATIC_ROOT with a far-future
+# Cache-Control, and pages link the hashed names. A page rendered before collectstatic has
+# run fails on the missing manifest: `python -m config.launcher serve web` always runs it
+# first. With DEBUG on (make run, the tests) files are served as they are, from the sources.
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage" if DEBUG
+                    else "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
-WHITENOISE_USE_FINDERS = True
+WHITENOISE_USE_FINDERS = DEBUG
 
 # --- Security headers, cookies and https ----------------------------------------------------
 def env_seconds(name: str, default: int, minimum: int = 0) -> int:
