@@ -205,7 +205,7 @@ def webhook_deliveries_requeue(*, older_than: timedelta | None = None, limit: in
     process stopped before it queued them). Oldest first; stops at the first delivery the
     broker refuses. Returns how many were queued. A delivery still waiting in a long
     queue may be queued twice: the second run skips it once it is delivered (and receivers
-skip a delivery id they have seen)."""
+    skip a delivery id they have seen)."""
     if older_than is None:
         older_than = timedelta(seconds=settings.WEBHOOK_REQUEUE_AFTER_SECONDS)
     ids = list(WebhookDelivery.objects.filter(
