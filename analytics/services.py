@@ -9,6 +9,7 @@ page reads, so the page is never behind the sales.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import zlib
 import zoneinfo
@@ -18,6 +19,8 @@ from django.core.cache import cache
 from django.db import connection
 from django.db import transaction as db
 from django.utils import timezone
+
+from stores.redis_guard import REDIS_ERRORS, redis_failed, redis_up, task_enqueue
 
 from . import facts
 from .models import RollupState
@@ -263,10 +266,23 @@ def analytics_refresh_soon(*, company_id: int) -> None:
 
 
 def _refresh_queue(company_id: int) -> None:
+    """With Redis away nothing is queued and nothing is lost: the sale's changed hours
+    stay marked in the database, for the next sale's refresh or the page's own
+    (rollup_ensure_current)."""
     from .tasks import analytics_refresh
 
-    if cache.add(_queued_key(company_id), 1, timeout=REFRESH_DELAY_SECONDS + 120):
-        analytics_refresh.apply_async((company_id,), countdown=REFRESH_DELAY_SECONDS)
+    if not redis_up():
+        return
+    key = _queued_key(company_id)
+    try:
+        queue = cache.add(key, 1, timeout=REFRESH_DELAY_SECONDS + 120)
+    except REDIS_ERRORS as exc:
+        redis_failed("analytics refresh", exc)
+        return
+    if queue and not task_enqueue(analytics_refresh, (company_id,), what="analytics refresh",
+                                  countdown=REFRESH_DELAY_SECONDS):
+        with contextlib.suppress(*REDIS_ERRORS):
+            cache.delete(key)  # the next sale queues it
 
 
 def refresh_queue_clear(*, company_id: int) -> None:

@@ -134,12 +134,18 @@ if not DATABASES["default"]["ENGINE"].endswith("postgresql"):
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Redis away (stores/redis_guard.py): a call to it gives up after REDIS_SOCKET_TIMEOUT
+# seconds, and after a failure this process leaves it alone for REDIS_BACKOFF_SECONDS, so
+# the POS answers as fast as without it.
+REDIS_SOCKET_TIMEOUT = float(os.environ.get("REDIS_SOCKET_TIMEOUT", "0.5"))
+REDIS_BACKOFF_SECONDS = float(os.environ.get("REDIS_BACKOFF_SECONDS", "5"))
 
 # Shared by the web server and the workers (sync progress is written by one, read by the other).
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
+        "OPTIONS": {"socket_connect_timeout": REDIS_SOCKET_TIMEOUT, "socket_timeout": REDIS_SOCKET_TIMEOUT},
         # Parallel test workers share one Redis: each keeps its counters to itself.
         "KEY_PREFIX": "loyalty" + (f"-{os.environ['PYTEST_XDIST_WORKER']}"
                                    if os.environ.get("PYTEST_XDIST_WORKER") else ""),
@@ -319,6 +325,12 @@ for _entry in OUTBOUND_ALLOW_HOSTS:
             f"OUTBOUND_ALLOW_HOSTS entry '{_entry}' is not host:port, e.g. 127.0.0.1:8765.")
 
 CELERY_BROKER_URL = REDIS_URL
+# Queueing a task with the broker away fails at once instead of retrying for seconds
+# inside a POS call (workers reconnect with their own retries).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": REDIS_SOCKET_TIMEOUT, "max_retries": 0}
+# Webhook deliveries never attempted this long after they were made are queued again
+# (their queueing failed: the broker was away).
+WEBHOOK_REQUEUE_AFTER_SECONDS = int(os.environ.get("WEBHOOK_REQUEUE_AFTER_SECONDS", "300"))
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = TIME_ZONE
@@ -328,6 +340,8 @@ CELERY_BEAT_SCHEDULE = {
     "release-expired-locks": {"task": "loyalty.tasks.locks_release_expired", "schedule": 60.0},
     "refresh-tiers": {"task": "loyalty.tasks.tiers_refresh", "schedule": 6 * 3600.0},
     "count-prompt-firings": {"task": "loyalty.tasks.prompt_firings_flush", "schedule": 60.0},
+    "requeue-webhook-deliveries": {"task": "loyalty.tasks.webhook_deliveries_requeue",
+                                   "schedule": 3 * 60.0},
     "expire-points": {"task": "loyalty.tasks.points_expire_all", "schedule": 24 * 3600.0},
     "expire-idempotency-keys": {"task": "loyalty.tasks.idempotency_keys_expire", "schedule": 3600.0},
     "interrupt-lapsed-syncs": {"task": "integrations.tasks.sync_runs_interrupt_lapsed_all",

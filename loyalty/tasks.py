@@ -23,6 +23,14 @@ def webhook_deliver(self, delivery_id: int) -> None:
 
 
 @shared_task
+def webhook_deliveries_requeue() -> int:
+    """Every few minutes: queue again the deliveries whose queueing failed (broker away)."""
+    from .services.webhooks import webhook_deliveries_requeue as requeue
+
+    return requeue()
+
+
+@shared_task
 def locks_release_expired() -> int:
     """Every minute: POS locks past their time give their points back."""
     from .services.redemptions import locks_expire

@@ -10,13 +10,14 @@ from collections import Counter
 from decimal import Decimal, InvalidOperation
 
 from django.core.cache import cache
-from django.db import IntegrityError
+from django.db import IntegrityError, connections
 from django.db import transaction as db
 from django.db.models import F
 from django.utils import timezone
 
 from stores.audit import AuditContext, audit_changes, audit_record, audit_snapshot
 from stores.errors import DomainError
+from stores.redis_guard import REDIS_ERRORS, redis_failed, redis_up
 from stores.versions import redis_client
 
 from ..models import Persona, Prompt, Tier
@@ -227,8 +228,9 @@ def _firings_count(prompt_ids: list[int]) -> None:
 
 def _firings_send() -> None:
     """This process's counted firings into the shared cache: one pipelined INCRBY each
-    (Django's cache API would take two round trips per key). Kept for the next try when
-    Redis is away."""
+    (Django's cache API would take two round trips per key). With Redis away they are
+    added to the prompts in the database instead, so a process that stops meanwhile loses
+    none."""
     global _firings_timer
     with _firings_lock:
         pending = dict(_firings_pending)
@@ -238,16 +240,34 @@ def _firings_send() -> None:
         _firings_timer = None
     if not pending:
         return
+    if redis_up():
+        try:
+            with redis_client().pipeline(transaction=False) as pipe:
+                for pk, count in pending.items():
+                    pipe.incrby(cache.make_and_validate_key(_fired_key(pk)), count)
+                pipe.execute()
+            return
+        except REDIS_ERRORS as exc:
+            # Most often Redis refused the connection and nothing was written. A reply
+            # lost after the commands were sent leaves the outcome unknown; counting here
+            # then may count those firings twice, which beats losing them.
+            redis_failed("prompt firings", exc)
+    _firings_to_database(pending)
+
+
+def _firings_to_database(pending: dict[int, int]) -> None:
     try:
-        with redis_client().pipeline(transaction=False) as pipe:
-            for pk, count in pending.items():
-                pipe.incrby(cache.make_and_validate_key(_fired_key(pk)), count)
-            pipe.execute()
+        with db.atomic():
+            for pk, count in sorted(pending.items()):  # one lock order for every process
+                Prompt.objects.filter(pk=pk).update(times_fired=F("times_fired") + count)
     except Exception:
-        logger.warning("Could not count %s prompt firings in Redis; kept for the next try.",
+        logger.warning("Could not count %s prompt firings; kept for the next try.",
                        sum(pending.values()), exc_info=True)
         with _firings_lock:
             _firings_pending.update(pending)
+    finally:
+        if isinstance(threading.current_thread(), threading.Timer):
+            connections.close_all()  # the timer's thread ends here; so does its connection
 
 
 def _firings_forget_timer() -> None:
@@ -268,15 +288,23 @@ def prompt_fired_counts_flush(*, company=None) -> int:
     """Move the counted firings into Prompt.times_fired (the periodic task, and before
     the prompts page shows them). Returns how many firings moved."""
     _firings_send()  # this process's own, without waiting for its timer
+    if not redis_up():
+        return 0  # what Redis holds waits for it; what could not reach it is in the database
     prompts = Prompt.objects.all() if company is None else Prompt.objects.filter(company=company)
     ids = list(prompts.values_list("pk", flat=True))
-    pending = cache.get_many([_fired_key(pk) for pk in ids])
     moved = 0
-    for key, count in pending.items():
-        if not count:
-            continue
-        pk = int(key.rsplit(":", 1)[1])
-        Prompt.objects.filter(pk=pk).update(times_fired=F("times_fired") + count)
-        cache.decr(key, count)  # firings counted meanwhile stay for the next flush
-        moved += count
+    try:
+        pending = cache.get_many([_fired_key(pk) for pk in ids])
+        for key, count in pending.items():
+            if not count:
+                continue
+            pk = int(key.rsplit(":", 1)[1])
+            # The count is taken from Redis in the same transaction: a DECR that fails
+            # rolls the addition back, so nothing is counted twice.
+            with db.atomic():
+                Prompt.objects.filter(pk=pk).update(times_fired=F("times_fired") + count)
+                cache.decr(key, count)  # firings counted meanwhile stay for the next flush
+            moved += count
+    except REDIS_ERRORS as exc:
+        redis_failed("prompt firings", exc)
     return moved

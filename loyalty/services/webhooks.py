@@ -23,8 +23,10 @@ import secrets
 import time
 from collections import defaultdict
 from collections.abc import Iterable
+from datetime import timedelta
 
 import requests
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import URLValidator
@@ -37,6 +39,7 @@ from stores.audit import AuditContext, audit_changes, audit_record, audit_snapsh
 from stores.crypto import encrypt
 from stores.errors import DomainError, OutboundRefused
 from stores.outbound import outbound_session, outbound_url_check
+from stores.redis_guard import task_enqueue
 
 from ..errors import InvalidWebhookEndpoint, WebhookDeliveryFailed
 from ..models import Persona, WebhookDelivery, WebhookEndpoint
@@ -183,13 +186,37 @@ def webhook_subscribers(*, company_id: int, event: str) -> list[int]:
                                                events__contains=[event]).values_list("pk", flat=True))
 
 
-def _enqueue_on_commit(deliveries: list[WebhookDelivery]) -> None:
+def _enqueue(delivery_id: int) -> bool:
     from ..tasks import webhook_deliver
 
+    return task_enqueue(webhook_deliver, (delivery_id,), what="webhook delivery")
+
+
+def _enqueue_on_commit(deliveries: list[WebhookDelivery]) -> None:
     for delivery in deliveries:
-        # robust: a broker outage must not fail the change that already committed; the
-        # delivery stays pending in the log and can be resent.
-        db.on_commit(lambda pk=delivery.pk: webhook_deliver.delay(pk), robust=True)
+        # A broker outage does not fail the change that already committed: the delivery
+        # stays pending and webhook_deliveries_requeue queues it again later.
+        db.on_commit(lambda pk=delivery.pk: _enqueue(pk), robust=True)
+
+
+def webhook_deliveries_requeue(*, older_than: timedelta | None = None, limit: int = 1000) -> int:
+    """Queue again the deliveries never attempted that have waited longer than
+    WEBHOOK_REQUEUE_AFTER_SECONDS (their queueing failed: the broker was away, or the
+    process stopped before it queued them). Oldest first; stops at the first delivery the
+    broker refuses. Returns how many were queued. A delivery still waiting in a long
+    queue may be queued twice: the second run skips it once it is delivered (and receivers
+    skip a delivery id they have seen)."""
+    if older_than is None:
+        older_than = timedelta(seconds=settings.WEBHOOK_REQUEUE_AFTER_SECONDS)
+    ids = list(WebhookDelivery.objects.filter(
+        state=WebhookDelivery.State.PENDING, attempts=0, created_at__lt=timezone.now() - older_than,
+    ).order_by("created_at", "pk").values_list("pk", flat=True)[:limit])
+    queued = 0
+    for delivery_id in ids:
+        if not _enqueue(delivery_id):
+            break
+        queued += 1
+    return queued
 
 
 def _deliveries_create(*, endpoint_ids: list[int], event: str,

@@ -441,14 +441,19 @@ def test_firings_reach_the_shared_count_within_a_second_and_survive_a_redis_outa
         time.sleep(0.05)
     assert cache.get(key) == 2  # the timer sent both, with no lookup after them
 
-    # Redis away: the counts wait in the process for the next send
+    # Redis away: the counts go straight to the database, none left in the process
     def redis_down():
         raise ConnectionError("down")
 
+    from stores import redis_guard
+
+    monkeypatch.setattr(redis_guard, "_down_until", 0.0)  # undone below: Redis tried again at once
     monkeypatch.setattr(prompt_services, "redis_client", redis_down)
     fired(company, None, [item(category="Flower")])
     prompt_services._firings_send()
-    assert prompt_services._firings_pending[prompt.pk] == 1
+    assert not prompt_services._firings_pending
+    prompt.refresh_from_db()
+    assert prompt.times_fired == 1 and not redis_guard.redis_up()
     monkeypatch.undo()
     prompt_fired_counts_flush(company=company)
     prompt.refresh_from_db()

@@ -1,6 +1,7 @@
 """Level-2 webhooks: endpoints, points.changed / persona.updated events, signed deliveries
 to a real local HTTP receiver, retries with backoff, resend, and the admin pages."""
 
+import datetime as dt
 import json
 import socket
 import threading
@@ -27,6 +28,7 @@ from loyalty.services import (
 )
 from loyalty.services.points import entry_append_locked, personas_save_derived_locked
 from loyalty.services.webhooks import (
+    webhook_deliveries_requeue,
     webhook_delivery_attempt,
     webhook_delivery_resend,
     webhook_endpoint_create,
@@ -447,3 +449,30 @@ def test_webhook_nav_link_for_admins(admin_client, client, company):
     member = MembershipFactory(company=company, role=Role.BUDTENDER).user
     client.force_login(member)
     assert reverse("webhook_list") not in client.get(reverse("persona_list")).content.decode()
+
+
+def test_webhook_deliveries_requeue_sends_only_old_never_attempted_deliveries(company, receiver, endpoint,
+                                                                              eager):
+    # given deliveries whose queueing failed long ago, one just made, one attempted (its
+    # retries are queued) and one delivered
+    def delivery(age_minutes, **fields):
+        made = WebhookDelivery.objects.create(endpoint=endpoint, event="points.changed", payload={"n": 1},
+                                              **fields)
+        WebhookDelivery.objects.filter(pk=made.pk).update(
+            created_at=timezone.now() - dt.timedelta(minutes=age_minutes))
+        return made.pk
+
+    lost = [delivery(30), delivery(6)]
+    fresh = delivery(1)
+    retrying = delivery(30, attempts=2)
+    done = delivery(30, state=WebhookDelivery.State.DELIVERED, attempts=1)
+
+    # when the sweep runs (threshold 5 minutes)
+    queued = webhook_deliveries_requeue()
+
+    # then the two lost ones are sent, oldest first, and the others are left alone
+    assert queued == 2
+    assert [r["headers"]["X-Loyalty-Delivery"] for r in receiver.to("/pos")] == [str(pk) for pk in lost]
+    states = dict(WebhookDelivery.objects.values_list("pk", "state"))
+    assert [states[pk] for pk in lost] == ["delivered", "delivered"]
+    assert (states[fresh], states[retrying], states[done]) == ("pending", "pending", "delivered")
