@@ -314,7 +314,10 @@ for _entry in OUTBOUND_ALLOW_HOSTS:
         raise ImproperlyConfigured(
             f"OUTBOUND_ALLOW_HOSTS entry '{_entry}' is not host:port, e.g. 127.0.0.1:8765.")
 
-CELERY_BROKER_URL = REDIS_URL
+# The broker: Redis (the cache's server) unless CELERY_BROKER_URL names another, e.g.
+# RabbitMQ (amqp://user:pass@host:5672/vhost). Redis stays the cache either way. No
+# transport options are set, so nothing here is specific to one broker.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "").strip() or REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = TIME_ZONE
