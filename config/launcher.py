@@ -178,15 +178,6 @@ def pg_tool(name: str) -> str:
     return str(Path(folder) / name)
 
 
-def libpq_url(url: str) -> str:
-    """DATABASE_URL as libpq reads it: the same URL, minus the scheme spellings only
-    dj-database-url knows."""
-    for alias in ("postgres://", "pgsql://", "postgis://"):
-        if url.startswith(alias):
-            return "postgresql://" + url[len(alias):]
-    return url
-
-
 def cmd_backup(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m config.launcher backup")
     parser.add_argument("file", type=Path, help="where to write the dump (custom format)")
@@ -195,7 +186,7 @@ def cmd_backup(argv: list[str]) -> int:
         # Custom format: compressed, and pg_restore can restore it whole or in part.
         # --no-owner / --no-privileges: it restores under whatever role restores it.
         command = [pg_tool("pg_dump"), "--format=custom", "--no-owner", "--no-privileges",
-                   "--file", str(args.file), "--dbname", libpq_url(env["DATABASE_URL"])]
+                   "--file", str(args.file), "--dbname", env["DATABASE_URL"]]
         result = subprocess.run(command, env=env)
         if result.returncode == 0:
             say(f"backed up to {args.file} ({args.file.stat().st_size:,} bytes)")
@@ -219,7 +210,7 @@ def cmd_restore(argv: list[str]) -> int:
         say(f"no such file: {args.file}")
         return 2
     with services(redis_name="restore", redis=False) as env:
-        url = libpq_url(env["DATABASE_URL"])
+        url = env["DATABASE_URL"]
         tables = _table_count(url)
         if tables and not args.clean:
             say(f"the database already has {tables} tables; restore into an empty database, "
