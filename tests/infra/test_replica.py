@@ -168,9 +168,10 @@ def test_replica_serves_analytics_counts_and_exports_while_the_primary_serves_th
     assert out["persona_page"] == [200, True]
     # and the browser that saved the audience reads its own write: 5 members; another
     # browser's export reads the replica, where the audience has no members yet
-    assert (out["saved_status"], out["saved_cookie"]) == (302, True)
+    assert out["saved_status"] == 302
     assert out["export_after_save"] == 5
     assert out["export_elsewhere"] == 0
+    assert out["saved_cookie"]
     # and the live count in another browser counts the replica's customers: 3 of 3
     assert (out["count_status"], out["count"]) == (200, 3)
 
