@@ -12,8 +12,10 @@ import datetime as dt
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db import connection
+from django.db import connections
 from django.db import transaction as db
+
+from stores.replica import read_alias, reads_from_replica
 
 from . import facts
 from .models import RollupState
@@ -317,7 +319,7 @@ ROWS_FOLDED = """min(r.first_day) AS first_day,
 
 
 def _run(sql: str, params: dict) -> list[tuple]:
-    with connection.cursor() as cursor:
+    with connections[read_alias()].cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
 
@@ -413,17 +415,18 @@ def _customer_counts(filters: Filters, path: str, params: dict, where: str) -> t
 def _read_settings() -> None:
     """For the report's transaction: no JIT (compiling costs more than these queries
     take), and room to group a year of customers in memory."""
-    with connection.cursor() as cursor:
+    with connections[read_alias()].cursor() as cursor:
         cursor.execute("SET LOCAL jit = off")
         cursor.execute("SET LOCAL work_mem = '64MB'")
 
 
 def sales_report(*, company, filters: Filters, path: str = ROLLUP) -> SalesReport:
     """Everything the Analytics page shows, in four queries. The rollup path expects the
-    rollup to be current (`services.rollup_ensure_current`)."""
+    rollup to be current (`services.rollup_ensure_current`). Read from the replica when
+    there is one: a sale may reach the page a moment late."""
     bucket = bucket_for(filters.period)
     params, where = _params(company, filters)
-    with db.atomic():
+    with reads_from_replica() as alias, db.atomic(using=alias):
         _read_settings()
         sales = _sales(path, params, where, bucket)
         hours = _hours(filters, path, params, where)
@@ -448,7 +451,7 @@ def sales_report(*, company, filters: Filters, path: str = ROLLUP) -> SalesRepor
 def headline(*, company, filters: Filters, path: str = ROLLUP) -> SalesReport:
     """The KPIs alone (the home dashboard): the report without its charts, in two queries."""
     params, where = _params(company, filters)
-    with db.atomic():
+    with reads_from_replica() as alias, db.atomic(using=alias):
         _read_settings()
         sales = _sales(path, params, where, "day")
         customers, previous_customers = _customer_counts(filters, path, params, where)

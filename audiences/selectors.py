@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404
 
 from loyalty.models import LineItem, Persona, Source, Tier, Transaction
 from stores.models import RetailStore
+from stores.replica import reads_from_replica
 
 from .models import Audience, AudienceMember
 
@@ -39,8 +40,11 @@ def audiences_other(*, company, exclude_id: int | None = None) -> list[tuple[int
 
 def audience_export_rows(*, audience: Audience):
     """The audience's current members with their contact fields, streamed from a
-    server-side cursor. Only personas of the audience's company, however the rows came."""
-    return (AudienceMember.objects
+    server-side cursor. Only personas of the audience's company, however the rows came.
+    From the replica when there is one, unless this browser has just saved (the audience)."""
+    with reads_from_replica() as alias:
+        members = AudienceMember.objects.using(alias)  # bound now: the rows are read after the view returns
+    return (members
             .filter(audience=audience, persona__company_id=audience.company_id)
             .order_by("persona_id")
             .values_list("persona_id", "persona__first_name", "persona__last_name", "persona__email",
@@ -53,7 +57,8 @@ def audience_export_rows(*, audience: Audience):
 def persona_total(*, company) -> int:
     """How many customers the company has (for "n% of all"), counted at most once a minute."""
     key = f"audiences:persona-total:{company.account_uid}"
-    return cache.get_or_set(key, lambda: Persona.objects.filter(company=company).count(), 60)
+    with reads_from_replica():
+        return cache.get_or_set(key, lambda: Persona.objects.filter(company=company).count(), 60)
 
 
 # --- suggestions for the builder ------------------------------------------------------------------

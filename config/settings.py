@@ -131,6 +131,22 @@ DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
 if not DATABASES["default"]["ENGINE"].endswith("postgresql"):
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL.")
+# A streaming read replica of the primary (stores/replica.py): the Analytics page and
+# dashboard, audience counts and exports read from it; the POS, every write and the page
+# after a save read the primary.
+DATABASE_REPLICA_URL = os.environ.get("DATABASE_REPLICA_URL", "").strip()
+# How long a browser that has just saved something reads only the primary: longer than the
+# replica ever lags.
+REPLICA_READ_YOUR_WRITES_SECONDS = int(os.environ.get("REPLICA_READ_YOUR_WRITES_SECONDS", "10"))
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = dj_database_url.parse(DATABASE_REPLICA_URL, conn_max_age=60)
+    DATABASES["replica"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
+    if not DATABASES["replica"]["ENGINE"].endswith("postgresql"):
+        raise ImproperlyConfigured("DATABASE_REPLICA_URL must point at PostgreSQL.")
+    # Tests make no database on the replica: it is the primary's test database.
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+    DATABASE_ROUTERS = ["stores.replica.ReplicaRouter"]
+    MIDDLEWARE.insert(1, "stores.replica.ReadYourWritesMiddleware")  # it wraps every view
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -324,10 +340,14 @@ for _entry in OUTBOUND_ALLOW_HOSTS:
         raise ImproperlyConfigured(
             f"OUTBOUND_ALLOW_HOSTS entry '{_entry}' is not host:port, e.g. 127.0.0.1:8765.")
 
-CELERY_BROKER_URL = REDIS_URL
-# Queueing a task with the broker away fails at once instead of retrying for seconds
-# inside a POS call (workers reconnect with their own retries).
-CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": REDIS_SOCKET_TIMEOUT, "max_retries": 0}
+# The broker: Redis (the cache's server) unless CELERY_BROKER_URL names another, e.g.
+# RabbitMQ (amqp://user:pass@host:5672/vhost). Redis stays the cache either way.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "").strip() or REDIS_URL
+CELERY_BROKER_TRANSPORT_OPTIONS = {}
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # Queueing a task with the broker away fails at once instead of retrying for seconds
+    # inside a POS call (workers reconnect with their own retries).
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(socket_connect_timeout=REDIS_SOCKET_TIMEOUT, max_retries=0)
 # Webhook deliveries never attempted this long after they were made are queued again
 # (their queueing failed: the broker was away).
 WEBHOOK_REQUEUE_AFTER_SECONDS = int(os.environ.get("WEBHOOK_REQUEUE_AFTER_SECONDS", "300"))
