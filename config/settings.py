@@ -82,10 +82,12 @@ INSTALLED_APPS = [
     "audiences",
     "waitingroom",
     "analytics",
+    "ops",
 ]
 
 MIDDLEWARE = [
     "stores.requestid.RequestIdMiddleware",  # first: every later log line carries the id
+    "ops.middleware.ProbeMiddleware",  # /healthz, /readyz: before the https redirect and host check
     "stores.api.ApiErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -145,6 +147,9 @@ CACHES = {
         # Parallel test workers share one Redis: each keeps its counters to itself.
         "KEY_PREFIX": "loyalty" + (f"-{os.environ['PYTEST_XDIST_WORKER']}"
                                    if os.environ.get("PYTEST_XDIST_WORKER") else ""),
+        # A Redis that stops answering fails a call within seconds instead of holding the
+        # request (or the worker's heartbeat) until the kernel gives up on the connection.
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 5},
     }
 }
 
@@ -235,7 +240,7 @@ SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 
 # https only in production. A load balancer's health check may still use plain http.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]  # ops.middleware answers them first anyway
 # Behind a proxy that ends TLS: the header it sets to "https" when the browser used https,
 # as Django names it (HTTP_X_FORWARDED_PROTO). Only if the proxy always sets or strips it.
 _proxy_ssl_header = os.environ.get("SECURE_PROXY_SSL_HEADER", "").strip()
@@ -318,7 +323,8 @@ CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = TIME_ZONE
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's DatabaseScheduler, writing beat's heartbeat as it goes.
+CELERY_BEAT_SCHEDULER = "ops.beat:HeartbeatDatabaseScheduler"
 # Fixed jobs; per-connection nightly syncs are added to the database schedule by the app.
 CELERY_BEAT_SCHEDULE = {
     "release-expired-locks": {"task": "loyalty.tasks.locks_release_expired", "schedule": 60.0},
@@ -335,6 +341,14 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+# Health (ops/): each Celery worker and beat write a heartbeat this often; /readyz and
+# `manage.py health worker|beat` call one older than HEALTH_HEARTBEAT_MAX_AGE stale.
+HEALTH_HEARTBEAT_SECONDS = env_seconds("HEALTH_HEARTBEAT_SECONDS", 15, minimum=1)
+HEALTH_HEARTBEAT_MAX_AGE = env_seconds("HEALTH_HEARTBEAT_MAX_AGE", 60, minimum=1)
+if HEALTH_HEARTBEAT_MAX_AGE < 2 * HEALTH_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured("HEALTH_HEARTBEAT_MAX_AGE must be at least twice HEALTH_HEARTBEAT_SECONDS, "
+                               "or one late heartbeat reads as a dead process.")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -344,5 +358,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
                              "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {"django.db.backends": {"level": "INFO"},
+                # A failing check is in the /readyz answer; no traceback per probe in the log.
+                "health_check": {"level": "ERROR"}},
 }

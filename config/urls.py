@@ -1,23 +1,19 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.http import HttpResponse
 from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from analytics.views import home
-
-
-def healthz(request):
-    return HttpResponse("ok", content_type="text/plain")
-
+from ops.views import healthz, readyz
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
-    path("healthz", healthz),
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
     # Browsers ask for it on pages that name no icon (the Django admin's).
     path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"))),
     path("", home, name="home"),  # the dashboard, for the signed-in role
