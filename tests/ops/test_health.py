@@ -209,7 +209,9 @@ def test_readyz_answers_within_2_5_s_when_redis_accepts_and_never_answers(client
     assert answer["checks"]["cache"] == {"ok": False, "ms": answer["checks"]["cache"]["ms"],
                                          "detail": "no answer within 2 s"}
     assert 1900 <= answer["checks"]["cache"]["ms"] < 2500
-    assert answer["checks"]["broker"]["detail"] == "Unable to connect to Redis: Timeout."
+    # (the broker's client gives up a little earlier, with its own reason, unless starved)
+    assert answer["checks"]["broker"]["detail"] in {"Unable to connect to Redis: Timeout.",
+                                                    "no answer within 2 s"}
     assert answer["checks"]["database"]["ok"] and answer["checks"]["migrations"]["ok"]
 
 
