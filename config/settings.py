@@ -80,10 +80,12 @@ INSTALLED_APPS = [
     "audiences",
     "waitingroom",
     "analytics",
+    "ops",
 ]
 
 MIDDLEWARE = [
     "stores.requestid.RequestIdMiddleware",  # first: every later log line carries the id
+    "ops.middleware.ProbeMiddleware",  # /healthz, /readyz: before the https redirect and host check
     "stores.api.ApiErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -261,7 +263,7 @@ SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 
 # https only in production. A load balancer's health check may still use plain http.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]  # ops.middleware answers them first anyway
 # Behind a proxy that ends TLS: the header it sets to "https" when the browser used https,
 # as Django names it (HTTP_X_FORWARDED_PROTO). Only if the proxy always sets or strips it.
 _proxy_ssl_header = os.environ.get("SECURE_PROXY_SSL_HEADER", "").strip()
@@ -354,7 +356,8 @@ WEBHOOK_REQUEUE_AFTER_SECONDS = int(os.environ.get("WEBHOOK_REQUEUE_AFTER_SECOND
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = TIME_ZONE
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's DatabaseScheduler, writing beat's heartbeat as it goes.
+CELERY_BEAT_SCHEDULER = "ops.beat:HeartbeatDatabaseScheduler"
 # Fixed jobs; per-connection nightly syncs are added to the database schedule by the app.
 CELERY_BEAT_SCHEDULE = {
     "release-expired-locks": {"task": "loyalty.tasks.locks_release_expired", "schedule": 60.0},
@@ -373,6 +376,14 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+# Health (ops/): each Celery worker and beat write a heartbeat this often; /readyz and
+# `manage.py health worker|beat` call one older than HEALTH_HEARTBEAT_MAX_AGE stale.
+HEALTH_HEARTBEAT_SECONDS = env_seconds("HEALTH_HEARTBEAT_SECONDS", 15, minimum=1)
+HEALTH_HEARTBEAT_MAX_AGE = env_seconds("HEALTH_HEARTBEAT_MAX_AGE", 60, minimum=1)
+if HEALTH_HEARTBEAT_MAX_AGE < 2 * HEALTH_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured("HEALTH_HEARTBEAT_MAX_AGE must be at least twice HEALTH_HEARTBEAT_SECONDS, "
+                               "or one late heartbeat reads as a dead process.")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -382,5 +393,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
                              "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {"django.db.backends": {"level": "INFO"},
+                # A failing check is in the /readyz answer; no traceback per probe in the log.
+                "health_check": {"level": "ERROR"}},
 }

@@ -1,16 +1,12 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.templatetags.static import static
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from analytics.views import home
-
-
-def healthz(request):
-    return HttpResponse("ok", content_type="text/plain")
+from ops.views import healthz, readyz
 
 
 def favicon(request):
@@ -23,7 +19,8 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
-    path("healthz", healthz),
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
     # Browsers ask for it on pages that name no icon (the Django admin's).
     path("favicon.ico", favicon),
     path("", home, name="home"),  # the dashboard, for the signed-in role

@@ -57,7 +57,7 @@ def lockout_response(request, original_response=None, credentials=None):
 # --- The two-factor gate ----------------------------------------------------------------------
 
 # Never gated: the POS and audience APIs (API keys, not sessions), static files, health checks.
-OPEN_PREFIXES = ("/api/", "/healthz", settings.STATIC_URL)
+OPEN_PREFIXES = ("/api/", "/healthz", "/readyz", settings.STATIC_URL)
 # Pages each step may show, besides logging in and out.
 STEP_PAGES = {
     "login_code": {"login_code"},
