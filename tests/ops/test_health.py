@@ -206,9 +206,10 @@ def test_readyz_answers_within_2_5_s_when_redis_accepts_and_never_answers(client
     assert status == 503
     assert {name for name, check in answer["checks"].items() if not check["ok"]} == {
         "cache", "broker", "worker", "beat"}
-    assert answer["checks"]["cache"] == {"ok": False, "ms": answer["checks"]["cache"]["ms"],
-                                         "detail": "no answer within 2 s"}
-    assert 1900 <= answer["checks"]["cache"]["ms"] < 2500
+    # (the cache's own REDIS_SOCKET_TIMEOUT ends it first; the 2 s cut-off is the backstop)
+    assert answer["checks"]["cache"]["detail"] in {"cannot reach the cache (TimeoutError)",
+                                                   "no answer within 2 s"}
+    assert answer["checks"]["cache"]["ms"] < 2500
     # (the broker's client gives up a little earlier, with its own reason, unless starved)
     assert answer["checks"]["broker"]["detail"] in {"Unable to connect to Redis: Timeout.",
                                                     "no answer within 2 s"}
