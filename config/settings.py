@@ -86,6 +86,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "stores.requestid.RequestIdMiddleware",  # first: every later log line carries the id
+    "stores.logs.AccessLogMiddleware",  # times everything below; one access line per request
     "stores.api.ApiErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -335,14 +336,52 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+# --- Logs, metrics and errors --------------------------------------------------------------
+# json: one JSON object per line, for a log collector (the default with DEBUG=0); plain:
+# readable text for a terminal (the default with DEBUG on, as under `make run`).
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "").strip().lower() or ("plain" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured(f"LOG_FORMAT is json or plain, not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     # request_id: the request's X-Request-ID ("-" outside a request), as API errors show it.
     "filters": {"request_id": {"()": "stores.requestid.RequestIdFilter"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"},
+                   "json": {"()": "stores.logs.JsonFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT,
                              "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+# Celery keeps the logging above in its workers (task lines come from stores/taskruns.py).
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# /metrics answers only a scraper sending `Authorization: Bearer <METRICS_TOKEN>`; without
+# the setting it is a 404. PROMETHEUS_MULTIPROC_DIR (read from the environment by
+# prometheus-client itself) sums the numbers of every gunicorn and Celery process.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "").strip()
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+
+# Errors to Sentry (or a compatible service) when SENTRY_DSN is set: exceptions in views and
+# tasks, without personal data (no cookies, headers' secrets, bodies or user details).
+SENTRY_DSN = os.environ.get("SENTRY_DSN", "").strip()
+SENTRY_ENVIRONMENT = (os.environ.get("SENTRY_ENVIRONMENT", "").strip()
+                      or ("development" if DEBUG else "production"))
+SENTRY_RELEASE = os.environ.get("SENTRY_RELEASE", "").strip() or None
+try:
+    SENTRY_TRACES_SAMPLE_RATE = float(os.environ.get("SENTRY_TRACES_SAMPLE_RATE", "").strip() or 0)
+except ValueError:
+    raise ImproperlyConfigured("SENTRY_TRACES_SAMPLE_RATE is a number from 0 to 1.") from None
+if not 0 <= SENTRY_TRACES_SAMPLE_RATE <= 1:
+    raise ImproperlyConfigured("SENTRY_TRACES_SAMPLE_RATE is a number from 0 to 1.")
+if SENTRY_DSN:
+    import sentry_sdk
+    from sentry_sdk.integrations.celery import CeleryIntegration
+    from sentry_sdk.integrations.django import DjangoIntegration
+
+    sentry_sdk.init(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT, release=SENTRY_RELEASE,
+                    traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE, send_default_pii=False,
+                    max_request_body_size="never",
+                    integrations=[DjangoIntegration(), CeleryIntegration()])

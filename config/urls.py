@@ -7,6 +7,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from analytics.views import home
+from stores.metrics import metrics_view
 
 
 def healthz(request):
@@ -17,7 +18,8 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
-    path("healthz", healthz),
+    path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),  # Prometheus; needs METRICS_TOKEN
     # Browsers ask for it on pages that name no icon (the Django admin's).
     path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"))),
     path("", home, name="home"),  # the dashboard, for the signed-in role
