@@ -86,7 +86,8 @@ def test_an_unknown_path_is_labelled_unmatched_not_by_its_path(client, db, acces
 
 
 LOG_SETUP = ("import django, logging; django.setup(); from django.conf import settings; "
-             "print(settings.LOG_FORMAT); logging.getLogger('loyalty.access').info('hello', extra={'status': 200})")
+             "print(settings.LOG_FORMAT); "
+             "logging.getLogger('loyalty.access').info('hello', extra={'status': 200})")
 
 
 def start(**env):
