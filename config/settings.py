@@ -365,7 +365,8 @@ if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 
 # Errors to Sentry (or a compatible service) when SENTRY_DSN is set: exceptions in views and
-# tasks, without personal data (no cookies, headers' secrets, bodies or user details).
+# tasks, without personal data: no cookies, credentials, bodies or user details, and no
+# local variables of the stack frames (they hold customers' phones and emails, and keys).
 SENTRY_DSN = os.environ.get("SENTRY_DSN", "").strip()
 SENTRY_ENVIRONMENT = (os.environ.get("SENTRY_ENVIRONMENT", "").strip()
                       or ("development" if DEBUG else "production"))
@@ -383,5 +384,5 @@ if SENTRY_DSN:
 
     sentry_sdk.init(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT, release=SENTRY_RELEASE,
                     traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE, send_default_pii=False,
-                    max_request_body_size="never",
+                    max_request_body_size="never", include_local_variables=False,
                     integrations=[DjangoIntegration(), CeleryIntegration()])
