@@ -378,11 +378,7 @@ except ValueError:
 if not 0 <= SENTRY_TRACES_SAMPLE_RATE <= 1:
     raise ImproperlyConfigured("SENTRY_TRACES_SAMPLE_RATE is a number from 0 to 1.")
 if SENTRY_DSN:
-    import sentry_sdk
-    from sentry_sdk.integrations.celery import CeleryIntegration
-    from sentry_sdk.integrations.django import DjangoIntegration
+    from stores.errorreports import sentry_start
 
-    sentry_sdk.init(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT, release=SENTRY_RELEASE,
-                    traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE, send_default_pii=False,
-                    max_request_body_size="never", include_local_variables=False,
-                    integrations=[DjangoIntegration(), CeleryIntegration()])
+    sentry_start(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT, release=SENTRY_RELEASE,
+                 traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE)

@@ -66,6 +66,14 @@ def test_requests_and_pos_lookups_are_counted_by_route(client, company, token):
     assert not any("/api/" in value for _, labels in after for _, value in labels)
 
 
+def test_a_made_up_method_does_not_grow_the_labels(client, db, token):
+    client.generic("BREW", "/healthz")
+    found = scrape(client)
+    assert ("loyalty_http_request_duration_seconds_count",
+            (("method", "other"), ("route", "healthz"), ("status", "200"))) in found
+    assert not any(("method", "BREW") in labels for _, labels in found)
+
+
 def test_each_synced_connection_has_the_age_of_its_last_sync(client, company, store, token, reports_root):
     synced = connection_create(company=company, name="Nightly", provider="folder",
                                settings={"path": "daily"}, credentials={})

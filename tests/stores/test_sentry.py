@@ -75,7 +75,7 @@ def test_a_view_that_raises_is_reported_without_the_body_or_the_key(transactiona
             except requests.RequestException:
                 time.sleep(0.2)
         # when the POS calls a view that raises
-        response = requests.post(f"http://127.0.0.1:{port}/api/pos/v1/boom",
+        response = requests.post(f"http://127.0.0.1:{port}/api/pos/v1/boom?token=query-secret",
                                  json={"note": "body-secret-marker"}, timeout=10,
                                  headers={"Authorization": f"Bearer {raw}",
                                           "X-Account-UID": company.account_uid})
@@ -93,4 +93,6 @@ def test_a_view_that_raises_is_reported_without_the_body_or_the_key(transactiona
     assert "the counter broke" in event and "staging-test" in event
     # and not the body, the API key or the request's credentials
     assert "body-secret-marker" not in event
-    assert raw not in event and raw[:12] not in event
+    assert raw not in event and raw[:12] not in event and "query-secret" not in event
+    # and it names the request id the POS was given, to find the request's log lines
+    assert f'"request_id":"{response.headers["X-Request-ID"]}"' in event
