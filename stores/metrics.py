@@ -6,6 +6,8 @@ PROMETHEUS_MULTIPROC_DIR set (the same folder for the web server and the workers
 before they start) every process writes its samples there and a scrape adds them up, so
 the answer is the same whichever worker serves it. Without it, a scrape sees only the
 numbers of the process that answers: right for `runserver`, wrong for several workers.
+Only counters and histograms live in the processes (no gauges), so a process that exits
+needs no clean-up hook: its counts stay in the sums, as counts should.
 
 Gauges that describe the world rather than this process (queue depth, age of the last
 sync) are computed when scraped, by collectors apps register here (`scrape_collector_register`).
