@@ -51,6 +51,7 @@ def task_finished(task_id=None, task=None, args=None, kwargs=None, state=None, *
                   "outcome": outcome}
         if task.name in RUN_ID_TASKS:
             fields["run_id"] = (kwargs or {}).get("run_id", (args or [None])[0])
-        log.info("task %s %s %.1fms", task.name, outcome, fields["duration_ms"], extra=fields)
+        run = f" run {fields['run_id']}" if "run_id" in fields else ""
+        log.info("task %s %s %.1fms%s", task.name, outcome, fields["duration_ms"], run, extra=fields)
     finally:
         request_id_reset(token)
