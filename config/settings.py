@@ -85,7 +85,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "stores.requestid.RequestIdMiddleware",  # first: every later log line carries the id
-    "ops.middleware.ProbeMiddleware",  # /healthz, /readyz: before the https redirect and host check
+    # /healthz, /readyz: before the https redirect and host check, and not in the access log
+    "ops.middleware.ProbeMiddleware",
+    "stores.logs.AccessLogMiddleware",  # times everything below; one access line per request
     "stores.api.ApiErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -384,16 +386,51 @@ if HEALTH_HEARTBEAT_MAX_AGE < 2 * HEALTH_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured("HEALTH_HEARTBEAT_MAX_AGE must be at least twice HEALTH_HEARTBEAT_SECONDS, "
                                "or one late heartbeat reads as a dead process.")
 
+# --- Logs, metrics and errors --------------------------------------------------------------
+# json: one JSON object per line, for a log collector (the default with DEBUG=0); plain:
+# readable text for a terminal (the default with DEBUG on, as under `make run`).
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "").strip().lower() or ("plain" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured(f"LOG_FORMAT is json or plain, not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     # request_id: the request's X-Request-ID ("-" outside a request), as API errors show it.
     "filters": {"request_id": {"()": "stores.requestid.RequestIdFilter"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"},
+                   "json": {"()": "stores.logs.JsonFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT,
                              "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"},
                 # A failing check is in the /readyz answer; no traceback per probe in the log.
                 "health_check": {"level": "ERROR"}},
 }
+# Celery keeps the logging above in its workers (task lines come from stores/taskruns.py).
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# /metrics answers only a scraper sending `Authorization: Bearer <METRICS_TOKEN>`; without
+# the setting it is a 404. PROMETHEUS_MULTIPROC_DIR (read from the environment by
+# prometheus-client itself) sums the numbers of every gunicorn and Celery process.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "").strip()
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+
+# Errors to Sentry (or a compatible service) when SENTRY_DSN is set: exceptions in views and
+# tasks, without personal data: no cookies, credentials, bodies or user details, and no
+# local variables of the stack frames (they hold customers' phones and emails, and keys).
+SENTRY_DSN = os.environ.get("SENTRY_DSN", "").strip()
+SENTRY_ENVIRONMENT = (os.environ.get("SENTRY_ENVIRONMENT", "").strip()
+                      or ("development" if DEBUG else "production"))
+SENTRY_RELEASE = os.environ.get("SENTRY_RELEASE", "").strip() or None
+try:
+    SENTRY_TRACES_SAMPLE_RATE = float(os.environ.get("SENTRY_TRACES_SAMPLE_RATE", "").strip() or 0)
+except ValueError:
+    raise ImproperlyConfigured("SENTRY_TRACES_SAMPLE_RATE is a number from 0 to 1.") from None
+if not 0 <= SENTRY_TRACES_SAMPLE_RATE <= 1:
+    raise ImproperlyConfigured("SENTRY_TRACES_SAMPLE_RATE is a number from 0 to 1.")
+if SENTRY_DSN:
+    from stores.errorreports import sentry_start
+
+    sentry_start(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT, release=SENTRY_RELEASE,
+                 traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE)

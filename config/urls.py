@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from analytics.views import home
 from ops.views import healthz, readyz
+from stores.metrics import metrics_view
 
 
 def favicon(request):
@@ -21,6 +22,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),  # Prometheus; needs METRICS_TOKEN
     # Browsers ask for it on pages that name no icon (the Django admin's).
     path("favicon.ico", favicon),
     path("", home, name="home"),  # the dashboard, for the signed-in role

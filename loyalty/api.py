@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from decimal import Decimal
 
 from django.http import Http404
@@ -20,6 +21,7 @@ from rest_framework.views import APIView
 
 from stores.api import error_body
 from stores.errors import DomainError
+from stores.metrics import POS_LOOKUP_SECONDS
 from stores.models import ApiKey
 from stores.services import api_key_authenticate
 
@@ -343,6 +345,24 @@ def _redemption_body(redemption: Redemption, persona: Persona | None = None) -> 
             "points_balance": persona.points_balance}
 
 
+class LookupTimed:
+    """The POS's lookups (a customer by phone/email/id, a balance, a ledger) in their own
+    latency histogram: the counter waits on these. `lookup_endpoint` is its label."""
+
+    lookup_endpoint = ""
+
+    def dispatch(self, request, *args, **kwargs):
+        started = time.perf_counter()
+        status_code = 500
+        try:
+            response = super().dispatch(request, *args, **kwargs)
+            status_code = response.status_code
+            return response
+        finally:
+            POS_LOOKUP_SECONDS.labels(self.lookup_endpoint, str(status_code)).observe(
+                time.perf_counter() - started)
+
+
 # --- views ----------------------------------------------------------------------------------
 
 class PingView(PosView):
@@ -354,7 +374,9 @@ class PingView(PosView):
         return Response({"company": self.company.name, "key": key.prefix, "level": key.level})
 
 
-class LookupView(PosActionView):
+class LookupView(LookupTimed, PosActionView):
+    lookup_endpoint = "lookup"
+
     @extend_schema(request=LookupSerializer, responses={200: dict, 404: dict, 409: dict},
                    summary="Find a customer; with a basket, the rewards and prompts for it")
     def post(self, request, *args, **kwargs):
@@ -530,7 +552,9 @@ class SendTransactionView(PosActionView):
                         status=201 if created else 200)
 
 
-class PersonaBalanceView(PosView):
+class PersonaBalanceView(LookupTimed, PosView):
+    lookup_endpoint = "balance"
+
     @extend_schema(responses={200: dict, 404: dict}, summary="A customer's points balance")
     def get(self, request, persona_id: int):
         persona = persona_get(company=self.company, persona_id=persona_id)
@@ -543,7 +567,9 @@ class PersonaBalanceView(PosView):
                          "tier": persona.tier or None})
 
 
-class PersonaLedgerView(PosView):
+class PersonaLedgerView(LookupTimed, PosView):
+    lookup_endpoint = "ledger"
+
     @extend_schema(parameters=[OpenApiParameter("limit", int, description="At most 200; default 50")],
                    responses={200: dict, 404: dict}, summary="A customer's latest points ledger entries")
     def get(self, request, persona_id: int):

@@ -179,4 +179,6 @@ class ApiErrorsMiddleware:
             return JsonResponse(body, status=status)
         response.content = json.dumps(body).encode()
         response["Content-Type"] = "application/json"
+        if response.has_header("Content-Length"):  # CommonMiddleware's, for the page replaced
+            response["Content-Length"] = str(len(response.content))
         return response

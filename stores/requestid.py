@@ -2,6 +2,7 @@
 every log line written while the request runs, so a POS developer's report of a failed call
 leads straight to its log lines."""
 
+import contextlib
 import logging
 import re
 import uuid
@@ -17,6 +18,18 @@ _SANE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 def request_id_current() -> str | None:
     """The id of the request being answered, None outside a request."""
     return _current.get()
+
+
+def request_id_bind(request_id: str | None):
+    """Make `request_id` current (a task started by a request); give the token to reset."""
+    return _current.set(request_id)
+
+
+def request_id_reset(token) -> None:
+    if token is None:
+        return
+    with contextlib.suppress(ValueError):  # set in another context: nothing of ours to undo
+        _current.reset(token)
 
 
 class RequestIdMiddleware:
