@@ -37,7 +37,7 @@ from ..models import Connection, CovaCredential, SignupPush, StoreMapping, SyncR
 from ..models import CovaLocation as StoredLocation
 from ..providers.base import ProviderError
 from ..providers.cova import DEFAULT_ACCOUNTS_URL, DEFAULT_API_URL, CovaClient, CovaLocation
-from .connections import nightly_task_save
+from .connections import nightly_task_save, test_is_going
 from .imports import _merge, customers_merge, transactions_attach_store
 from .sync import credential_failing, credential_verified, progress_key
 
@@ -221,6 +221,33 @@ def cova_credential_test(*, credential: CovaCredential) -> tuple[bool, str]:
     credential.refresh_from_db()
     cova_locations_store(credential=credential, locations=client.tested_locations)
     return True, message
+
+
+def cova_credential_test_start(*, credential: CovaCredential) -> CovaCredential:
+    """"Test connection": mark the test as going and queue it; the page follows it. Cova
+    is never called inside the request, so the button answers at once even when Cova is
+    down. A test already going is not queued twice."""
+    from ..tasks import cova_credential_test as test_task
+
+    with db.atomic():
+        credential = CovaCredential.objects.select_for_update().get(pk=credential.pk)
+        if test_is_going(credential):
+            return credential
+        credential.test_started_at, credential.test_ok, credential.test_message = timezone.now(), None, ""
+        credential.save(update_fields=["test_started_at", "test_ok", "test_message"])
+        db.on_commit(lambda: test_task.delay(credential.pk))
+    return credential
+
+
+def cova_credential_test_run(*, credential_id: int) -> CovaCredential:
+    """The test's work (in the background): the outcome is kept for the page, and the
+    credential's status follows it as before."""
+    credential = CovaCredential.objects.select_related("connection").get(pk=credential_id)
+    ok, message = cova_credential_test(credential=credential)
+    CovaCredential.objects.filter(pk=credential_id).update(test_started_at=None, test_ok=ok,
+                                                           test_message=message)
+    credential.refresh_from_db()
+    return credential
 
 
 # --- locations and store mappings ------------------------------------------------------------
