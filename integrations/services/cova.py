@@ -33,12 +33,12 @@ from stores.errors import DomainError
 from stores.models import RetailStore
 from stores.outbound import outbound_url_check
 
-from ..models import Connection, CovaCredential, SignupPush, StoreMapping, SyncRun
+from ..models import Connection, CovaCredential, ImportedFile, RowError, SignupPush, StoreMapping, SyncRun
 from ..models import CovaLocation as StoredLocation
 from ..providers.base import ProviderError
 from ..providers.cova import DEFAULT_ACCOUNTS_URL, DEFAULT_API_URL, CovaClient, CovaLocation
 from .connections import nightly_task_save, test_is_going
-from .imports import _merge, customers_merge, transactions_attach_store
+from .imports import _merge, best_points_rate, customers_merge, receipts_too_large, transactions_attach_store
 from .sync import credential_failing, credential_verified, progress_key
 
 log = logging.getLogger(__name__)
@@ -446,11 +446,13 @@ def cova_sync(run: SyncRun) -> None:
             CovaCredential.objects.filter(pk=credential.pk).update(
                 customers_since=staged["customers_since"], sales_since=staged["sales_since"],
                 last_synced_at=timezone.now(), last_error="")
+            _sales_rejected_record(run, counts["too_large"])
     finally:
         _drop_staged()
     SyncRun.objects.filter(pk=run.pk).update(
         customers_synced=counts["customers"], sales_synced=counts["sales"],
-        sales_unmapped=counts["unmapped"], rows_accepted=counts["lines"])
+        sales_unmapped=counts["unmapped"], rows_accepted=counts["lines"],
+        rows_rejected=counts["rejected_lines"])
 
 
 def _drop_staged() -> None:
@@ -624,6 +626,10 @@ def _merge_staged(connection: Connection, staged: dict) -> dict:
         cursor.execute("DROP TABLE import_customers")
         cursor.execute("DROP TABLE IF EXISTS import_lines")
         cursor.execute(_LINES_FROM_STAGE, params)
+        # A sale whose sums our columns cannot hold (or that would earn past POINTS_MAX) is
+        # left out and named; the others land.
+        too_large = receipts_too_large(cursor, points_rate=best_points_rate(connection.company_id),
+                                       noun="Cova sale")
         cursor.execute("ANALYZE import_lines")
     new_sales = 0
     if staged["lines"]:
@@ -634,8 +640,29 @@ def _merge_staged(connection: Connection, staged: dict) -> dict:
             if staged["has_payments"]:
                 # The merge already took away the payments of sales seen before.
                 cursor.execute(_PAYMENTS_FROM_STAGE)
+    rejected_lines = sum(len(rows) for _sale, rows, _column, _reason in too_large)
     return {"customers": staged["customers"], "sales": new_sales, "unmapped": staged["unmapped"],
-            "lines": staged["lines"]}
+            "lines": staged["lines"] - rejected_lines, "rejected_lines": rejected_lines,
+            "too_large": too_large}
+
+
+COVA_FIELDS = {"line_total": "Total", "unit_price": "UnitPrice", "discount": "Discount", "tax": "Tax"}
+
+
+def _sales_rejected_record(run: SyncRun, too_large: list) -> ImportedFile | None:
+    """The sales left out of a run, one row error each naming the Cova sale and field, on
+    the run's page like a report file's (with its download)."""
+    if not too_large:
+        return None
+    lines = sum(len(rows) for _sale, rows, _column, _reason in too_large)
+    imported_file = ImportedFile.objects.create(
+        connection_id=run.connection_id, key=f"Cova sales of run {run.pk}", state=ImportedFile.State.IMPORTED,
+        rows_rejected=lines, last_run=run, imported_at=timezone.now())
+    RowError.objects.bulk_create(
+        RowError(imported_file=imported_file, row_number=rows[0], column=COVA_FIELDS.get(column, column),
+                 value=sale, reason=reason[:500], row=[sale])
+        for sale, rows, column, reason in too_large)
+    return imported_file
 
 
 # --- signups pushed to Cova ------------------------------------------------------------------
