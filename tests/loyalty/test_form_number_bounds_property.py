@@ -124,9 +124,11 @@ def check_program(admin_client, program, field, typed):
 def test_tier_numbers_save_exactly_or_refuse_on_the_field(admin_client, program, field, data):
     bound = MONEY_MAX if field == "threshold" else Decimal("100")
     typed = data.draw(number_text(0, int(bound), POINTS_MAX, places=2), label=field)
-    name = f"Tier {next(NAMES)}"
+    number = next(NAMES)
+    name = f"Tier {number}"
+    # Each example's tier starts at its own threshold: two tiers never start at the same one.
     sent = {"tier-name": name, "tier-threshold_kind": Tier.Threshold.choices[0][0],
-            "tier-threshold": "100", "tier-earn_multiplier": "1"} | {f"tier-{field}": typed}
+            "tier-threshold": str(1000 + number), "tier-earn_multiplier": "1"} | {f"tier-{field}": typed}
     response = admin_client.post(reverse("tier_create"), sent)
     assert response.status_code < 500
     tier = Tier.objects.filter(company=program.company, name=name).first()
