@@ -55,6 +55,11 @@ class Connection(models.Model):
     locations_refresh_started_at = models.DateTimeField(
         null=True, blank=True, help_text="Set while a refresh of the locations from Cova is going.")
     locations_error = models.TextField(blank=True, help_text="Why the last refresh of the locations failed.")
+    # "Test connection" runs in the background (it reaches outside); the page follows it.
+    test_started_at = models.DateTimeField(null=True, blank=True,
+                                           help_text="Set while a Test connection is going.")
+    test_ok = models.BooleanField(null=True, blank=True, help_text="How the last Test connection went.")
+    test_message = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -112,6 +117,11 @@ class CovaCredential(models.Model):
     verified_at = models.DateTimeField(null=True, blank=True)
     failing_since = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    # "Test connection" runs in the background (it reaches Cova); the page follows it.
+    test_started_at = models.DateTimeField(null=True, blank=True,
+                                           help_text="Set while a Test connection is going.")
+    test_ok = models.BooleanField(null=True, blank=True, help_text="How the last Test connection went.")
+    test_message = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -92,3 +92,25 @@ def cova_locations_refresh(connection_id: int) -> None:
         refresh(connection_id=connection_id)
     except Connection.DoesNotExist:
         return  # deleted meanwhile
+
+
+@shared_task(acks_late=True)
+def cova_credential_test(credential_id: int) -> None:
+    """"Test connection" of a Cova credential: sign in and check the permissions."""
+    from .services.cova import cova_credential_test_run
+
+    try:
+        cova_credential_test_run(credential_id=credential_id)
+    except CovaCredential.DoesNotExist:
+        return  # removed meanwhile
+
+
+@shared_task(acks_late=True)
+def connection_test(connection_id: int) -> None:
+    """"Test connection" of a report source reached over the network (S3, OneDrive)."""
+    from .services.connections import connection_test_run
+
+    try:
+        connection_test_run(connection_id=connection_id)
+    except Connection.DoesNotExist:
+        return  # deleted meanwhile

@@ -39,8 +39,10 @@ from .services.connections import (
     connection_freeze,
     connection_header_map_save,
     connection_test,
+    connection_test_start,
     connection_update,
     store_mapping_set,
+    test_is_going,
 )
 from .services.sync import imported_file_purge, progress_key, sync_run_create
 from .tasks import connection_sync
@@ -170,23 +172,50 @@ def _custom_headers(connection) -> list[tuple[str, str]]:
 @company_view("integrations.manage")
 def connection_detail(request, connection_id):
     connection = selectors.connection_get(company=request.company, connection_id=connection_id)
-    return render(request, "integrations/connection_detail.html", _detail_context(request, connection))
+    if request.htmx and request.htmx.target == "test-result":  # the test result polls itself
+        response = render(request, "integrations/connection_detail.html#test-result",
+                          {"connection": connection, **_test_context(connection)})
+    else:
+        response = render(request, "integrations/connection_detail.html",
+                          _detail_context(request, connection, **_test_context(connection)))
+    patch_vary_headers(response, ["HX-Request", "HX-Target"])
+    return response
 
 
 @require_POST
 @company_view("integrations.manage")
 def connection_test_view(request, connection_id):
-    """Reach the source now and say exactly what failed, if anything."""
+    """Reach the source and say exactly what failed, if anything. A folder on the server is
+    read at once; S3 and OneDrive are reached in the background (the button answers at once
+    even when they hang) and the result follows the test."""
     connection = selectors.connection_get(company=request.company, connection_id=connection_id)
-    try:
-        ok, message = connection_test(connection=connection)
-    except DomainError as exc:  # e.g. a secret that can no longer be decrypted
-        ok, message = False, exc.message
-    result = {"ok": ok, "message": f"Connected: {message}" if ok else message}
+    if connection.provider == Provider.FOLDER:
+        try:
+            ok, message = connection_test(connection=connection)
+        except DomainError as exc:  # e.g. a secret that can no longer be decrypted
+            ok, message = False, exc.message
+        result = {"ok": ok, "message": f"Connected: {message}" if ok else message}
+    else:
+        connection = connection_test_start(connection=connection)
+        if not request.htmx:
+            return redirect(_detail_url(connection))
+        result = None
     if request.htmx:
-        return render(request, "integrations/connection_detail.html#test-result", {"test": result})
+        return render(request, "integrations/connection_detail.html#test-result",
+                      {"connection": connection, **_test_context(connection, result)})
     return render(request, "integrations/connection_detail.html",
-                  _detail_context(request, connection, test=result))
+                  _detail_context(request, connection, **_test_context(connection, result)))
+
+
+def _test_context(connection, result: dict | None = None) -> dict:
+    """The test result as the page shows it: the folder's answer, or the background test's
+    (polling while it is going)."""
+    if result is not None:
+        return {"test": result, "testing": False}
+    testing = test_is_going(connection)
+    test = None if testing or connection.test_ok is None else \
+        {"ok": connection.test_ok, "message": connection.test_message}
+    return {"test": test, "testing": testing}
 
 
 @require_POST

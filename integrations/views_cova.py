@@ -12,6 +12,7 @@ from functools import wraps
 from django.contrib import messages
 from django.db import transaction
 from django.db.models import Prefetch
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -29,13 +30,14 @@ from .forms_cova import CovaConnectForm, CovaCredentialForm, StoreMappingsForm
 from .models import Provider, StoreMapping, SyncRun
 from .providers.cova import REQUIRED_PERMISSIONS, CovaLocation
 from .selectors import unmapped_locations
+from .services.connections import test_is_going
 from .services.cova import (
     COVA_FEE_PER_LOCATION,
     LOCATIONS_REFRESH_STALE,
     cova_connection_create,
     cova_credential_delete,
     cova_credential_save,
-    cova_credential_test,
+    cova_credential_test_start,
     cova_locations_refresh_start,
     cova_monthly_fee,
     store_mapping_save,
@@ -173,6 +175,12 @@ def report_connection_only(view):
 
 # -- Cova: connect, the connection page, credentials ---------------------------------------
 
+def _int(value: str) -> int:
+    if not value.isdigit():
+        raise Http404
+    return int(value)
+
+
 def _redirect(request, url):
     """After a successful POST: a normal redirect, or an HX-Redirect for htmx."""
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
@@ -253,10 +261,11 @@ def _locations(connection, credentials) -> dict:
     return state
 
 
-def _connection_context(connection, *, tests: dict | None = None) -> dict:
+def _connection_context(connection) -> dict:
     credentials = list(selectors.cova_credentials(connection=connection))
     for credential in credentials:
-        credential.test = (tests or {}).get(credential.pk)
+        state = _test_context(credential)
+        credential.test, credential.testing = state["test"], state["testing"]
     runs = list(selectors.cova_runs(connection=connection))
     return {
         "connection": connection, "credentials": credentials, "fee": _fee(connection),
@@ -274,6 +283,12 @@ def cova_connection(request, connection_id):
         credentials = list(selectors.cova_credentials(connection=connection))
         response = render(request, "integrations/cova_connection.html#locations",
                           _locations(connection, credentials))
+    elif request.htmx and (request.htmx.target or "").startswith("test-result-"):
+        credential = selectors.cova_credential_get(company=request.company,
+                                                   credential_id=_int(request.htmx.target[12:]))
+        if credential.connection_id != connection.pk:
+            raise Http404
+        response = render(request, "integrations/cova_connection.html#test-result", _test_context(credential))
     elif request.htmx and request.htmx.target == "cova-runs":
         runs = list(selectors.cova_runs(connection=connection))
         response = render(request, "integrations/cova_connection.html#runs", {
@@ -336,16 +351,23 @@ def cova_credential_delete_view(request, credential_id):
 @require_POST
 @company_view("integrations.manage")
 def cova_credential_test_view(request, credential_id):
-    """Sign in to Cova now and check the permissions; say exactly which one is missing."""
+    """Test connection: Cova is asked in the background (the button answers at once even
+    when Cova is down); the credential's test result follows it and then says exactly
+    which permission is missing, if any."""
     credential = selectors.cova_credential_get(company=request.company, credential_id=credential_id)
-    ok, message = cova_credential_test(credential=credential)
-    test = {"ok": ok, "message": message}
+    credential = cova_credential_test_start(credential=credential)
     if request.htmx:
-        # The credential's badge and error follow the test's outcome (out of band).
-        return render(request, "integrations/cova_connection.html#test-result",
-                      {"credential": credential, "test": test, "oob": True})
-    return render(request, "integrations/cova_connection.html",
-                  _connection_context(credential.connection, tests={credential.pk: test}))
+        return render(request, "integrations/cova_connection.html#test-result", _test_context(credential))
+    return redirect(_cova_url(credential.connection))
+
+
+def _test_context(credential) -> dict:
+    """The credential's test result as the page shows it; while the test is going the
+    result polls, and its last answer swaps in the credential's badge and error."""
+    testing = test_is_going(credential)
+    test = None if testing or credential.test_ok is None else \
+        {"ok": credential.test_ok, "message": credential.test_message}
+    return {"credential": credential, "test": test, "testing": testing, "oob": True}
 
 
 @require_POST

@@ -14,6 +14,7 @@ from stores.errors import DomainError
 from stores.tenancy import company_view, role_can
 
 from . import selectors
+from .errors import InsufficientPoints, PointsOutOfRange
 from .forms import PointsAdjustForm, WalletGrantForm
 from .models import Source
 from .services import persona_enroll, points_adjust
@@ -217,8 +218,10 @@ def persona_points_adjust(request, persona_id):
                           reason=form.cleaned_data["reason"],
                           idempotency_key=form.cleaned_data["token"], audit=audit_context(request))
         except DomainError as exc:
-            form.add_error(exc.extra.get("field") if exc.extra.get("field") in form.fields
-                           else None, exc.message)
+            field = exc.extra.get("field")
+            if isinstance(exc, InsufficientPoints | PointsOutOfRange):
+                field = "delta"  # the balance cannot move by the points typed: say it beside them
+            form.add_error(field if field in form.fields else None, exc.message)
         else:
             tiers_recompute(company=request.company, persona_ids=[persona.pk])
             if not request.htmx:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import zoneinfo
 
 from django.db import IntegrityError
 from django.db import transaction as db
 from django.db.models import Q
+from django.utils import timezone as django_timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from loyalty.models import Source, Transaction
@@ -142,6 +144,46 @@ def connection_test(*, connection: Connection) -> tuple[bool, str]:
             "misconfigured": "Settings incomplete",
         }
         return False, f"{labels.get(exc.problem, 'Failed')}: {exc.message}"
+
+
+# A test whose worker died stops being shown as going (and can be started again).
+TEST_STALE = dt.timedelta(minutes=5)
+
+
+def test_is_going(owner) -> bool:
+    """Whether `owner`'s (a report connection's or a Cova credential's) Test connection is going."""
+    started = owner.test_started_at
+    return started is not None and django_timezone.now() - started < TEST_STALE
+
+
+def connection_test_start(*, connection: Connection) -> Connection:
+    """"Test connection" of a source that is reached over the network (S3, OneDrive): mark
+    it as going and queue it, so the button answers at once even when the source hangs.
+    A test already going is not queued twice."""
+    from ..tasks import connection_test as test_task
+
+    with db.atomic():
+        connection = Connection.objects.select_for_update().get(pk=connection.pk)
+        if test_is_going(connection):
+            return connection
+        connection.test_started_at, connection.test_ok, connection.test_message = \
+            django_timezone.now(), None, ""
+        connection.save(update_fields=["test_started_at", "test_ok", "test_message"])
+        db.on_commit(lambda: test_task.delay(connection.pk))
+    return connection
+
+
+def connection_test_run(*, connection_id: int) -> Connection:
+    """The test's work (in the background); the outcome is kept for the page."""
+    connection = Connection.objects.get(pk=connection_id)
+    try:
+        ok, message = connection_test(connection=connection)
+    except DomainError as exc:  # e.g. a secret that can no longer be decrypted
+        ok, message = False, exc.message
+    Connection.objects.filter(pk=connection_id).update(
+        test_started_at=None, test_ok=ok, test_message=f"Connected: {message}" if ok else message)
+    connection.refresh_from_db()
+    return connection
 
 
 def nightly_task_save(owner, *, name: str, task: str, sync_time, company, enabled: bool,

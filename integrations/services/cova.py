@@ -33,12 +33,12 @@ from stores.errors import DomainError
 from stores.models import RetailStore
 from stores.outbound import outbound_url_check
 
-from ..models import Connection, CovaCredential, SignupPush, StoreMapping, SyncRun
+from ..models import Connection, CovaCredential, ImportedFile, RowError, SignupPush, StoreMapping, SyncRun
 from ..models import CovaLocation as StoredLocation
 from ..providers.base import ProviderError
 from ..providers.cova import DEFAULT_ACCOUNTS_URL, DEFAULT_API_URL, CovaClient, CovaLocation
-from .connections import nightly_task_save
-from .imports import _merge, customers_merge, transactions_attach_store
+from .connections import nightly_task_save, test_is_going
+from .imports import _merge, best_points_rate, customers_merge, receipts_too_large, transactions_attach_store
 from .sync import credential_failing, credential_verified, progress_key
 
 log = logging.getLogger(__name__)
@@ -221,6 +221,33 @@ def cova_credential_test(*, credential: CovaCredential) -> tuple[bool, str]:
     credential.refresh_from_db()
     cova_locations_store(credential=credential, locations=client.tested_locations)
     return True, message
+
+
+def cova_credential_test_start(*, credential: CovaCredential) -> CovaCredential:
+    """"Test connection": mark the test as going and queue it; the page follows it. Cova
+    is never called inside the request, so the button answers at once even when Cova is
+    down. A test already going is not queued twice."""
+    from ..tasks import cova_credential_test as test_task
+
+    with db.atomic():
+        credential = CovaCredential.objects.select_for_update().get(pk=credential.pk)
+        if test_is_going(credential):
+            return credential
+        credential.test_started_at, credential.test_ok, credential.test_message = timezone.now(), None, ""
+        credential.save(update_fields=["test_started_at", "test_ok", "test_message"])
+        db.on_commit(lambda: test_task.delay(credential.pk))
+    return credential
+
+
+def cova_credential_test_run(*, credential_id: int) -> CovaCredential:
+    """The test's work (in the background): the outcome is kept for the page, and the
+    credential's status follows it as before."""
+    credential = CovaCredential.objects.select_related("connection").get(pk=credential_id)
+    ok, message = cova_credential_test(credential=credential)
+    CovaCredential.objects.filter(pk=credential_id).update(test_started_at=None, test_ok=ok,
+                                                           test_message=message)
+    credential.refresh_from_db()
+    return credential
 
 
 # --- locations and store mappings ------------------------------------------------------------
@@ -419,11 +446,13 @@ def cova_sync(run: SyncRun) -> None:
             CovaCredential.objects.filter(pk=credential.pk).update(
                 customers_since=staged["customers_since"], sales_since=staged["sales_since"],
                 last_synced_at=timezone.now(), last_error="")
+            _sales_rejected_record(run, counts["too_large"])
     finally:
         _drop_staged()
     SyncRun.objects.filter(pk=run.pk).update(
         customers_synced=counts["customers"], sales_synced=counts["sales"],
-        sales_unmapped=counts["unmapped"], rows_accepted=counts["lines"])
+        sales_unmapped=counts["unmapped"], rows_accepted=counts["lines"],
+        rows_rejected=counts["rejected_lines"])
 
 
 def _drop_staged() -> None:
@@ -597,6 +626,10 @@ def _merge_staged(connection: Connection, staged: dict) -> dict:
         cursor.execute("DROP TABLE import_customers")
         cursor.execute("DROP TABLE IF EXISTS import_lines")
         cursor.execute(_LINES_FROM_STAGE, params)
+        # A sale whose sums our columns cannot hold (or that would earn past POINTS_MAX) is
+        # left out and named; the others land.
+        too_large = receipts_too_large(cursor, points_rate=best_points_rate(connection.company_id),
+                                       noun="Cova sale")
         cursor.execute("ANALYZE import_lines")
     new_sales = 0
     if staged["lines"]:
@@ -607,8 +640,29 @@ def _merge_staged(connection: Connection, staged: dict) -> dict:
             if staged["has_payments"]:
                 # The merge already took away the payments of sales seen before.
                 cursor.execute(_PAYMENTS_FROM_STAGE)
+    rejected_lines = sum(len(rows) for _sale, rows, _column, _reason in too_large)
     return {"customers": staged["customers"], "sales": new_sales, "unmapped": staged["unmapped"],
-            "lines": staged["lines"]}
+            "lines": staged["lines"] - rejected_lines, "rejected_lines": rejected_lines,
+            "too_large": too_large}
+
+
+COVA_FIELDS = {"line_total": "Total", "unit_price": "UnitPrice", "discount": "Discount", "tax": "Tax"}
+
+
+def _sales_rejected_record(run: SyncRun, too_large: list) -> ImportedFile | None:
+    """The sales left out of a run, one row error each naming the Cova sale and field, on
+    the run's page like a report file's (with its download)."""
+    if not too_large:
+        return None
+    lines = sum(len(rows) for _sale, rows, _column, _reason in too_large)
+    imported_file = ImportedFile.objects.create(
+        connection_id=run.connection_id, key=f"Cova sales of run {run.pk}", state=ImportedFile.State.IMPORTED,
+        rows_rejected=lines, last_run=run, imported_at=timezone.now())
+    RowError.objects.bulk_create(
+        RowError(imported_file=imported_file, row_number=rows[0], column=COVA_FIELDS.get(column, column),
+                 value=sale, reason=reason[:500], row=[sale])
+        for sale, rows, column, reason in too_large)
+    return imported_file
 
 
 # --- signups pushed to Cova ------------------------------------------------------------------

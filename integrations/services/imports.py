@@ -122,10 +122,12 @@ HAVING greatest(sum(round(quantity * unit_price, 2)), sum(line_total) + sum(tax)
 """
 
 
-def receipts_too_large(cursor, *, points_rate: Decimal) -> list[tuple[str, list[int], str, str]]:
+def receipts_too_large(cursor, *, points_rate: Decimal,
+                       noun: str = "receipt") -> list[tuple[str, list[int], str, str]]:
     """Receipts in `import_lines` whose sums would not fit a sale's amount columns, or
     could earn more than POINTS_MAX at `points_rate` (points per unit at the best tier), as
-    (receipt id, its rows, the column to blame, why), after taking them out of the table."""
+    (receipt id, its rows, the column to blame, why), after taking them out of the table.
+    `noun` is what the reasons call a receipt ("Cova sale")."""
     cursor.execute(_RECEIPTS_TOO_LARGE, {"max": MONEY_MAX, "rate": points_rate, "points": POINTS_MAX})
     found = []
     for receipt, rows, subtotal, total, discount, tax in cursor.fetchall():
@@ -136,22 +138,28 @@ def receipts_too_large(cursor, *, points_rate: Decimal) -> list[tuple[str, list[
             (None, None, None))
         if column is None:
             found.append((receipt, rows, "line_total",
-                          f"receipt {receipt}: it could earn more than {POINTS_MAX:,} points"))
+                          f"{noun} {receipt}: it could earn more than {POINTS_MAX:,} points"))
             continue
         found.append((receipt, rows, column,
-                      f"receipt {receipt}: its {what} add up to {value:,}, more than {MONEY_MAX:,}"))
+                      f"{noun} {receipt}: its {what} add up to {value:,}, more than {MONEY_MAX:,}"))
     if found:
         cursor.execute("DELETE FROM import_lines WHERE transaction_id = ANY(%s)", [[f[0] for f in found]])
     return found
 
 
+def best_points_rate(company_id: int) -> Decimal:
+    """The most points a unit of money can earn in the company: its program's rate at the
+    best tier."""
+    program = loyalty_program_get(company=company_id)
+    tiers = Tier.objects.filter(company_id=company_id)
+    best = max(tiers.values_list("earn_multiplier", flat=True), default=Decimal("1"))
+    return program.points_per_unit * max(best, Decimal("1"))
+
+
 def _receipts_too_large_reject(connection: Connection, reader: ReportReader) -> None:
     """Such receipts become row errors, each row with its receipt; the rest of the file lands."""
-    program = loyalty_program_get(company=connection.company_id)
-    tiers = Tier.objects.filter(company_id=connection.company_id)
-    best = max(tiers.values_list("earn_multiplier", flat=True), default=Decimal("1"))
     with db_connection.cursor() as cursor:
-        found = receipts_too_large(cursor, points_rate=program.points_per_unit * max(best, Decimal("1")))
+        found = receipts_too_large(cursor, points_rate=best_points_rate(connection.company_id))
     stats = reader.stats
     for _receipt, rows, column, reason in found:
         stats.rows_rejected += len(rows)

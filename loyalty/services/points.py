@@ -133,17 +133,22 @@ def points_sync_for_transaction_locked(*, transaction: Transaction, program: Loy
     target = earning_target(transaction=transaction, program=program,
                             owner=personas.get(transaction.persona_id))
 
+    # What the sale itself earned (its own entries, keyed by earning_key) and what returns
+    # of it took back since (entries against it with their own keys): a resend of the sale
+    # brings the first to its target, and never gives back what a return reversed.
+    own = Q(idempotency_key__startswith=f"txn:{transaction.pk}:")
     so_far = {} if new else {  # a transaction recorded just now has earned nothing yet
-        row["persona_id"]: (row["points"], row["n"])
+        row["persona_id"]: (row["points"], row["returned"] or 0, row["n"])
         for row in PointsEntry.objects.filter(
             transaction=transaction, kind__in=(PointsEntry.Kind.EARN, PointsEntry.Kind.REVERSE)
-        ).values("persona_id").annotate(points=Sum("delta"), n=Count("id"))
+        ).values("persona_id").annotate(points=Sum("delta"), returned=Sum("delta", filter=~own),
+                                        n=Count("id", filter=own))
     }
     entries = []
     for persona_id, owner in personas.items():
-        earned, count = so_far.get(persona_id, (0, 0))
+        earned, returned, count = so_far.get(persona_id, (0, 0, 0))
         wanted = target if persona_id == transaction.persona_id else 0
-        delta = wanted - earned
+        delta = max(wanted + returned, 0) - earned
         if delta < 0:
             # Points already spent cannot be taken back below zero; the rest stays spent.
             delta = max(delta, -owner.points_balance)

@@ -26,17 +26,23 @@ WITH targets AS (
                * %(per_unit)s * coalesce(tier.earn_multiplier, 1) AS earnable
     ) amount
 ), earned AS (
-    SELECT e.transaction_id AS txn_id, e.persona_id, sum(e.delta)::bigint AS points, count(*)::int AS n
+    -- The sale's own entries (its earning keys) and what returns of it took back since.
+    SELECT e.transaction_id AS txn_id, e.persona_id, sum(e.delta)::bigint AS points,
+           coalesce(sum(e.delta) FILTER (WHERE NOT own), 0)::bigint AS returned,
+           count(*) FILTER (WHERE own)::int AS n
     FROM loyalty_pointsentry e
     JOIN {table} x ON x.id = e.transaction_id
+    CROSS JOIN LATERAL (SELECT e.idempotency_key LIKE 'txn:' || e.transaction_id || ':%%' AS own) k
     WHERE e.kind IN ('earn', 'reverse')
     GROUP BY 1, 2
+), moves AS (
+    SELECT coalesce(t.txn_id, e.txn_id) AS txn_id, coalesce(t.persona_id, e.persona_id) AS persona_id,
+           greatest(coalesce(t.target, 0) + coalesce(e.returned, 0), 0) - coalesce(e.points, 0) AS delta,
+           coalesce(e.n, 0) AS n
+    FROM targets t
+    FULL JOIN earned e ON e.txn_id = t.txn_id AND e.persona_id = t.persona_id
 )
-SELECT coalesce(t.txn_id, e.txn_id) AS txn_id, coalesce(t.persona_id, e.persona_id) AS persona_id,
-       coalesce(t.target, 0) - coalesce(e.points, 0) AS delta, coalesce(e.n, 0) AS n
-FROM targets t
-FULL JOIN earned e ON e.txn_id = t.txn_id AND e.persona_id = t.persona_id
-WHERE coalesce(t.target, 0) <> coalesce(e.points, 0)
+SELECT * FROM moves WHERE delta <> 0
 """
 
 _LOCK = """

@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from integrations.models import Connection, CovaLocation, SyncRun
-from integrations.services.cova import cova_connection_create, cova_credential_save
+from integrations.services.cova import cova_connection_create, cova_credential_save, cova_credential_test_run
 from integrations.services.sync import sync_run_create, sync_run_execute
 from integrations.tasks import cova_locations_refresh
 from stores.models import AuditEvent
@@ -103,6 +103,7 @@ def test_cova_credential_test_stores_the_locations(admin_client, connection):
     # when: the admin tests the credential
     credential = connection.cova_credentials.get()
     admin_client.post(reverse("cova_credential_test", args=[credential.pk]), HTTP_HX_REQUEST="true")
+    cova_credential_test_run(credential_id=credential.pk)  # the worker's part
     # then: the locations it read are kept for the pages
     assert list(CovaLocation.objects.filter(credential=credential).values_list("location_id", "name")) == [
         ("1001", "Downtown")]

@@ -518,3 +518,49 @@ def test_another_companys_credential_cannot_be_mapped_or_pushed(cova, other_comp
     stranger = persona_create(company=other_company, source=None, first_name="Nope", phone="(303) 555-0199")
     persona_enroll(company=other_company, persona_id=stranger.pk)
     assert signup_push_queue(persona=stranger) == []
+
+
+@pytest.mark.parametrize("too_large, field", [
+    # quantity × price of its lines past the money column, each line within its bounds
+    ([{"Quantity": 2000.0, "UnitPrice": 9_000_000.0, "Total": 1.0, "Tax": 0.0}], "UnitPrice"),
+    # the sale's total (lines plus tax) past it
+    ([{"Quantity": 1.0, "UnitPrice": 9_000_000_000.0, "Tax": 0.0},
+      {"Quantity": 1.0, "UnitPrice": 9_000_000_000.0, "Tax": 0.0}], "Total"),
+    # fits every column but would earn more than POINTS_MAX points
+    ([{"Quantity": 1.0, "UnitPrice": 600_000_000.0, "Tax": 0.0},
+      {"Quantity": 1.0, "UnitPrice": 600_000_000.0, "Tax": 0.0}], "Total"),
+])
+def test_a_sale_too_large_to_store_is_skipped_and_named_the_others_land(
+        admin_client, company, cova, cova_server, sync, downtown, too_large, field):  # noqa: F811
+    from django.urls import reverse
+
+    from integrations.models import RowError
+
+    _member_program(company, points_per_unit=1)
+    ana = cova_server.add_customer(FirstName="Ana", Phone="(303) 555-0142", State="CO")
+    cova_server.add_sale(1001, ana, completed_at=T0)
+    huge = cova_server.add_sale(1001, ana, items=too_large, completed_at=T0 + dt.timedelta(minutes=1),
+                                payments=[])
+    cova_server.add_sale(1001, None, completed_at=T0 + dt.timedelta(minutes=2))
+
+    run = sync()
+
+    # then: the run completes with errors; the other two sales and their points are in
+    assert run.state == SyncRun.State.COMPLETED_WITH_ERRORS, run.error
+    assert run.sales_synced == 2 and run.rows_rejected == len(too_large)
+    assert not Transaction.objects.filter(external_id__endswith=huge).exists()
+    assert Transaction.objects.filter(company=company).count() == 2
+    persona = Persona.objects.get(company=company, phone="+13035550142")
+    entries = PointsEntry.objects.filter(persona=persona).values_list("delta", flat=True)
+    assert persona.points_balance == sum(entries)
+    assert 0 < persona.points_balance < 1000
+    # and: the row error names the Cova sale and the field, on the run's page
+    error = RowError.objects.get(imported_file__last_run=run)
+    assert error.column == field and error.value == huge and f"Cova sale {huge}" in error.reason
+    page = admin_client.get(reverse("sync_run_detail", args=[run.pk])).content.decode()
+    assert "Completed with errors" in page
+    errors = admin_client.get(reverse("imported_file_errors", args=[error.imported_file_id])).content.decode()
+    assert huge in errors and field in errors
+    # and: the next sync does not bring it back nor fail on it
+    again = sync()
+    assert again.state == SyncRun.State.SUCCEEDED and again.sales_synced == 0

@@ -106,11 +106,22 @@ def cova(company, cova_server):  # noqa: F811
         cova_company_id=str(cova_server.company_id), accounts_url=cova_server.url, api_url=cova_server.url)
 
 
+def press_test_connection(client, credential):
+    """Press Test connection, let the worker run the test, and return the result card as
+    it polls."""
+    from integrations.services.cova import cova_credential_test_run
+
+    client.post(reverse("cova_credential_test", args=[credential.pk]), HTTP_HX_REQUEST="true")
+    cova_credential_test_run(credential_id=credential.pk)
+    return client.get(reverse("cova_connection", args=[credential.connection_id]), HTTP_HX_REQUEST="true",
+                      HTTP_HX_TARGET=f"test-result-{credential.pk}")
+
+
 def test_cova_credential_is_not_verified_until_a_test_connects(admin_client, cova, cova_server):  # noqa: F811
     # given: a credential just saved
     assert "Not verified" in credential_badge(admin_client, cova)
     # when: the test connects
-    response = admin_client.post(reverse("cova_credential_test", args=[cova.pk]), HTTP_HX_REQUEST="true")
+    response = press_test_connection(admin_client, cova)
     # then: the badge the test swaps in, and the page, say Connected
     assert 'hx-swap-oob="true"' in response.content.decode() and "Connected" in response.content.decode()
     assert credential_badge(admin_client, cova).startswith("Connected")
@@ -120,10 +131,10 @@ def test_cova_credential_is_not_verified_until_a_test_connects(admin_client, cov
 
 def test_cova_credential_test_that_cannot_connect_shows_failing_since(admin_client, cova, cova_server):  # noqa: F811
     # given: a credential that worked once
-    admin_client.post(reverse("cova_credential_test", args=[cova.pk]))
+    press_test_connection(admin_client, cova)
     # when: Cova refuses the password
     cova_server.password = "changed-at-cova"
-    response = admin_client.post(reverse("cova_credential_test", args=[cova.pk]), HTTP_HX_REQUEST="true")
+    response = press_test_connection(admin_client, cova)
     # then: not a green Connected beside "Could not connect", but Failing since, with the error
     swapped = text(response.content.decode())
     assert "Failing since" in swapped and "Connected" not in swapped
@@ -137,7 +148,7 @@ def test_cova_credential_test_that_cannot_connect_shows_failing_since(admin_clie
     assert 'data-testid="integration-cova" data-status="failing"' in catalog
     # when: a later test works again, it is Connected, and stays failing-free
     cova_server.password = cova.secrets_plain()["password"]
-    admin_client.post(reverse("cova_credential_test", args=[cova.pk]))
+    press_test_connection(admin_client, cova)
     assert credential_badge(admin_client, cova).startswith("Connected")
 
 

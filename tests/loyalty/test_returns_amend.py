@@ -122,3 +122,26 @@ def test_send_transaction_sale_answers_points_reversed_zero(register, store):
     client, persona = register
     # when a sale that is not a return is sent, then it reversed nothing
     assert send(client, store, persona, "S-2", "10.00").json()["points_reversed"] == 0
+
+
+@pytest.mark.parametrize("headers", [{}, {"HTTP_IDEMPOTENCY_KEY": "retry-of-S-1"}])
+def test_original_sale_resent_after_its_return_does_not_earn_the_reversed_points_again(
+        register, store, headers):
+    client, persona = register
+    # given the $100 sale (100 points) and a $40 return that took 40 back
+    assert send(client, store, persona, "S-1-R", "40.00", original="S-1").json()["points_reversed"] == 40
+    assert ledger(persona) == 60
+    # when the register sends the original sale again, unchanged (a retry; its own key or none)
+    again = client.post(API + "send_transaction", {
+        "transaction_id": "S-1", "store_id": store.pk, "persona_id": persona.pk, "subtotal": "100.00",
+        "status": "closed", "items": [{"product": "Vape", "quantity": "1", "unit_price": "100.00"}]},
+        content_type="application/json", **headers)
+    # then it is accepted, and the balance stays the sale's points less what the return reversed
+    assert again.status_code in (200, 201), again.json()
+    assert again.json()["points_balance"] == 60
+    assert ledger(persona) == 60
+    original = Transaction.objects.get(external_id=f"{store.pk}/S-1")
+    assert sorted(original.points_entries.values_list("kind", "delta")) == [("earn", 100), ("reverse", -40)]
+    # and the return, sent again too, still takes back 40 in all
+    assert send(client, store, persona, "S-1-R", "40.00", original="S-1").json()["points_reversed"] == 40
+    assert ledger(persona) == 60
