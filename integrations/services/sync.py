@@ -10,6 +10,7 @@ import time
 import zoneinfo
 from contextlib import contextmanager
 
+import psycopg
 from django.conf import settings
 from django.core.cache import cache
 from django.db import InterfaceError, OperationalError
@@ -337,12 +338,25 @@ def credential_verified(credential_id: int, *, at=None) -> None:
     _credential_verified(credential_id, at=at or timezone.now())
 
 
+# SQLSTATEs of a server that went away: connection exceptions, and the server shutting
+# down or restarting (admin_shutdown, crash_shutdown, cannot_connect_now).
+_LOST_STATES = ("08", "57P01", "57P02", "57P03")
+
+
 def database_lost(exc: BaseException) -> bool:
-    """The database went away under us (restarted, connection cut), not a bad row: the
-    failed work left its connection closed (Django drops it when the rollback fails) or
-    unusable."""
-    return isinstance(exc, InterfaceError) or (
-        isinstance(exc, OperationalError) and (db_connection.connection is None or not _connection_usable()))
+    """The database went away under us (restarted, connection cut), not a bad row: some
+    error in the chain is the server's goodbye, or the client finding its connection
+    closed (an OperationalError or InterfaceError with no SQLSTATE)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (OperationalError, InterfaceError,
+                            psycopg.OperationalError, psycopg.InterfaceError)):
+            state = getattr(exc, "sqlstate", None) or getattr(exc.__cause__, "sqlstate", None)
+            if state is None or state.startswith(_LOST_STATES):
+                return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _connection_usable() -> bool:

@@ -1,18 +1,25 @@
 """A Celery worker killed in the middle of a sync: the broker hands the task out again and
-the run is resumed, every row of the file imported exactly once. Real worker processes on
-the test Redis, each test on a queue of its own."""
+the run is resumed, every row of the file imported exactly once. The database dropping
+its connections under a sync: the run fails (or is queued again), nothing of the file
+stays. Real worker and command processes, on the test Redis, each test on a queue of its own."""
 
 import datetime as dt
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from pathlib import Path
+from types import SimpleNamespace
 
+import psycopg
 import pytest
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connection as db_connection
 from django.db.models import Count, Sum
 
 from config.celery import app as celery_app
@@ -91,7 +98,8 @@ def wait_until_reading(run: SyncRun, worker: subprocess.Popen, logs) -> None:
     while time.monotonic() < deadline:
         assert worker.poll() is None, logs()
         run.refresh_from_db()
-        if run.state == "running" and run.current_file == "day1.csv" and (cache.get(progress_key(run.pk)) or 0) > 0:
+        rows_read = cache.get(progress_key(run.pk)) or 0
+        if run.state == "running" and run.current_file == "day1.csv" and rows_read > 0:
             return
         time.sleep(0.05)
     raise AssertionError(f"the worker never started reading: {run.state}\n{logs()}")
@@ -173,3 +181,137 @@ def test_a_killed_pool_process_s_sync_is_taken_over_once_its_lease_lapses(folder
     assert (run.attempts, run.files_imported, run.rows_accepted) == (2, 1, ROWS)
     assert worker.poll() is None
     assert_imported_once(folder_connection)
+
+
+def database_connections_cut() -> int:
+    """What a database restart does to the server's clients: every other connection to the
+    test database is ended (pg_terminate_backend). Returns how many."""
+    with db_connection.cursor() as cursor:
+        cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def wait_until_importing(run_filter, process: subprocess.Popen, logs) -> SyncRun:
+    """Until the file's transaction has taken in a good part of its rows: it is open from
+    the file's first row to its merge's commit (waiting for the merge itself would race a
+    fast one)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, logs()
+        run = run_filter.first()
+        if run is not None and (cache.get(progress_key(run.pk)) or 0) >= ROWS // 4:
+            return run
+        time.sleep(0.02)
+    raise AssertionError(f"never got to the file\n{logs()}")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_database_lost_under_a_worker_s_sync_queues_a_retry_and_keeps_nothing(folder_connection, big_report,
+                                                                               worker_queue):
+    # given a sync taken by a real worker, merging a big file
+    run = sync_run_create(connection=folder_connection, trigger=SyncRun.Trigger.MANUAL)
+    connection_sync.apply_async((run.pk,), queue=worker_queue.queue)
+    worker = worker_queue()
+    wait_until_importing(SyncRun.objects.filter(pk=run.pk), worker, worker_queue.logs)
+
+    # when the database drops every connection
+    assert database_connections_cut() >= 1
+
+    # then the worker records the failure on a new connection and queues a retry
+    deadline = time.monotonic() + 30
+    while SyncRun.objects.get(pk=run.pk).state == "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    run.refresh_from_db()
+    assert run.state == "queued", (run.state, run.error, worker_queue.logs())
+    assert run.error == ("Failed: the database connection was lost while importing day1.csv; "
+                         "nothing of it was kept. Retrying in 60 s (attempt 2).")
+    assert not Transaction.objects.exists() and not ImportedFile.objects.exists()
+    assert worker.poll() is None
+
+
+@pytest.fixture
+def own_database():
+    """A PostgreSQL server of this test's own (pgserver's binaries), holding a copy of the
+    test database, so that it can be restarted under an import without touching the
+    server the other tests use."""
+    import pgserver
+    from pgserver._commands import pg_ctl
+
+    bin_dir = Path(pgserver.__file__).parent / "pginstall" / "bin"
+    data = Path(tempfile.mkdtemp(prefix="pg", dir="/tmp"))  # short: the socket lives in it
+    server = pgserver.get_server(data, cleanup_mode=None)
+    url = f"postgresql://postgres@/loyalty?host={data}"
+    subprocess.run([bin_dir / "createdb", "-h", str(data), "-U", "postgres", "loyalty"], check=True)
+    dump = subprocess.run([bin_dir / "pg_dump", "--no-owner", "--no-privileges", "-d", database_url()],
+                          check=True, capture_output=True).stdout
+    # A server may mark columns with options of its own that another refuses: not schema.
+    dump = b"\n".join(line for line in dump.splitlines() if b"SET (pg_attver=" not in line)
+    subprocess.run([bin_dir / "psql", "-q", "-v", "ON_ERROR_STOP=1", "-d", url], input=dump,
+                   check=True, capture_output=True)
+
+    def restart() -> None:
+        # Immediate: no clean shutdown, like a crash or a failover; pg_ctl reuses the start options.
+        pg_ctl(["-w", "-m", "immediate", "restart"], pgdata=data, user=server.system_user, timeout=30)
+
+    def query(sql: str):
+        with psycopg.connect(url) as conn:
+            return conn.execute(sql).fetchall()
+
+    yield SimpleNamespace(url=url, restart=restart, query=query)
+    pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=data, user=server.system_user, timeout=30)
+    shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_database_restarted_mid_import_fails_the_run_keeps_nothing_and_the_next_run_imports_once(
+        company, folder_connection, big_report, own_database, tmp_path):
+    # given import_report importing a big file into a database of its own
+    def import_report(log: Path) -> subprocess.Popen:
+        env = os.environ | {"DATABASE_URL": own_database.url, "SYNC_LEASE_SECONDS": "3"}
+        with log.open("wb") as out:
+            return subprocess.Popen([sys.executable, "manage.py", "import_report", "--company", company.slug,
+                                     "--connection", folder_connection.name, str(big_report)],
+                                    cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    log = tmp_path / "import.log"
+    command = import_report(log)
+    try:
+        deadline, running = time.monotonic() + 60, []
+        while time.monotonic() < deadline:
+            assert command.poll() is None, log.read_text()
+            running = running or own_database.query(
+                "SELECT id FROM integrations_syncrun WHERE state = 'running'")
+            if running and (cache.get(progress_key(running[0][0])) or 0) >= ROWS // 4:
+                break
+            time.sleep(0.05)
+        assert running, log.read_text()
+
+        # when the server restarts in the middle of the file
+        own_database.restart()
+        command.wait(60)
+    finally:
+        if command.poll() is None:
+            command.kill()
+            command.wait()
+
+    # then the run failed saying why, nothing of the file is in, and the connection is free
+    assert command.returncode != 0
+    [(run_id, state, error, lease)] = own_database.query(
+        "SELECT id, state, error, lease_expires_at FROM integrations_syncrun")
+    assert state == "failed", log.read_text()
+    assert error == ("Failed: the database connection was lost while importing day1.csv; "
+                     "nothing of it was kept.")
+    assert lease is None
+    assert own_database.query("SELECT count(*) FROM loyalty_transaction") == [(0,)]
+    assert own_database.query("SELECT count(*) FROM integrations_importedfile") == [(0,)]
+
+    # and running it again imports the whole file, once
+    again = import_report(tmp_path / "again.log")
+    assert again.wait(90) == 0, (tmp_path / "again.log").read_text()
+    runs = own_database.query(f"SELECT state, rows_accepted FROM integrations_syncrun WHERE id <> {run_id}")
+    assert runs == [("succeeded", ROWS)]
+    assert own_database.query("SELECT count(*) FROM loyalty_transaction") == [(ROWS,)]
+    assert own_database.query("SELECT count(*) FROM loyalty_lineitem") == [(ROWS,)]
+    files = own_database.query("SELECT key, rows_accepted FROM integrations_importedfile")
+    assert files == [("day1.csv", ROWS)]
