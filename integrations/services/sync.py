@@ -167,6 +167,9 @@ def _lapse_account(run: SyncRun) -> tuple[dt.datetime, str]:
 
 
 RESUMED = "Resumed after the worker was lost: "
+# A run whose worker keeps dying on it (a file that exhausts memory, say) is not resumed
+# for ever: past this many attempts it stays interrupted, for staff to look and Run again.
+RESUME_ATTEMPTS_MAX = 6
 
 
 def sync_run_claim(run: SyncRun, *, reset: dict) -> str | None:
@@ -176,7 +179,8 @@ def sync_run_claim(run: SyncRun, *, reset: dict) -> str | None:
     - running under a live lease: another worker is on it, raises SyncRunHeld;
     - running under a lapsed lease (its worker died before the sweep saw it), or
       interrupted by the sweep and not superseded by a later run: resumed here;
-    - anything else (finished, skipped, or superseded): None, nothing to do.
+    - anything else (finished, skipped, superseded, or resumed too often already): None,
+      nothing to do.
     Returns the notice the run page shows ("" for a plain start). Each step is a
     conditional update, so of two deliveries only one takes the run."""
     for _ in range(3):  # another delivery may change the state between our read and update
@@ -191,12 +195,16 @@ def sync_run_claim(run: SyncRun, *, reset: dict) -> str | None:
         elif run.state == SyncRun.State.RUNNING:
             if run.lease_expires_at is not None and run.lease_expires_at >= now:
                 raise SyncRunHeld(run.pk, (run.lease_expires_at - now).total_seconds())
+            if run.attempts >= RESUME_ATTEMPTS_MAX:
+                return None  # the sweep marks it interrupted
             notice = f"{RESUMED}{_lapse_account(run)[1]}."
             lapsed = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
             if mine.filter(lapsed).update(error=notice, current_file="", **start):
                 log.warning("sync run %s taken over: %s", run.pk, notice)
                 return notice
         elif run.state == SyncRun.State.INTERRUPTED:
+            if run.attempts >= RESUME_ATTEMPTS_MAX:
+                return None
             with db.atomic():
                 # Locked as sync_run_create locks it: a new run and this resumption exclude each other.
                 Connection.objects.select_for_update().get(pk=run.connection_id)

@@ -25,6 +25,7 @@ from django.utils import timezone
 from integrations.models import ImportedFile, SyncRun
 from integrations.services.connections import connection_create
 from integrations.services.sync import (
+    RESUME_ATTEMPTS_MAX,
     SyncRunHeld,
     progress_key,
     sync_run_create,
@@ -318,3 +319,20 @@ def test_a_sync_delivered_again_after_its_run_finished_does_nothing(folder_conne
     # then nothing changed
     again = SyncRun.objects.get(pk=run.pk)
     assert (again.state, again.attempts, again.finished_at) == ("succeeded", 1, run.finished_at)
+
+
+def test_a_run_its_workers_keep_dying_on_is_not_resumed_for_ever(folder_connection, store, write_report):
+    # given a run interrupted after as many attempts as a run is resumed
+    write_report("day1.csv", one_sale(store))
+    run = started_and_left(sync_run_create(connection=folder_connection, trigger="schedule"),
+                           file="day1.csv", lease_left=-dt.timedelta(minutes=2))
+    SyncRun.objects.filter(pk=run.pk).update(attempts=RESUME_ATTEMPTS_MAX)
+    sync_runs_interrupt_lapsed_all()
+
+    # when its task is delivered once more
+    sync_run_execute(run_id=run.pk)
+
+    # then it stays interrupted, for staff to Run again
+    run.refresh_from_db()
+    assert (run.state, run.attempts) == ("interrupted", RESUME_ATTEMPTS_MAX)
+    assert run.error.startswith("Interrupted: the worker stopped at ")
