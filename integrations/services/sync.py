@@ -374,9 +374,11 @@ def _connection_usable() -> bool:
         return False
 
 
-def _recorded(write, *, tries: int = 20, pause: float = 0.5) -> None:
+def _recorded(write, *, tries: int = 120, pause: float = 0.5) -> None:
     """Write a run's outcome after a failure, on a fresh connection when the old one is
-    broken (the server restarted or cut it), retrying a few seconds while it comes back."""
+    broken (the server restarted or cut it), retrying up to a minute while it comes back
+    (crash recovery takes a while). Should it stay away longer, the run's lease lapses
+    and the sweep marks it interrupted."""
     for attempt in range(tries):
         if not _connection_usable() and not db_connection.in_atomic_block:
             db_connection.close()

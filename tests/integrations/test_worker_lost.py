@@ -5,7 +5,6 @@ stays. Real worker and command processes, on the test Redis, each test on a queu
 
 import datetime as dt
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -240,27 +239,30 @@ def own_database():
 
     bin_dir = Path(pgserver.__file__).parent / "pginstall" / "bin"
     data = Path(tempfile.mkdtemp(prefix="pg", dir="/tmp"))  # short: the socket lives in it
-    server = pgserver.get_server(data, cleanup_mode=None)
-    url = f"postgresql://postgres@/loyalty?host={data}"
-    subprocess.run([bin_dir / "createdb", "-h", str(data), "-U", "postgres", "loyalty"], check=True)
-    dump = subprocess.run([bin_dir / "pg_dump", "--no-owner", "--no-privileges", "-d", database_url()],
-                          check=True, capture_output=True).stdout
-    # A server may mark columns with options of its own that another refuses: not schema.
-    dump = b"\n".join(line for line in dump.splitlines() if b"SET (pg_attver=" not in line)
-    subprocess.run([bin_dir / "psql", "-q", "-v", "ON_ERROR_STOP=1", "-d", url], input=dump,
-                   check=True, capture_output=True)
+    server = pgserver.get_server(data, cleanup_mode="delete")
+    try:
+        url = f"postgresql://postgres@/loyalty?host={data}"
+        subprocess.run([bin_dir / "createdb", "-h", str(data), "-U", "postgres", "loyalty"], check=True)
+        dump = subprocess.run([bin_dir / "pg_dump", "--no-owner", "--no-privileges", "-d", database_url()],
+                              check=True, capture_output=True).stdout
+        # A server may mark columns with options of its own that another refuses: not schema.
+        dump = b"\n".join(line for line in dump.splitlines() if b"SET (pg_attver=" not in line)
+        subprocess.run([bin_dir / "psql", "-q", "-v", "ON_ERROR_STOP=1", "-d", url], input=dump,
+                       check=True, capture_output=True)
 
-    def restart() -> None:
-        # Immediate: no clean shutdown, like a crash or a failover; pg_ctl reuses the start options.
-        pg_ctl(["-w", "-m", "immediate", "restart"], pgdata=data, user=server.system_user, timeout=30)
+        def restart() -> None:
+            # Immediate: no clean shutdown, like a crash or a failover; pg_ctl reuses the start options.
+            pg_ctl(["-w", "-m", "immediate", "restart"], pgdata=data, user=server.system_user, timeout=30)
 
-    def query(sql: str):
-        with psycopg.connect(url) as conn:
-            return conn.execute(sql).fetchall()
+        def query(sql: str):
+            with psycopg.connect(url) as conn:
+                return conn.execute(sql).fetchall()
 
-    yield SimpleNamespace(url=url, restart=restart, query=query)
-    pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=data, user=server.system_user, timeout=30)
-    shutil.rmtree(data, ignore_errors=True)
+        yield SimpleNamespace(url=url, restart=restart, query=query)
+    finally:
+        # Stopped here: pgserver knows only the server it started, not the restarted one.
+        pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=data, user=server.system_user, timeout=30)
+        server.cleanup()  # removes the folder
 
 
 @pytest.mark.django_db(transaction=True)
@@ -289,7 +291,7 @@ def test_database_restarted_mid_import_fails_the_run_keeps_nothing_and_the_next_
 
         # when the server restarts in the middle of the file
         own_database.restart()
-        command.wait(60)
+        command.wait(90)
     finally:
         if command.poll() is None:
             command.kill()
