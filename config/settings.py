@@ -376,6 +376,14 @@ CELERY_BEAT_SCHEDULE = {
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A task whose worker process is killed goes back on the queue at once (a lost pool child),
+# or, when the whole worker is gone, once the broker's visibility timeout has passed since
+# it was handed out: another worker then gets it again. Every task must tolerate running
+# again (a sync resumes its run; see integrations/services/sync.py). Keep the timeout above
+# the longest a task may run, ETA retries included, or a still-running task is delivered twice.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_VISIBILITY_TIMEOUT = int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # Health (ops/): each Celery worker and beat write a heartbeat this often; /readyz and

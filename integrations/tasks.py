@@ -6,6 +6,7 @@ from .models import Connection, CovaCredential, SignupPush, SyncRun
 from .providers import ProviderError
 from .services.sync import (
     SyncFailed,
+    SyncRunHeld,
     sync_run_create,
     sync_run_execute,
     sync_run_requeue,
@@ -20,9 +21,15 @@ MAX_ATTEMPTS = 4
 def connection_sync(self, run_id: int) -> None:
     """Run a queued sync (report files, or a Cova credential's customers and sales);
     failures that may pass (unreachable source, a database hiccup)
-    are retried with exponential backoff: 1, 2, 4 minutes."""
+    are retried with exponential backoff: 1, 2, 4 minutes. Delivered again after its
+    worker was lost, it resumes the run (sync_run_claim)."""
     try:
         sync_run_execute(run_id=run_id)
+    except SyncRunHeld as held:
+        # Delivered again while a worker still renews the run's lease: that worker may be
+        # alive (the broker's visibility timeout passed) or just killed (its lease not yet
+        # lapsed). Look again once the lease would have lapsed; the retries left stay as they were.
+        self.signature_from_request(countdown=held.lapses_in + 1, retries=self.request.retries).apply_async()
     except SyncFailed as failure:
         if not failure.retryable or self.request.retries >= self.max_retries:
             return

@@ -694,8 +694,21 @@ def signup_push_send(*, push_id: int) -> SignupPush:
     push = SignupPush.objects.select_related("persona", "credential__connection").get(pk=push_id)
     if push.state == SignupPush.State.SENT:
         return push
+    if push.state == SignupPush.State.QUEUED and push.attempts:
+        # Queued with an attempt counted: that attempt's worker was lost mid-request (every
+        # attempt that ends records sent or failed), so Cova may have the customer already.
+        error = ("The worker was lost while creating this customer in Cova: they may or may not "
+                 "exist there. Look for this customer in Cova before creating them there.")
+        SignupPush.objects.filter(pk=push.pk, state=SignupPush.State.QUEUED, attempts=push.attempts).update(
+            state=SignupPush.State.FAILED, error=error)
+        push.refresh_from_db()
+        return push
     persona, credential = push.persona, push.credential
-    SignupPush.objects.filter(pk=push.pk).update(attempts=F("attempts") + 1)
+    # Queued while in flight; of two deliveries of the task, only one takes it.
+    if not SignupPush.objects.filter(pk=push.pk, state=push.state, attempts=push.attempts).update(
+            state=SignupPush.State.QUEUED, attempts=F("attempts") + 1):
+        push.refresh_from_db()
+        return push
     try:
         cova_id = cova_client_for(credential).customer_create(
             first_name=persona.first_name, last_name=persona.last_name, email=persona.email,

@@ -6,14 +6,18 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 import zoneinfo
 from contextlib import contextmanager
 
+import psycopg
 from django.conf import settings
 from django.core.cache import cache
+from django.db import InterfaceError, OperationalError
+from django.db import connection as db_connection
 from django.db import connections as db_connections
 from django.db import transaction as db
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from stores.audit import AuditContext, audit_record
@@ -32,6 +36,15 @@ class SyncFailed(Exception):
         super().__init__(message)
         self.message = message
         self.retryable = retryable
+
+
+class SyncRunHeld(Exception):
+    """The run's lease is live: a worker is on it. The task delivered again leaves it
+    alone and looks again once the lease would have lapsed, in `lapses_in` seconds."""
+
+    def __init__(self, run_id: int, lapses_in: float):
+        super().__init__(f"sync run {run_id} is held by a live worker for {lapses_in:.0f} s more")
+        self.lapses_in = lapses_in
 
 
 def progress_key(run_id: int) -> str:
@@ -95,6 +108,8 @@ def sync_run_lease_renewed(run: SyncRun):
                         lease_expires_at=timezone.now() + _lease_length())
                 except Exception:  # a database hiccup: the next beat tries again
                     log.exception("renewing the lease of sync run %s failed", run.pk)
+                    # A connection the server dropped stays broken: the next beat opens a new one.
+                    db_connection.close()
         finally:
             db_connections.close_all()  # this thread's own connections
 
@@ -117,15 +132,8 @@ def sync_runs_interrupt_lapsed(*, connection: Connection | None = None) -> list[
         lapsed = lapsed.filter(connection=connection)
     interrupted = []
     for run in lapsed.select_related("connection__company"):
-        stopped = max(run.lease_expires_at - _lease_length(), run.started_at or run.lease_expires_at)
-        at = timezone.localtime(stopped, zoneinfo.ZoneInfo(run.connection.company.timezone))
-        if run.credential_id is not None:
-            doing = f" while syncing {run.current_file}" if run.current_file else ""
-            lost = "the records in progress were not kept"
-        else:
-            doing = f" while reading {run.current_file}" if run.current_file else ""
-            lost = "nothing of that file was kept" if run.current_file else "no file was in progress"
-        error = f"Interrupted: the worker stopped at {at:%H:%M}{doing}; {lost}."
+        stopped, account = _lapse_account(run)
+        error = f"Interrupted: {account}."
         # Only if still lapsed: a worker that renewed meanwhile is alive.
         still_lapsed = lapsed.filter(pk=run.pk)
         if not still_lapsed.update(state=SyncRun.State.INTERRUPTED, error=error, finished_at=stopped,
@@ -139,6 +147,79 @@ def sync_runs_interrupt_lapsed(*, connection: Connection | None = None) -> list[
         run.lease_expires_at = None
         interrupted.append(run)
     return interrupted
+
+
+def _lapse_account(run: SyncRun) -> tuple[dt.datetime, str]:
+    """When the worker of a lapsed run stopped, and "the worker stopped at 14:02 while
+    reading day1.csv; nothing of that file was kept"."""
+    if run.lease_expires_at is None:  # never leased (set running by hand): it stopped at its start
+        stopped = run.started_at or timezone.now()
+    else:
+        stopped = max(run.lease_expires_at - _lease_length(), run.started_at or run.lease_expires_at)
+    at = timezone.localtime(stopped, zoneinfo.ZoneInfo(run.connection.company.timezone))
+    if run.credential_id is not None:
+        doing = f" while syncing {run.current_file}" if run.current_file else ""
+        lost = "the records in progress were not kept"
+    else:
+        doing = f" while reading {run.current_file}" if run.current_file else ""
+        lost = "nothing of that file was kept" if run.current_file else "no file was in progress"
+    return stopped, f"the worker stopped at {at:%H:%M}{doing}; {lost}"
+
+
+RESUMED = "Resumed after the worker was lost: "
+# A run whose worker keeps dying on it (a file that exhausts memory, say) is not resumed
+# for ever: past this many attempts it stays interrupted, for staff to look and Run again.
+RESUME_ATTEMPTS_MAX = 6
+
+
+def sync_run_claim(run: SyncRun, *, reset: dict) -> str | None:
+    """Take the run for this worker, or say why not. A task may be delivered more than once
+    (its worker was killed, or the broker handed it out again), so:
+    - queued: started (its first attempt, or a retry);
+    - running under a live lease: another worker is on it, raises SyncRunHeld;
+    - running under a lapsed lease (its worker died before the sweep saw it), or
+      interrupted by the sweep and not superseded by a later run: resumed here;
+    - anything else (finished, skipped, superseded, or resumed too often already): None,
+      nothing to do.
+    Returns the notice the run page shows ("" for a plain start). Each step is a
+    conditional update, so of two deliveries only one takes the run."""
+    for _ in range(3):  # another delivery may change the state between our read and update
+        now = timezone.now()
+        start = dict(state=SyncRun.State.RUNNING, started_at=run.started_at or now,
+                     attempts=F("attempts") + 1, finished_at=None,
+                     lease_expires_at=now + _lease_length(), **reset)
+        mine = SyncRun.objects.filter(pk=run.pk, state=run.state)
+        if run.state == SyncRun.State.QUEUED:
+            if mine.update(error="", **start):
+                return ""
+        elif run.state == SyncRun.State.RUNNING:
+            if run.lease_expires_at is not None and run.lease_expires_at >= now:
+                raise SyncRunHeld(run.pk, (run.lease_expires_at - now).total_seconds())
+            if run.attempts >= RESUME_ATTEMPTS_MAX:
+                return None  # the sweep marks it interrupted
+            notice = f"{RESUMED}{_lapse_account(run)[1]}."
+            lapsed = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
+            if mine.filter(lapsed).update(error=notice, current_file="", **start):
+                log.warning("sync run %s taken over: %s", run.pk, notice)
+                return notice
+        elif run.state == SyncRun.State.INTERRUPTED:
+            if run.attempts >= RESUME_ATTEMPTS_MAX:
+                return None
+            with db.atomic():
+                # Locked as sync_run_create locks it: a new run and this resumption exclude each other.
+                Connection.objects.select_for_update().get(pk=run.connection_id)
+                later = SyncRun.objects.filter(connection_id=run.connection_id,
+                                               credential_id=run.credential_id, pk__gt=run.pk)
+                if later.exists():
+                    return None  # "Run again" or the next sync took over from it
+                notice = f"{RESUMED}{run.error.removeprefix('Interrupted: ')}"
+                if mine.update(error=notice, current_file="", **start):
+                    log.warning("sync run %s resumed: %s", run.pk, notice)
+                    return notice
+        else:
+            return None
+        run.refresh_from_db()
+    return None
 
 
 def _bump(run: SyncRun, **counts) -> None:
@@ -192,8 +273,6 @@ def sync_run_execute(*, run_id: int) -> SyncRun:
     the Cova merge in progress rolls back whole) and raises SyncFailed; success stamps the
     connection and sends sync_completed."""
     run = SyncRun.objects.select_related("connection__company", "credential").get(pk=run_id)
-    if run.state in (SyncRun.State.INTERRUPTED, SyncRun.State.SKIPPED):
-        return run  # a task delivered again after its run was given up: "Run again" starts anew
     if run.credential_id is not None:
         from .cova import cova_sync
 
@@ -201,10 +280,10 @@ def sync_run_execute(*, run_id: int) -> SyncRun:
     else:
         # Each attempt looks at every file again; what earlier ones imported stays counted.
         work, reset = _files_sync, {"files_seen": 0, "files_skipped": 0}
-    SyncRun.objects.filter(pk=run.pk).update(
-        state=SyncRun.State.RUNNING, started_at=run.started_at or timezone.now(),
-        attempts=F("attempts") + 1, error="", finished_at=None,
-        lease_expires_at=timezone.now() + _lease_length(), **reset)
+    notice = sync_run_claim(run, reset=reset)
+    if notice is None:
+        run.refresh_from_db()
+        return run  # finished, skipped or superseded: a delivery of a task already done
     run.refresh_from_db()
     try:
         with sync_run_lease_renewed(run):
@@ -214,12 +293,18 @@ def sync_run_execute(*, run_id: int) -> SyncRun:
         raise SyncFailed(exc.message, retryable=exc.retryable) from exc
     except Exception as exc:  # a broken stream or database error: the work in progress rolled back
         log.exception("sync run %s failed", run.pk)
-        message = (f"Cova sync failed: {exc}" if run.credential_id is not None
-                   else f"Failed while importing {run.current_file or 'the file list'}: {exc}")
+        doing = "syncing with Cova" if run.credential_id is not None else \
+            f"importing {run.current_file or 'the file list'}"
+        if database_lost(exc):
+            message = f"Failed: the database connection was lost while {doing}; nothing of it was kept."
+        elif run.credential_id is not None:
+            message = f"Cova sync failed: {exc}"
+        else:
+            message = f"Failed while {doing}: {exc}"
         _fail(run, message)
         raise SyncFailed(message, retryable=True) from exc
     run.refresh_from_db()
-    _finish(run, finished_state(run))
+    _finish(run, finished_state(run), error=notice)
     Connection.objects.filter(pk=run.connection_id).update(last_synced_at=run.finished_at)
     if run.credential_id is not None:
         _credential_verified(run.credential_id, at=run.finished_at)
@@ -261,10 +346,59 @@ def credential_verified(credential_id: int, *, at=None) -> None:
     _credential_verified(credential_id, at=at or timezone.now())
 
 
+# SQLSTATEs of a server that went away: connection exceptions, and the server shutting
+# down or restarting (admin_shutdown, crash_shutdown, cannot_connect_now).
+_LOST_STATES = ("08", "57P01", "57P02", "57P03")
+
+
+def database_lost(exc: BaseException) -> bool:
+    """The database went away under us (restarted, connection cut), not a bad row: some
+    error in the chain is the server's goodbye, or the client finding its connection
+    closed (an OperationalError or InterfaceError with no SQLSTATE)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (OperationalError, InterfaceError,
+                            psycopg.OperationalError, psycopg.InterfaceError)):
+            state = getattr(exc, "sqlstate", None) or getattr(exc.__cause__, "sqlstate", None)
+            if state is None or state.startswith(_LOST_STATES):
+                return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _connection_usable() -> bool:
+    try:
+        return db_connection.connection is None or db_connection.is_usable()
+    except Exception:
+        return False
+
+
+def _recorded(write, *, tries: int = 120, pause: float = 0.5) -> None:
+    """Write a run's outcome after a failure, on a fresh connection when the old one is
+    broken (the server restarted or cut it), retrying up to a minute while it comes back
+    (crash recovery takes a while). Should it stay away longer, the run's lease lapses
+    and the sweep marks it interrupted."""
+    for attempt in range(tries):
+        if not _connection_usable() and not db_connection.in_atomic_block:
+            db_connection.close()
+        try:
+            write()
+            return
+        except (OperationalError, InterfaceError):
+            if attempt == tries - 1 or db_connection.in_atomic_block:
+                raise
+            db_connection.close()
+            time.sleep(pause)
+
+
 def _fail(run: SyncRun, message: str) -> None:
-    _finish(run, SyncRun.State.FAILED, error=message)
-    if run.credential_id is not None:
-        credential_failing(run.credential_id, error=message, at=run.finished_at)
+    def write() -> None:
+        _finish(run, SyncRun.State.FAILED, error=message)
+        if run.credential_id is not None:
+            credential_failing(run.credential_id, error=message, at=run.finished_at)
+
+    _recorded(write)
 
 
 def _file_disappeared(run: SyncRun, imported_file: ImportedFile, *, removes_data: bool) -> None:
@@ -324,7 +458,10 @@ def local_files_import(*, connection: Connection, paths: list[str]) -> SyncRun:
         with sync_run_lease_renewed(run):
             _local_files_sync(run, paths)
     except Exception as exc:
-        _finish(run, SyncRun.State.FAILED, error=f"Failed while importing {run.current_file}: {exc}")
+        message = (f"Failed: the database connection was lost while importing {run.current_file}; "
+                   f"nothing of it was kept." if database_lost(exc)
+                   else f"Failed while importing {run.current_file}: {exc}")
+        _recorded(lambda: _finish(run, SyncRun.State.FAILED, error=message))
         raise
     _finish(run, finished_state(run))
     sync_completed.send(sender=Connection, connection=connection, run=run)

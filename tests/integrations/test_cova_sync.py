@@ -392,6 +392,24 @@ def test_a_signup_push_cova_may_have_acted_on_is_not_sent_again(company, cova, c
     assert "may or may not" in push.error and "Look for this customer in Cova" in push.error
 
 
+def test_a_signup_push_whose_worker_was_lost_mid_request_is_not_sent_again(company, cova, cova_server):  # noqa: F811
+    from integrations.tasks import signup_push
+
+    persona = persona_create(company=company, source=None, first_name="Vera", phone="(303) 555-0173")
+    persona_enroll(company=company, persona_id=persona.pk)
+    [push] = signup_push_queue(persona=persona)
+    # What a worker killed while Cova answered leaves: an attempt counted, nothing recorded.
+    SignupPush.objects.filter(pk=push.pk).update(attempts=1)
+
+    signup_push.apply(args=[push.pk])  # the task, delivered again
+
+    assert cova_server.requests_to("/Customers", method="POST") == []
+    push.refresh_from_db()
+    assert push.state == SignupPush.State.FAILED
+    assert push.error.startswith("The worker was lost while creating this customer in Cova")
+    assert "Look for this customer in Cova" in push.error
+
+
 def test_a_signup_push_is_retried_while_cova_cannot_be_reached(company, cova, cova_server,  # noqa: F811
                                                                 monkeypatch):
     from integrations.tasks import signup_push

@@ -24,7 +24,14 @@ from django.utils import timezone
 
 from integrations.models import ImportedFile, SyncRun
 from integrations.services.connections import connection_create
-from integrations.services.sync import progress_key, sync_run_create, sync_runs_interrupt_lapsed
+from integrations.services.sync import (
+    RESUME_ATTEMPTS_MAX,
+    SyncRunHeld,
+    progress_key,
+    sync_run_create,
+    sync_run_execute,
+    sync_runs_interrupt_lapsed,
+)
 from integrations.tasks import connection_sync_scheduled, sync_runs_interrupt_lapsed_all
 from loyalty.models import Transaction
 from stores.models import AuditEvent
@@ -250,3 +257,82 @@ def test_sync_run_execute_renews_its_lease_through_a_long_file(
     assert time.monotonic() - started > 2 * settings.SYNC_LEASE_SECONDS  # it outlived its lease
     assert interrupted == []
     assert (run.state, run.rows_accepted) == ("succeeded", 30_000)
+
+
+# --- a sync task delivered again (its worker was killed, or the broker handed it out twice) --
+
+def one_sale(store) -> str:
+    day = f"{dt.date.today() - dt.timedelta(days=3):%m/%d/%Y} 10:15 AM"
+    return f"{HEADER}\nR1,C1,{day},{store.name},Ana,Gummies,10.00,0,Cash\n"
+
+
+def test_a_sync_delivered_again_leaves_a_run_with_a_live_lease_alone(folder_connection, store, write_report):
+    # given a run another worker is on
+    write_report("day1.csv", one_sale(store))
+    live = started_and_left(sync_run_create(connection=folder_connection, trigger="manual"),
+                            file="day1.csv", lease_left=dt.timedelta(seconds=60))
+
+    # when its task is delivered again
+    with pytest.raises(SyncRunHeld) as held:
+        sync_run_execute(run_id=live.pk)
+
+    # then the run is untouched, and the task knows when to look again
+    assert SyncRun.objects.get(pk=live.pk).attempts == 1
+    assert SyncRun.objects.get(pk=live.pk).current_file == "day1.csv"
+    assert 55 < held.value.lapses_in <= 60
+
+
+def test_a_sync_delivered_again_resumes_its_interrupted_run_unless_a_later_run_replaced_it(
+        folder_connection, store, write_report):
+    # given two runs interrupted by the sweep, the first replaced by the second ("Run again")
+    write_report("day1.csv", one_sale(store))
+    first = started_and_left(sync_run_create(connection=folder_connection, trigger="schedule"),
+                             file="day1.csv", lease_left=-dt.timedelta(minutes=2))
+    sync_runs_interrupt_lapsed_all()
+    second = started_and_left(sync_run_create(connection=folder_connection, trigger="manual"),
+                              file="day1.csv", lease_left=-dt.timedelta(minutes=2))
+    sync_runs_interrupt_lapsed_all()
+
+    # when the tasks of both are delivered again
+    sync_run_execute(run_id=first.pk)
+    sync_run_execute(run_id=second.pk)
+
+    # then the replaced one stays as it was; the other is resumed, and says so
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.state, first.attempts) == ("interrupted", 1)
+    assert (second.state, second.attempts, second.files_seen) == ("succeeded", 2, 1)
+    assert second.error.startswith("Resumed after the worker was lost: the worker stopped at ")
+    assert second.error.endswith(" while reading day1.csv; nothing of that file was kept.")
+
+
+def test_a_sync_delivered_again_after_its_run_finished_does_nothing(folder_connection, store, run_sync,
+                                                                    write_report):
+    # given a finished run
+    write_report("day1.csv", one_sale(store))
+    run = run_sync(folder_connection)
+    assert (run.state, run.attempts) == ("succeeded", 1)
+
+    # when its task is delivered again (the worker died before acknowledging it)
+    sync_run_execute(run_id=run.pk)
+
+    # then nothing changed
+    again = SyncRun.objects.get(pk=run.pk)
+    assert (again.state, again.attempts, again.finished_at) == ("succeeded", 1, run.finished_at)
+
+
+def test_a_run_its_workers_keep_dying_on_is_not_resumed_for_ever(folder_connection, store, write_report):
+    # given a run interrupted after as many attempts as a run is resumed
+    write_report("day1.csv", one_sale(store))
+    run = started_and_left(sync_run_create(connection=folder_connection, trigger="schedule"),
+                           file="day1.csv", lease_left=-dt.timedelta(minutes=2))
+    SyncRun.objects.filter(pk=run.pk).update(attempts=RESUME_ATTEMPTS_MAX)
+    sync_runs_interrupt_lapsed_all()
+
+    # when its task is delivered once more
+    sync_run_execute(run_id=run.pk)
+
+    # then it stays interrupted, for staff to Run again
+    run.refresh_from_db()
+    assert (run.state, run.attempts) == ("interrupted", RESUME_ATTEMPTS_MAX)
+    assert run.error.startswith("Interrupted: the worker stopped at ")
