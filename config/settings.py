@@ -383,7 +383,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # the longest a task may run, ETA retries included, or a still-running task is delivered twice.
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_VISIBILITY_TIMEOUT = int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):  # RabbitMQ redelivers on its own
+    CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = CELERY_VISIBILITY_TIMEOUT
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # Health (ops/): each Celery worker and beat write a heartbeat this often; /readyz and
