@@ -165,7 +165,10 @@ class TaskEvents:
         self.thread = threading.Thread(target=self._capture, name="task-events", daemon=True)
 
     def _capture(self) -> None:
-        with self.app.connection_for_read() as conn:
+        # A consumer on Redis also hands out again deliveries older than the visibility
+        # timeout; this one must not, so that (c) measures what the workers do.
+        never = {"visibility_timeout": 10**9}
+        with self.app.connection_for_read(transport_options=never) as conn:
             self.receiver = self.app.events.Receiver(conn, handlers={"*": self._on_event})
             self.receiver.capture(limit=None, timeout=None, wakeup=False)
 
