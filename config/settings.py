@@ -375,6 +375,9 @@ CELERY_BEAT_SCHEDULE = {
                           "schedule": 24 * 3600.0},
 }
 CELERY_TASK_ACKS_LATE = True
+# Parallel test processes share one broker: each queues its tasks (and purges) on its own.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    CELERY_TASK_DEFAULT_QUEUE = f"celery-{os.environ['PYTEST_XDIST_WORKER']}"
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # A task whose worker process is killed goes back on the queue at once (a lost pool child),
 # or, when the whole worker is gone, once the broker's visibility timeout has passed since

@@ -166,7 +166,10 @@ def checks_run(checks: dict[str, HealthCheck]) -> dict[str, dict]:
     (the pool is not waited for), so the answer never waits on a hung connection."""
     executor = ThreadPoolExecutor(max_workers=max(len(checks), 1), thread_name_prefix="health")
     try:
-        outcomes = asyncio.run(_gather(checks, executor))
+        # In a thread of its own: the caller's thread may already run an event loop (an
+        # ASGI server, or a greenlet-driven library), where asyncio.run() is refused.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="health-loop") as loop_thread:
+            outcomes = loop_thread.submit(asyncio.run, _gather(checks, executor)).result()
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
     return dict(zip(checks, outcomes, strict=True))

@@ -184,3 +184,14 @@ def browser_type_launch_args(browser_type_launch_args):
 @pytest.fixture
 def password():
     return PASSWORD
+
+
+@pytest.fixture(autouse=True)
+def redis_guard_reset():
+    """A test that pointed the cache at a dead Redis must not leave this process skipping
+    Redis (stores/redis_guard.py's back-off) for the tests after it."""
+    from stores import redis_guard
+
+    redis_guard._down_until = 0.0
+    yield
+    redis_guard._down_until = 0.0

@@ -265,7 +265,7 @@ def test_sync_completed_queues_a_refresh(company, store, django_capture_on_commi
         pos_transaction_send(company=company, data=PosTransaction(
             transaction_id="T-after-sync", store_id=store.pk, subtotal=Decimal("10.00"),
             items=[line("Flower", "B", "P", 1, "10.00")]))
-    queued.assert_called_once_with((company.pk,), countdown=10)
+    queued.assert_called_once_with((company.pk,), retry=False, countdown=10)
 
 
 def test_a_broker_failure_never_fails_a_sale(company, store, django_capture_on_commit_callbacks):
@@ -304,7 +304,7 @@ def test_pos_sale_queues_one_refresh_for_a_burst(company, store, django_capture_
             pos_transaction_send(company=company, data=PosTransaction(
                 transaction_id=f"T{n}", store_id=store.pk, subtotal=Decimal("10.00"),
                 items=[line("Flower", "B", "P", 1, "10.00")]))
-    queued.assert_called_once_with((company.pk,), countdown=10)
+    queued.assert_called_once_with((company.pk,), retry=False, countdown=10)
     assert ChangedHour.objects.filter(company_id=company.pk, hour=local(2026, 3, 31, 18)).exists()
 
 

@@ -89,9 +89,12 @@ def test_each_synced_connection_has_the_age_of_its_last_sync(client, company, st
 
 
 def test_queue_depth_is_read_from_redis(client, db, token):
+    from config.celery import app
+
+    queue = app.conf.task_default_queue
     found = scrape(client)
-    waiting = redis.Redis.from_url(settings.CELERY_BROKER_URL).llen("celery")
-    assert found[("loyalty_celery_queue_length", (("queue", "celery"),))] == waiting
+    waiting = redis.Redis.from_url(settings.CELERY_BROKER_URL).llen(queue)
+    assert found[("loyalty_celery_queue_length", (("queue", queue),))] == waiting
 
 
 def test_an_unreachable_or_other_broker_leaves_queue_depth_out(client, db, token, settings):

@@ -101,7 +101,7 @@ def test_web_and_worker_metrics_add_up_across_processes(processes):
 
     # when 30 requests reach the two web workers, each on its own connection
     for _ in range(30):
-        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+        assert requests.get(f"http://127.0.0.1:{port}/login/", timeout=10).status_code == 200
     # and a task is published while a request id is current
     token = request_id_bind("trace-from-the-web")
     try:
@@ -110,10 +110,10 @@ def test_web_and_worker_metrics_add_up_across_processes(processes):
         request_id_reset(token)
 
     # then whichever worker answers, the scrape counts all 30 requests
-    healthz = ("loyalty_http_request_duration_seconds_count",
-               (("method", "GET"), ("route", "healthz"), ("status", "200")))
+    logins = ("loyalty_http_request_duration_seconds_count",
+              (("method", "GET"), ("route", "login"), ("status", "200")))
     for _ in range(4):
-        assert scrape(port)[healthz] == 30
+        assert scrape(port)[logins] == 30
     # and the Celery worker's run shows up in the web server's scrape
     task = ("loyalty_task_duration_seconds_count", (("outcome", "success"), ("task", TASK)))
     deadline = time.monotonic() + 60
@@ -123,7 +123,7 @@ def test_web_and_worker_metrics_add_up_across_processes(processes):
 
     # and every request wrote one JSON access line; the task's line has the publisher's id
     access = [line for line in json_lines(web_log) if line["logger"] == "loyalty.access"
-              and line["path"] == "/healthz"]
+              and line["path"] == "/login/"]
     assert len(access) == 30 and len({line["request_id"] for line in access}) == 30
     [run] = [line for line in json_lines(worker_log) if line.get("task") == TASK]
     assert run["outcome"] == "success" and run["request_id"] == "trace-from-the-web"
