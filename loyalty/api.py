@@ -111,9 +111,13 @@ class LevelAtLeast(BasePermission):
 
 
 class RateLimited(exceptions.Throttled):
-    """429 rate_limited, with Retry-After (DRF's handler sets it from `wait`)."""
+    """429 rate_limited, with Retry-After (DRF's handler sets it from `wait`, whole seconds)."""
 
     default_code = "rate_limited"
+
+    def __init__(self, *, wait: int, detail: str):
+        exceptions.APIException.__init__(self, detail)  # Throttled's would add its own sentence
+        self.wait = wait
 
 
 class PosView(APIView):
@@ -137,8 +141,9 @@ class PosView(APIView):
                                      request_id=request_id_current())
         if wait is not None:
             self.rate_limited = True  # its error is counted with the request
-            raise RateLimited(wait=wait, detail=f"This API key may make {key.rate_per_second} requests a "
-                                                f"second (bursts of {key.burst}); retry after {wait} s.")
+            raise RateLimited(wait=wait, detail=f"This API key may make {key.rate_per_second:,} "
+                                                f"request{'s' if key.rate_per_second != 1 else ''} a second "
+                                                f"(bursts of {key.burst:,}); retry after {wait} s.")
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
