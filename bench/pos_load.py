@@ -6,7 +6,8 @@ Seeds 100,000 personas (with phones) in a throw-away company, a few offers and P
 prompts, and an API key; starts the app under gunicorn (4 sync workers, DEBUG off); then
 20 concurrent clients call `lookup` by phone with a 5-item basket for --seconds, and the
 same clients call `ping` (authenticated, no work) for --seconds as the baseline. The
-company is removed at the end.
+company is removed at the end. The key's rate limit and usage counting are on, its rate set
+to the highest a key may have so that they are checked and counted but never refuse.
 
 Last line: lookup_p50_ms=… lookup_p99_ms=… lookup_rps=… baseline_rps=… ratio=…
 (ratio = lookup_rps / baseline_rps).
@@ -38,6 +39,7 @@ from cryptography.fernet import Fernet  # noqa: E402
 from django.db import connection  # noqa: E402
 
 from loyalty.models import Offer, Prompt  # noqa: E402
+from stores.models import API_BURST_MAX, API_RATE_MAX  # noqa: E402
 from stores.services import api_key_create, company_create, store_create  # noqa: E402
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -88,7 +90,9 @@ def seed(personas: int):
                           message="Offer the 1-year battery warranty")
     Prompt.objects.create(company=company, name="Email", condition="missing_birthday", value="",
                           message="Ask for the customer's birthday")
-    _, raw = api_key_create(company=company, name="Bench", level=1)
+    # Limits on, not binding: one key drives all ~1,000 calls a second, past the default rate.
+    _, raw = api_key_create(company=company, name="Bench", level=1, rate_per_second=API_RATE_MAX,
+                            burst=API_BURST_MAX)
     return company, store, raw
 
 

@@ -365,6 +365,7 @@ CELERY_BEAT_SCHEDULE = {
     "release-expired-locks": {"task": "loyalty.tasks.locks_release_expired", "schedule": 60.0},
     "refresh-tiers": {"task": "loyalty.tasks.tiers_refresh", "schedule": 6 * 3600.0},
     "count-prompt-firings": {"task": "loyalty.tasks.prompt_firings_flush", "schedule": 60.0},
+    "flush-api-key-usage": {"task": "stores.tasks.api_key_usage_flush", "schedule": 60.0},
     "requeue-webhook-deliveries": {"task": "loyalty.tasks.webhook_deliveries_requeue",
                                    "schedule": 3 * 60.0},
     "expire-points": {"task": "loyalty.tasks.points_expire_all", "schedule": 24 * 3600.0},

@@ -20,9 +20,11 @@ from rest_framework.utils.encoders import JSONEncoder as DrfJSONEncoder
 from rest_framework.views import APIView
 
 from stores.api import error_body
+from stores.api_usage import api_key_error_record, api_key_request_admit
 from stores.errors import DomainError
 from stores.metrics import POS_LOOKUP_SECONDS
 from stores.models import ApiKey
+from stores.requestid import request_id_current
 from stores.services import api_key_authenticate
 
 from .api_input import input_validated
@@ -108,13 +110,49 @@ class LevelAtLeast(BasePermission):
         return isinstance(client, PosClient) and client.api_key.level >= getattr(view, "min_level", 0)
 
 
+class RateLimited(exceptions.Throttled):
+    """429 rate_limited, with Retry-After (DRF's handler sets it from `wait`, whole seconds)."""
+
+    default_code = "rate_limited"
+
+    def __init__(self, *, wait: int, detail: str):
+        exceptions.APIException.__init__(self, detail)  # Throttled's would add its own sentence
+        self.wait = wait
+
+
 class PosView(APIView):
-    """Errors answer in the shape of stores/api.py (REST_FRAMEWORK's EXCEPTION_HANDLER)."""
+    """Errors answer in the shape of stores/api.py (REST_FRAMEWORK's EXCEPTION_HANDLER).
+    Every call of a known key is counted and held to the key's rate (stores/api_usage.py)."""
 
     authentication_classes = [PosKeyAuthentication]
     permission_classes = [LevelAtLeast]
     renderer_classes = [JSONRenderer]  # errors too: never the browsable API's HTML
     min_level = 1
+    pos_key: ApiKey | None = None
+    rate_limited = False
+
+    def perform_authentication(self, request):
+        super().perform_authentication(request)
+        client = request.user
+        if not isinstance(client, PosClient):
+            return
+        key = self.pos_key = client.api_key
+        wait = api_key_request_admit(api_key=key, method=request.method, path=request.path,
+                                     request_id=request_id_current())
+        if wait is not None:
+            self.rate_limited = True  # its error is counted with the request
+            raise RateLimited(wait=wait, detail=f"This API key may make {key.rate_per_second:,} "
+                                                f"request{'s' if key.rate_per_second != 1 else ''} a second "
+                                                f"(bursts of {key.burst:,}); retry after {wait} s.")
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if response.status_code >= 400 and self.pos_key is not None and not self.rate_limited:
+            data = response.data if isinstance(getattr(response, "data", None), dict) else {}
+            api_key_error_record(api_key=self.pos_key, status=response.status_code,
+                                 code=str(data.get("code", "")), method=request.method, path=request.path,
+                                 request_id=request_id_current())
+        return response
 
     @property
     def company(self):

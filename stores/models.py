@@ -123,6 +123,14 @@ class IntegrationLevel(models.IntegerChoices):
     TWO_WAY = 2, "Level 2 — two-way (also webhooks to the POS)"
 
 
+# A key's request rate: defaults for a register, and the most a key may be given (the
+# forms, the service and a CheckConstraint hold to these).
+API_RATE_DEFAULT = 20
+API_BURST_DEFAULT = 40
+API_RATE_MAX = 10_000
+API_BURST_MAX = 20_000
+
+
 class ApiKey(models.Model):
     """How a POS authenticates: the company's account UID plus one of these keys. Only a
     hash of the key is kept; the key itself is shown once, when it is created."""
@@ -139,13 +147,24 @@ class ApiKey(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
                                    on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Written from the usage counted in Redis, about once a minute (stores/api_usage.py).
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # The key's request rate: a token bucket refilled at `rate_per_second` that holds
+    # `burst` requests; past it the POS gets 429 rate_limited with Retry-After.
+    rate_per_second = models.PositiveIntegerField(default=API_RATE_DEFAULT, db_default=API_RATE_DEFAULT)
+    burst = models.PositiveIntegerField(default=API_BURST_DEFAULT, db_default=API_BURST_DEFAULT)
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(condition=models.Q(level__in=[0, 1, 2]), name="api_key_level_valid"),
+            models.CheckConstraint(
+                condition=models.Q(rate_per_second__gte=1, rate_per_second__lte=API_RATE_MAX),
+                name="api_key_rate_valid"),
+            models.CheckConstraint(condition=models.Q(burst__gte=models.F("rate_per_second"),
+                                                      burst__lte=API_BURST_MAX),
+                                   name="api_key_burst_valid"),
         ]
 
     def __str__(self) -> str:
@@ -154,6 +173,44 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class ApiKeyUsageDay(models.Model):
+    """A key's requests and error answers (status >= 400) on one day of its company's
+    time zone, added up from the counts in Redis by the flush every minute."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="usage_days")
+    day = models.DateField()
+    requests = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["day"]
+        constraints = [
+            models.UniqueConstraint(fields=["api_key", "day"], name="api_key_usage_day_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.api_key_id} {self.day}: {self.requests} requests, {self.errors} errors"
+
+
+class ApiKeyError(models.Model):
+    """One error answer a key got; the flush keeps the newest API_ERRORS_KEPT per key."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="recent_errors")
+    at = models.DateTimeField()
+    status = models.PositiveSmallIntegerField()
+    code = models.CharField(max_length=64, blank=True)
+    method = models.CharField(max_length=10, blank=True)
+    path = models.CharField(max_length=200, blank=True)
+    request_id = models.CharField(max_length=128, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["api_key", "-at"], name="api_key_error_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.code} {self.path}"
 
 
 class AuditEvent(models.Model):

@@ -5,10 +5,11 @@ from dataclasses import dataclass
 from django.contrib.auth import get_user_model
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import Http404
+from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from .models import AuditEvent, Company, Membership, RetailStore
+from .models import ApiKey, ApiKeyError, ApiKeyUsageDay, AuditEvent, Company, Membership, RetailStore
 
 
 def store_get(*, company, store_id) -> RetailStore:
@@ -107,3 +108,35 @@ def audit_filter_choices(*, company) -> dict[str, list]:
                              .values_list("object_type", flat=True).distinct()),
     }
 
+
+
+def api_key_get(*, company, key_id) -> ApiKey:
+    """One of `company`'s keys; another company's is not found, like a missing one."""
+    try:
+        return company.api_keys.select_related("company").get(pk=key_id)
+    except (ApiKey.DoesNotExist, ValueError):
+        raise Http404("No such API key.") from None
+
+
+@dataclass
+class ApiKeyUsage:
+    days: list[ApiKeyUsageDay]  # the company's last days, oldest first, zeros filled in
+    errors: list[ApiKeyError]  # newest first
+
+    @property
+    def requests_total(self) -> int:
+        return sum(d.requests for d in self.days)
+
+    @property
+    def errors_total(self) -> int:
+        return sum(d.errors for d in self.days)
+
+
+def api_key_usage(*, api_key: ApiKey, days: int = 30, errors: int = 50) -> ApiKeyUsage:
+    """What the database holds of a key's usage (flush Redis first for the latest)."""
+    today = timezone.localtime(timezone.now(), zoneinfo.ZoneInfo(api_key.company.timezone)).date()
+    first = today - dt.timedelta(days=days - 1)
+    stored = {row.day: row for row in ApiKeyUsageDay.objects.filter(api_key=api_key, day__gte=first)}
+    series = [stored.get(first + dt.timedelta(days=i))
+              or ApiKeyUsageDay(api_key=api_key, day=first + dt.timedelta(days=i)) for i in range(days)]
+    return ApiKeyUsage(days=series, errors=list(ApiKeyError.objects.filter(api_key=api_key)[:errors]))

@@ -16,7 +16,17 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from .audit import AuditContext, audit_changes, audit_record, audit_snapshot
 from .crypto import token_is_current, token_rotate
 from .errors import CodeRefused, DomainError
-from .models import ApiKey, Company, Membership, RetailStore, new_checkin_token
+from .models import (
+    API_BURST_DEFAULT,
+    API_BURST_MAX,
+    API_RATE_DEFAULT,
+    API_RATE_MAX,
+    ApiKey,
+    Company,
+    Membership,
+    RetailStore,
+    new_checkin_token,
+)
 from .selectors import two_factor_required_by
 from .tenancy import role_can
 from .versions import version_bump, version_get
@@ -103,7 +113,7 @@ def membership_create(*, company: Company, username: str, password: str | None, 
 # --- API keys ------------------------------------------------------------------------------
 
 API_KEY_PREFIX_LEN = 8
-API_KEY_AUDIT_FIELDS = ("name", "prefix", "level")
+API_KEY_AUDIT_FIELDS = ("name", "prefix", "level", "rate_per_second", "burst")
 
 
 def _key_hash(raw_key: str) -> str:
@@ -112,6 +122,7 @@ def _key_hash(raw_key: str) -> str:
 
 
 def api_key_create(*, company: Company, name: str, level: int, created_by=None,
+                   rate_per_second: int = API_RATE_DEFAULT, burst: int = API_BURST_DEFAULT,
                    audit: AuditContext | None = None):
     """A new key for a POS. Returns (ApiKey, the key itself); the key is never shown again."""
     name = (name or "").strip()
@@ -122,7 +133,8 @@ def api_key_create(*, company: Company, name: str, level: int, created_by=None,
     raw = "lk_" + secrets.token_urlsafe(32)
     with db.atomic():
         key = ApiKey.objects.create(company=company, name=name[:120], prefix=raw[:API_KEY_PREFIX_LEN + 3],
-                                    key_hash=_key_hash(raw), level=level, created_by=created_by)
+                                    key_hash=_key_hash(raw), level=level, created_by=created_by,
+                                    rate_per_second=rate_per_second, burst=burst)
         audit_record(audit=audit, company=company, kind="api_key.created", obj=key,
                      changes=audit_changes(None, audit_snapshot(key, API_KEY_AUDIT_FIELDS)))
     return key, raw
@@ -136,6 +148,30 @@ def api_key_revoke(*, api_key, audit: AuditContext | None = None) -> None:
             audit_record(audit=audit, company=api_key.company_id, kind="api_key.revoked", obj=api_key,
                          changes={"revoked_at": [None, api_key.revoked_at]})
     _keys_changed(api_key.company_id)
+
+
+def api_key_limits_update(*, api_key, rate_per_second: int, burst: int,
+                          audit: AuditContext | None = None) -> ApiKey:
+    """Set a key's request rate. Every process reads the new rate on the key's next call
+    (the company's key version is bumped)."""
+    if not 1 <= rate_per_second <= API_RATE_MAX:
+        raise DomainError(f"Enter a rate between 1 and {API_RATE_MAX:,} requests per second.",
+                          extra={"field": "rate_per_second"})
+    if not rate_per_second <= burst <= API_BURST_MAX:
+        raise DomainError(f"Enter a burst between the rate ({rate_per_second:,}) and {API_BURST_MAX:,} "
+                          "requests.", extra={"field": "burst"})
+    with db.atomic():
+        key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+        before = audit_snapshot(key, ("rate_per_second", "burst"))
+        key.rate_per_second, key.burst = rate_per_second, burst
+        key.full_clean()
+        key.save(update_fields=["rate_per_second", "burst"])
+        changes = audit_changes(before, audit_snapshot(key, ("rate_per_second", "burst")))
+        if changes:
+            audit_record(audit=audit, company=key.company_id, kind="api_key.limits_updated", obj=key,
+                         changes=changes)
+    _keys_changed(key.company_id)
+    return key
 
 
 # Keys a process has already checked, so the POS's every call is not a database query.
@@ -154,7 +190,7 @@ def _keys_changed(company_id: int) -> None:
 
 
 def api_key_authenticate(*, account_uid: str, raw_key: str):
-    """The active key matching both, or None. Marks it used (at most once a minute)."""
+    """The active key matching both, or None."""
     if not account_uid or not raw_key:
         return None
     key_hash = _key_hash(raw_key)
@@ -162,7 +198,7 @@ def api_key_authenticate(*, account_uid: str, raw_key: str):
     held = _checked_keys.get(key_hash)
     key = None
     if held is not None:
-        cached, version, checked_at, _ = held
+        cached, version, checked_at = held
         if now - checked_at < KEY_RECHECK_SECONDS and version_get(
                 _keys_version_key(cached.company_id)) == version:
             key = cached
@@ -171,15 +207,12 @@ def api_key_authenticate(*, account_uid: str, raw_key: str):
         if found is None:
             return None
         version = version_get(_keys_version_key(found.company_id))
-        held = [found, version, now, 0.0]
+        held = [found, version, now]
         _checked_keys[key_hash] = held
         key = found
     if key.revoked_at is not None or str(key.company.account_uid) != str(account_uid).strip():
         return None
-    if now - held[3] > 60:  # last used, at most once a minute
-        held[3] = now
-        ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
-    return key
+    return key  # last used is counted with the request (stores/api_usage.py)
 
 
 # -- secrets at rest --------------------------------------------------------------------------

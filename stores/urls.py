@@ -8,6 +8,7 @@ urlpatterns = [
     path("settings/stores/new/", views.store_create_view, name="store_create"),
     path("settings/stores/<int:store_id>/edit/", views.store_edit, name="store_edit"),
     path("settings/api-keys/", views.api_key_list, name="api_key_list"),
+    path("settings/api-keys/<int:key_id>/", views.api_key_detail, name="api_key_detail"),
     path("settings/api-keys/<int:key_id>/revoke/", views.api_key_revoke_view, name="api_key_revoke"),
     path("settings/security/", views.security_settings, name="security_settings"),
     path("login/code/", views_signin.login_code, name="login_code"),

@@ -1,6 +1,9 @@
+import contextlib
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db import DatabaseError
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -8,13 +11,15 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from .api_usage import API_ERRORS_KEPT, USAGE_DAYS, api_key_usage_flush
 from .audit import audit_context
 from .errors import DomainError
 from .extensions import store_mappings_form, store_mappings_save
-from .models import ApiKey, RetailStore
-from .selectors import members_two_factor, store_get
+from .models import API_BURST_DEFAULT, API_BURST_MAX, API_RATE_DEFAULT, API_RATE_MAX, ApiKey, RetailStore
+from .selectors import api_key_get, api_key_usage, members_two_factor, store_get
 from .services import (
     api_key_create,
+    api_key_limits_update,
     api_key_revoke,
     company_two_factor_require,
     store_create,
@@ -143,9 +148,12 @@ class ApiKeyForm(forms.Form):
 
 
 def _api_keys_page(request, *, form=None, created=None, raw_key="", status=200):
+    with contextlib.suppress(DatabaseError):  # last used, up to now
+        api_key_usage_flush()
     context = {
         "keys": request.company.api_keys.select_related("created_by").order_by("-created_at"),
         "form": form or ApiKeyForm(), "created": created, "raw_key": raw_key,
+        "rate_default": API_RATE_DEFAULT, "burst_default": API_BURST_DEFAULT,
     }
     template = "stores/api_keys.html" + ("#api-keys" if request.htmx else "")
     response = render(request, template, context, status=200 if request.htmx else status)
@@ -174,11 +182,72 @@ def api_key_list(request):
     return _api_keys_page(request, form=form, status=400)
 
 
+class ApiKeyLimitsForm(forms.Form):
+    rate_per_second = forms.IntegerField(
+        label="Requests per second", min_value=1, max_value=API_RATE_MAX,
+        help_text=f"The key's steady rate, 1 to {API_RATE_MAX:,}.")
+    burst = forms.IntegerField(
+        label="Burst", min_value=1, max_value=API_BURST_MAX,
+        help_text=f"Requests it may make at once before the rate applies: at least the rate, "
+                  f"at most {API_BURST_MAX:,}.")
+
+    def clean(self):
+        data = super().clean()
+        rate, burst = data.get("rate_per_second"), data.get("burst")
+        if rate is not None and burst is not None and burst < rate:
+            self.add_error("burst", f"Enter at least the rate ({rate:,}).")
+        return data
+
+
+# Usage chart colours: the analytics brand green, and red for errors.
+USAGE_COLORS = {"requests": "#1f6f4a", "errors": "#c0392b"}
+
+
+def _usage_figure(usage) -> dict:
+    days = [d.day.isoformat() for d in usage.days]
+    bar = {"type": "bar", "x": days, "hovertemplate": "%{x|%b %-d}: %{y:,}<extra>%{fullData.name}</extra>"}
+    return {
+        "data": [{**bar, "name": "Requests", "y": [d.requests for d in usage.days],
+                  "marker": {"color": USAGE_COLORS["requests"]}},
+                 {**bar, "name": "Errors", "y": [d.errors for d in usage.days],
+                  "marker": {"color": USAGE_COLORS["errors"]}}],
+        "layout": {"barmode": "group", "height": 240, "margin": {"l": 48, "r": 8, "t": 8, "b": 32},
+                   "legend": {"orientation": "h", "y": -0.2},
+                   "xaxis": {"type": "date", "tickformat": "%b %-d"},
+                   "yaxis": {"rangemode": "tozero", "tickformat": ",d"},
+                   "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)"},
+    }
+
+
+@company_view("settings.manage")
+def api_key_detail(request, key_id):
+    """One key: its rate limit (editable), requests and errors per day for 30 days, and its
+    latest errors. What Redis counted since the last flush is flushed first."""
+    key = api_key_get(company=request.company, key_id=key_id)
+    form = ApiKeyLimitsForm(request.POST or None,
+                            initial={"rate_per_second": key.rate_per_second, "burst": key.burst})
+    if request.method == "POST" and form.is_valid():
+        try:
+            api_key_limits_update(api_key=key, audit=audit_context(request), **form.cleaned_data)
+        except DomainError as exc:
+            field = exc.extra.get("field")
+            form.add_error(field if field in form.fields else None, exc.message)
+        else:
+            data = form.cleaned_data
+            messages.success(request, f"Key “{key.name}” may now make {data['rate_per_second']:,} requests "
+                                      f"a second, in bursts of {data['burst']:,}.")
+            return redirect("api_key_detail", key_id=key.pk)
+    with contextlib.suppress(DatabaseError):  # the page shows what the database has (Redis: never raises)
+        api_key_usage_flush()
+    usage = api_key_usage(api_key=key, days=USAGE_DAYS, errors=API_ERRORS_KEPT)
+    return render(request, "stores/api_key_detail.html",
+                  {"key": key, "form": form, "usage": usage, "figure": _usage_figure(usage),
+                   "errors_kept": API_ERRORS_KEPT, "usage_days": USAGE_DAYS},
+                  status=400 if form.errors else 200)
+
+
 def _api_key_get(request, key_id) -> ApiKey:
-    try:
-        return request.company.api_keys.get(pk=key_id)
-    except ApiKey.DoesNotExist:
-        raise Http404("No such API key.") from None
+    return api_key_get(company=request.company, key_id=key_id)
 
 
 @require_POST

@@ -211,7 +211,7 @@ def test_api_key_create_and_revoke_never_record_the_key(admin_client, admin_user
     created = the_event(company, "api_key.created")
     assert_made_by(created, admin_user, key)
     assert created.changes == {"name": [None, "Cova – Denver"], "prefix": [None, key.prefix],
-                               "level": [None, 1]}
+                               "level": [None, 1], "rate_per_second": [None, 20], "burst": [None, 40]}
     revoked = the_event(company, "api_key.revoked")
     assert_made_by(revoked, admin_user, key)
     assert revoked.changes["revoked_at"][0] is None and revoked.changes["revoked_at"][1]
