@@ -314,11 +314,17 @@ def test_a_form_body_is_a_json_415(counter):
         assert response.json()["code"] == "unsupported_media_type"
 
 
-@pytest.mark.parametrize("debug", [False, True])
-def test_a_persona_id_that_is_not_a_number_is_a_json_404(counter, settings, debug):
-    settings.DEBUG = debug
+@pytest.mark.parametrize("mode", ["debug", "production", "production, static files not collected"])
+def test_a_persona_id_that_is_not_a_number_is_a_json_404(counter, settings, tmp_path, mode):
+    """The path's converter refuses `null`: Django's own 404, answered as the API's JSON
+    without rendering the site's HTML page (which needs templates and static files)."""
+    settings.DEBUG = mode == "debug"
+    if "not collected" in mode:
+        settings.STATIC_ROOT = tmp_path
+        settings.STORAGES = {**settings.STORAGES, "staticfiles": {
+            "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}}
     client, _, _, _ = counter
-    for path in ("personas/null/balance", "personas/null/ledger", "personas/-1/balance"):
+    for path in ("personas/null/balance", "personas/null/ledger", "personas/-1/balance", "nothing/here"):
         response = client.get(API + path)
         assert response.status_code == 404, path
         assert response["Content-Type"].startswith("application/json")
