@@ -110,6 +110,8 @@ def test_every_error_status_is_the_one_error_component_with_its_codes(schema):
             assert node["allOf"][0] == {"$ref": "#/components/schemas/Error"}, f"{method} {path} {status}"
             codes = node["allOf"][1]["properties"]["code"]["enum"]
             assert codes and all(f"`{c}`" in answer["description"] for c in codes)
+            examples = answer["content"]["application/json"]["examples"].values()
+            assert {e["value"]["code"] for e in examples} == set(codes), f"{method} {path} {status}"
         if "requestBody" in op:
             assert {"400", "413", "415"} <= set(errors), f"{method} {path}"
 
@@ -179,6 +181,8 @@ def test_decimal_and_text_patterns_refuse_what_the_server_refuses(schema):
     for value in ("", "   ", "\t", "a\x00b"):
         assert not re.search(cart_id, value), repr(value)
     assert re.search(cart_id, " T-1 ")
+    balance = schema["paths"][API + "personas/{persona_id}/balance"]["get"]["parameters"]
+    assert next(p["schema"] for p in balance if p["name"] == "persona_id") == {"type": "integer", "minimum": 0}
 
 
 def test_what_the_decimal_patterns_accept_the_server_accepts():
