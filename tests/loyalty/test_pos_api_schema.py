@@ -182,7 +182,8 @@ def test_decimal_and_text_patterns_refuse_what_the_server_refuses(schema):
         assert not re.search(cart_id, value), repr(value)
     assert re.search(cart_id, " T-1 ")
     balance = schema["paths"][API + "personas/{persona_id}/balance"]["get"]["parameters"]
-    assert next(p["schema"] for p in balance if p["name"] == "persona_id") == {"type": "integer", "minimum": 0}
+    persona_id = next(p["schema"] for p in balance if p["name"] == "persona_id")
+    assert persona_id == {"type": "integer", "minimum": 0}
 
 
 def test_what_the_decimal_patterns_accept_the_server_accepts():
