@@ -315,7 +315,13 @@ SPECTACULAR_SETTINGS = {
         "and `Authorization: Bearer <API key>` (Settings › API keys). Every POST accepts an "
         "`Idempotency-Key` header, kept 24 hours: the same key and body replay the first answer "
         "(a duplicate sent while the first still runs waits for it, or gets 409 "
-        "`idempotency_in_progress` with Retry-After); another body is a 409 `idempotency_key_reused`."),
+        "`idempotency_in_progress` with Retry-After); another body is a 409 `idempotency_key_reused`.\n\n"
+        "New here? The [quick start](/api/docs/guide/) walks through a key and the counter flow "
+        "(lookup → lock → send_transaction → balance); the [Postman collection](/api/docs/postman.json) "
+        "has every call."),
+    # OpenAPI links between the counter flow's calls (lookup → lock → send_transaction → balance).
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "loyalty.api_schema_links.counter_flow_links"],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
 }
 

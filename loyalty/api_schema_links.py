@@ -1,0 +1,52 @@
+"""OpenAPI links between the POS API's counter-flow calls: lookup → lock → send_transaction →
+balance. Clients and test tools (Schemathesis' stateful runs) follow them to feed one
+answer's ids into the next call (SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"])."""
+
+PREFIX = "/api/pos/v1/"
+
+# (source path, method, status) -> {link name: (target path, method, link definition)}
+LINKS = {
+    ("lookup", "post", "200"): {
+        "LockAReward": ("lock", "post", {
+            "requestBody": {"persona_id": "$response.body#/persona/id"},
+            "description": "Lock a reward for the customer found."}),
+        "SendTheirSale": ("send_transaction", "post", {
+            "requestBody": {"persona_id": "$response.body#/persona/id"},
+            "description": "Send the customer's sale."}),
+        "ReadTheirBalance": ("personas/{persona_id}/balance", "get", {
+            "parameters": {"persona_id": "$response.body#/persona/id"},
+            "description": "The customer's balance."}),
+    },
+    ("lock", "post", "201"): {
+        "SendTheSaleWithIt": ("send_transaction", "post", {
+            "requestBody": {"persona_id": "$request.body#/persona_id",
+                            "discounts": [{"redemption_id": "$response.body#/redemption_id",
+                                           "amount": "$response.body#/discount_amount"}]},
+            "description": "Send the sale that redeems the locked reward."}),
+        "Unlock": ("unlock", "post", {
+            "requestBody": {"redemption_id": "$response.body#/redemption_id"},
+            "description": "Release the lock: the points come back."}),
+        "ReadTheBalance": ("personas/{persona_id}/balance", "get", {
+            "parameters": {"persona_id": "$request.body#/persona_id"},
+            "description": "The balance, with the locked points."}),
+    },
+    ("send_transaction", "post", "201"): {
+        "ReadTheBalance": ("personas/{persona_id}/balance", "get", {
+            "parameters": {"persona_id": "$request.body#/persona_id"},
+            "description": "The balance after the sale."}),
+    },
+}
+
+
+def counter_flow_links(result, generator, request, public):
+    paths = result.get("paths", {})
+    for (source, method, status), links in LINKS.items():
+        response = paths.get(PREFIX + source, {}).get(method, {}).get("responses", {}).get(status)
+        if response is None:
+            continue
+        for name, (target, target_method, definition) in links.items():
+            operation = paths.get(PREFIX + target, {}).get(target_method)
+            if operation is None or "operationId" not in operation:
+                continue
+            response.setdefault("links", {})[name] = {"operationId": operation["operationId"], **definition}
+    return result
