@@ -181,8 +181,11 @@ def _body_text(body) -> str:
     return text
 
 
-def shell_setup() -> str:
-    lines = [f'{name}="{value}"    # {help_}'.replace("`", "") for name, value, help_ in SETUP_VARIABLES]
+def shell_setup(values: dict | None = None) -> str:
+    """The variables to set first; `values` replaces the placeholders (the tests' server)."""
+    values = values or {}
+    lines = [f'{name}="{values.get(name, value)}"    # {help_}'.replace("`", "")
+             for name, value, help_ in SETUP_VARIABLES]
     lines.append('H=(-H "X-Account-UID: $ACCOUNT_UID" -H "Authorization: Bearer $KEY" '
                  '-H "Content-Type: application/json")')
     return "\n".join(lines)
@@ -293,7 +296,7 @@ def postman_collection(openapi: dict, *, base_url: str, path_prefix: str = "/api
     components = openapi.get("components", {}).get("schemas", {})
     folders: dict[str, list] = {}
     for path, operations in openapi.get("paths", {}).items():
-        if not path.startswith(path_prefix):
+        if not path.startswith(path_prefix) or path.startswith("/api/schema"):
             continue
         for method, operation in operations.items():
             if method not in ("get", "post", "put", "patch", "delete"):
