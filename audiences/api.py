@@ -13,11 +13,12 @@ tree and acts.
 from __future__ import annotations
 
 from django.http import Http404
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 
 from loyalty.api import PosActionView, PosView
+from loyalty.api_schema import example, operation
 from stores.errors import DomainError
 
 from .models import Audience, AudienceMember
@@ -92,12 +93,6 @@ class MemberSerializer(serializers.Serializer):
     points_balance = serializers.IntegerField()
 
 
-ERROR = inline_serializer("AudienceError", fields={
-    "code": serializers.CharField(), "detail": serializers.CharField(),
-    "field": serializers.CharField(allow_null=True, help_text="The input at fault, null when none"),
-    "request_id": serializers.CharField(help_text="This call's X-Request-ID, also in the server's log"),
-    "path": serializers.CharField(required=False, help_text="Where in the rule tree, e.g. children[1].value"),
-})
 LIST = inline_serializer("AudienceList", fields={"audiences": AudienceSummarySerializer(many=True)})
 COUNT = inline_serializer("AudienceCount", fields={"count": serializers.IntegerField()})
 MEMBERS = inline_serializer("AudienceMembers", fields={
@@ -107,6 +102,16 @@ MEMBERS = inline_serializer("AudienceMembers", fields={
     "next_cursor": serializers.CharField(allow_null=True,
                                          help_text="Pass as `cursor` for the next page; null on the last."),
 })
+
+RULES_EXAMPLE = {"type": "group", "match": "all", "negate": False, "children": [
+    {"type": "condition", "trait": "sms_opt_in", "operator": "equals", "value": True, "negate": False}]}
+SUMMARY_EXAMPLE = {"id": 4, "name": "SMS opt-ins", "size": 1200, "sms_opt_ins": 1200, "email_opt_ins": 800,
+                   "average_cltv": "312.40", "calculated_at": "2026-12-04T17:16:25+00:00", "error": ""}
+DETAIL_EXAMPLE = {**SUMMARY_EXAMPLE, "description": "", "rules": RULES_EXAMPLE, "template_key": "",
+                  "entered": 12, "exited": 3, "calculation_ms": 84,
+                  "created_at": "2026-11-01T09:00:00+00:00", "updated_at": "2026-12-04T17:16:25+00:00"}
+RULES_CODES = ["invalid_rules"]
+SAVE_CODES = ["invalid_rules", "error", "calculation_failed"]
 
 
 # --- bodies ---------------------------------------------------------------------------------
@@ -148,16 +153,21 @@ class AudienceView(PosView):
 
 
 class AudienceListView(PosActionView, AudienceView):
-    @extend_schema(responses={200: LIST}, summary="The company's audiences, with their last calculation",
-                   tags=["audiences"], operation_id="audiences_list")
+    @extend_schema(**operation(
+        level=1, summary="The company's audiences, with their last calculation", responses={200: LIST},
+        tags=["audiences"], operation_id="audiences_list",
+        examples=[example("Audiences", {"audiences": [SUMMARY_EXAMPLE]})]))
     def get(self, request):
         audiences = Audience.objects.filter(company=self.company).order_by("name", "id")
         return Response({"audiences": [_summary(a) for a in audiences]})
 
-    @extend_schema(request=AudienceWriteSerializer,
-                   responses={201: AudienceDetailSerializer, 400: OpenApiResponse(ERROR, "Invalid rules")},
-                   summary="Create an audience from a rule tree and calculate it", tags=["audiences"],
-                   operation_id="audiences_create")
+    @extend_schema(**operation(
+        level=1, idempotent=True, body=True, request=AudienceWriteSerializer,
+        responses={201: AudienceDetailSerializer}, invalid=SAVE_CODES,
+        summary="Create an audience from a rule tree and calculate it", tags=["audiences"],
+        operation_id="audiences_create",
+        examples=[example("Create", {"name": "SMS opt-ins", "rules": RULES_EXAMPLE}, request=True),
+                  example("Created", DETAIL_EXAMPLE, status=201)]))
     def post(self, request, *args, **kwargs):
         return super().post(request, *args, **kwargs)
 
@@ -169,10 +179,12 @@ class AudienceListView(PosActionView, AudienceView):
 
 
 class AudienceCountView(AudienceView):
-    @extend_schema(request=CountSerializer,
-                   responses={200: COUNT, 400: OpenApiResponse(ERROR, "Invalid rules")},
-                   summary="How many customers a rule tree selects now, without saving it",
-                   tags=["audiences"], operation_id="audiences_count")
+    @extend_schema(**operation(
+        level=1, body=True, request=CountSerializer, responses={200: COUNT}, invalid=RULES_CODES,
+        summary="How many customers a rule tree selects now, without saving it",
+        tags=["audiences"], operation_id="audiences_count",
+        examples=[example("Count", {"rules": RULES_EXAMPLE}, request=True),
+                  example("Counted", {"count": 1200})]))
     def post(self, request):
         data = self.valid(CountSerializer)
         rules = rules_validate(company=self.company, rules=data["rules"])
@@ -180,17 +192,20 @@ class AudienceCountView(AudienceView):
 
 
 class AudienceDetailView(AudienceView):
-    @extend_schema(responses={200: AudienceDetailSerializer, 404: OpenApiResponse(ERROR)},
-                   summary="One audience with its rule tree", tags=["audiences"],
-                   operation_id="audiences_retrieve")
+    @extend_schema(**operation(
+        level=1, responses={200: AudienceDetailSerializer}, not_found=["not_found"],
+        summary="One audience with its rule tree", tags=["audiences"], operation_id="audiences_retrieve",
+        examples=[example("Audience", DETAIL_EXAMPLE)]))
     def get(self, request, audience_id: int):
         return Response(_detail(self.audience(audience_id)))
 
-    @extend_schema(request=AudienceUpdateSerializer,
-                   responses={200: AudienceDetailSerializer, 400: OpenApiResponse(ERROR, "Invalid rules"),
-                              404: OpenApiResponse(ERROR)},
-                   summary="Rename an audience or change its rules; it is recalculated", tags=["audiences"],
-                   operation_id="audiences_update")
+    @extend_schema(**operation(
+        level=1, body=True, request=AudienceUpdateSerializer, responses={200: AudienceDetailSerializer},
+        invalid=SAVE_CODES, not_found=["not_found"],
+        summary="Rename an audience or change its rules; it is recalculated", tags=["audiences"],
+        operation_id="audiences_update",
+        examples=[example("Rename", {"name": "Texting customers"}, request=True),
+                  example("Updated", {**DETAIL_EXAMPLE, "name": "Texting customers"})]))
     def patch(self, request, audience_id: int):
         audience = self.audience(audience_id)
         data = self.valid(AudienceUpdateSerializer)
@@ -203,14 +218,19 @@ class AudienceDetailView(AudienceView):
 
 class AudienceMembersView(AudienceView):
     @extend_schema(
-        parameters=[
-            OpenApiParameter("cursor", str, description="The `next_cursor` of the previous page"),
-            OpenApiParameter("limit", int, description=f"At most {MEMBERS_MAX_LIMIT}; "
-                                                       f"default {MEMBERS_DEFAULT_LIMIT}"),
-        ],
-        responses={200: MEMBERS, 400: OpenApiResponse(ERROR), 404: OpenApiResponse(ERROR)},
-        summary="The members of the audience's last calculation, by customer id", tags=["audiences"],
-        operation_id="audiences_members")
+        **operation(
+            level=1, parameters=[
+                OpenApiParameter("cursor", str, description="The `next_cursor` of the previous page"),
+                OpenApiParameter("limit", int, description=f"At most {MEMBERS_MAX_LIMIT}; "
+                                                           f"default {MEMBERS_DEFAULT_LIMIT}"),
+            ], responses={200: MEMBERS}, invalid=["invalid"], not_found=["not_found"],
+            summary="The members of the audience's last calculation, by customer id", tags=["audiences"],
+            operation_id="audiences_members",
+            examples=[example("Members", {
+                "audience_id": 4, "calculated_at": "2026-12-04T17:16:25+00:00", "next_cursor": "123",
+                "members": [{"id": 123, "first_name": "Dana", "last_name": "Reyes",
+                             "email": "dana@example.com", "phone": "+17209026752", "sms_opt_in": True,
+                             "email_opt_in": False, "is_member": True, "points_balance": 250}]})]))
     def get(self, request, audience_id: int):
         audience = self.audience(audience_id)
         limit = self.number("limit", MEMBERS_DEFAULT_LIMIT)
@@ -241,10 +261,11 @@ class AudienceMembersView(AudienceView):
 
 
 class AudienceRefreshView(PosActionView, AudienceView):
-    @extend_schema(request=None, responses={200: AudienceDetailSerializer, 400: OpenApiResponse(ERROR),
-                                            404: OpenApiResponse(ERROR)},
-                   summary="Calculate the audience now (members, entered, exited)", tags=["audiences"],
-                   operation_id="audiences_refresh")
+    @extend_schema(**operation(
+        level=1, idempotent=True, request=None, responses={200: AudienceDetailSerializer},
+        invalid=["calculation_failed"], not_found=["not_found"],
+        summary="Calculate the audience now (members, entered, exited)", tags=["audiences"],
+        operation_id="audiences_refresh", examples=[example("Calculated", DETAIL_EXAMPLE)]))
     def post(self, request, *args, **kwargs):
         return super().post(request, *args, **kwargs)
 

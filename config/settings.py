@@ -312,15 +312,20 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "DESCRIPTION": (
         "The POS API. Authenticate every call with `X-Account-UID: <your company's account UID>` "
-        "and `Authorization: Bearer <API key>` (Settings › API keys). Every POST accepts an "
-        "`Idempotency-Key` header, kept 24 hours: the same key and body replay the first answer "
-        "(a duplicate sent while the first still runs waits for it, or gets 409 "
-        "`idempotency_in_progress` with Retry-After); another body is a 409 `idempotency_key_reused`.\n\n"
+        "and `Authorization: Bearer <API key>` (Settings › API keys); no other header carries the "
+        "key. Each operation states the integration level its key needs (`x-integration-level`: "
+        "0 push only, 1 push and pull, 2 two-way). Bodies are `application/json` only (anything "
+        "else is a 415). Every POST that lists `Idempotency-Key` honours it, kept 24 hours: the "
+        "same key and body replay the first answer (a duplicate sent while the first still runs "
+        "waits for it, or gets 409 `idempotency_in_progress` with Retry-After); another body is a "
+        "409 `idempotency_key_reused`. Every error is the `Error` component, its `code` one of "
+        "those its response lists.\n\n"
         "New here? The [quick start](/api/docs/guide/) walks through a key and the counter flow "
         "(lookup → lock → send_transaction → balance); the [Postman collection](/api/docs/postman.json) "
         "has every call."),
-    # OpenAPI links between the counter flow's calls (lookup → lock → send_transaction → balance).
+    # The error component, then OpenAPI links between the counter flow's calls.
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "loyalty.api_schema.schema_error_component",
                              "loyalty.api_schema_links.counter_flow_links"],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
 }

@@ -19,13 +19,25 @@ from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder as DrfJSONEncoder
 from rest_framework.views import APIView
 
-from stores.api import error_body
+from stores.api import JSONParser, error_body
 from stores.errors import DomainError
 from stores.metrics import POS_LOOKUP_SECONDS
 from stores.models import ApiKey
 from stores.services import api_key_authenticate
 
 from .api_input import input_validated
+from .api_schema import (
+    REFUSED_CODES,
+    BalanceResponse,
+    LedgerResponse,
+    LookupResponse,
+    OfferPurchaseResponse,
+    PingResponse,
+    RedemptionResponse,
+    SendTransactionResponse,
+    example,
+    operation,
+)
 from .bounds import MONEY_MAX, QUANTITY_MAX, derived_money_check, line_total
 from .catalog import catalog_for
 from .models import Persona, PointsEntry, Redemption, Tier
@@ -75,8 +87,8 @@ class PosKeyAuthentication(BaseAuthentication):
 
     def authenticate(self, request):
         header = get_authorization_header(request).decode("latin-1").split()
-        bearer = len(header) == 2 and header[0] == self.keyword
-        raw = header[1] if bearer else request.headers.get("X-Api-Key")
+        # One documented credential: Authorization: Bearer <key> (no other header is read).
+        raw = header[1] if len(header) == 2 and header[0] == self.keyword else ""
         account_uid = request.headers.get("X-Account-UID", "")
         if not raw and not account_uid:
             return None
@@ -114,6 +126,7 @@ class PosView(APIView):
     authentication_classes = [PosKeyAuthentication]
     permission_classes = [LevelAtLeast]
     renderer_classes = [JSONRenderer]  # errors too: never the browsable API's HTML
+    parser_classes = [JSONParser]  # JSON bodies only: a form is a 415, and the schema says so
     min_level = 1
 
     @property
@@ -291,8 +304,13 @@ class SendTransactionSerializer(serializers.Serializer):
     items = TransactionItemSerializer(many=True, max_length=500)
     payments = PaymentSerializer(many=True, required=False, default=list, max_length=50)
     discounts = DiscountSerializer(many=True, required=False, default=list, max_length=20)
-    original_transaction_id = serializers.CharField(max_length=150, required=False, allow_blank=True,
-                                                    default="")
+    original_transaction_id = serializers.CharField(
+        max_length=150, required=False, allow_blank=True, default="",
+        help_text="A return: the transaction_id of the sale it returns (same store). Send the "
+                  "returned items and their subtotal (a partial return sends only what came back); "
+                  "under the 'reverse' refund policy it takes back the original's points in "
+                  "proportion, answered as points_reversed. Sent again with the same transaction_id "
+                  "and another amount, the reversal follows the new amount.")
 
 
 # --- responses ------------------------------------------------------------------------------
@@ -363,12 +381,71 @@ class LookupTimed:
                 time.perf_counter() - started)
 
 
+# --- schema examples and shared operations --------------------------------------------------
+
+BASKET_EXAMPLE = {"store_id": 1, "tax_total": "6.75", "items": [
+    {"line_id": "1", "sku": "FLO-1", "product": "Blue Dream 3.5g", "brand": "Green Dot", "category": "Flower",
+     "quantity": "1", "unit_price": "45.00"}]}
+LOOKUP_REQUEST = {"phone": "(720) 902-6752", "basket": BASKET_EXAMPLE}
+LOOKUP_ANSWER = {
+    "persona": {"id": 123, "first_name": "Dana", "last_name": "Reyes", "phone": "+17209026752",
+                "email": "dana@example.com", "is_member": True},
+    "points_balance": 250, "lifetime_points": 900, "tier": "Gold", "next_tier": "Platinum",
+    "to_next_tier": "100", "wallet": [],
+    "rewards": [{"offer_id": 7, "wallet_item_id": None, "name": "$10 off", "points_cost": 100,
+                 "affordable": True, "discount": "10.00"}],
+    "prompts": [{"id": 3, "message": "Ask about the pre-roll of the week", "suggested_sku": "PR-1"}]}
+APPLY_REQUEST = {"persona_id": 123, "cart_id": "T-1001", "offer_id": 7, "basket": BASKET_EXAMPLE}
+SALE_REQUEST = {"transaction_id": "T-1001", "store_id": 1, "persona_id": 123, "subtotal": "45.00",
+                "tax_total": "6.75", "payments": [{"method": "cash", "amount": "41.75"}],
+                "items": [{"sku": "FLO-1", "product": "Blue Dream 3.5g", "quantity": "1",
+                           "unit_price": "45.00"}],
+                "discounts": [{"redemption_id": 31, "amount": "10.00"}]}
+RETURN_REQUEST = {"transaction_id": "T-1001-R", "store_id": 1, "persona_id": 123,
+                  "original_transaction_id": "T-1001", "subtotal": "22.50", "tax_total": "3.38",
+                  "items": [{"sku": "PR-1", "product": "Pre-roll 1g", "quantity": "1",
+                             "unit_price": "22.50"}],
+                  "payments": [{"method": "cash", "amount": "25.88"}]}
+
+
+def _apply_operation(summary: str, *, state: str) -> dict:
+    return operation(
+        level=1, idempotent=True, body=True, request=ApplySerializer, summary=summary,
+        description="Send offer_id (points are spent now) or wallet_item_id (already paid for). One "
+                    "loyalty discount per cart_id.",
+        responses={201: RedemptionResponse}, invalid=["out_of_range"], not_found=["not_found"],
+        conflict=[*REFUSED_CODES, "wallet_item_used", "one_discount_per_order", "offer_not_applicable"],
+        examples=[
+            example("Apply an offer", APPLY_REQUEST, request=True),
+            example("Applied", {"redemption_id": 31, "state": state, "cart_id": "T-1001", "offer_id": 7,
+                                "points": 100, "discount_amount": "10.00",
+                                "locked_until": "2026-12-04T17:31:25+00:00" if state == "locked" else None,
+                                "points_balance": 150}, status=201),
+        ])
+
+
+def _release_operation(summary: str, *, state: str) -> dict:
+    return operation(
+        level=1, idempotent=True, body=True, request=ReleaseSerializer, summary=summary,
+        description="Send redemption_id, or cart_id for the cart's loyalty discount.",
+        responses={200: RedemptionResponse}, not_found=["not_found"], conflict=["wrong_state"],
+        examples=[
+            example("By cart", {"cart_id": "T-1001"}, request=True),
+            example("Released", {"redemption_id": 31, "state": state, "cart_id": "T-1001", "offer_id": 7,
+                                 "points": 100, "discount_amount": "10.00", "locked_until": None,
+                                 "points_balance": 250}),
+        ])
+
+
 # --- views ----------------------------------------------------------------------------------
 
 class PingView(PosView):
     min_level = 0
 
-    @extend_schema(responses={200: dict}, summary="Check the credentials: which company and key level")
+    @extend_schema(**operation(
+        level=0, summary="Check the credentials: which company and key level",
+        responses={200: PingResponse},
+        examples=[example("Ping", {"company": "Green Leaf", "key": "lk_3f9a", "level": 1})]))
     def get(self, request):
         key = request.user.api_key
         return Response({"company": self.company.name, "key": key.prefix, "level": key.level})
@@ -377,8 +454,17 @@ class PingView(PosView):
 class LookupView(LookupTimed, PosActionView):
     lookup_endpoint = "lookup"
 
-    @extend_schema(request=LookupSerializer, responses={200: dict, 404: dict, 409: dict},
-                   summary="Find a customer; with a basket, the rewards and prompts for it")
+    @extend_schema(**operation(
+        level=1, idempotent=True, body=True, request=LookupSerializer,
+        summary="Find a customer; with a basket, the rewards and prompts for it",
+        description="Send exactly one of phone, email, persona_id, external_id. With a basket, each "
+                    "reward's `discount` is what it takes off that basket.",
+        responses={200: LookupResponse}, invalid=["out_of_range"], not_found=["not_found"],
+        conflict=["several_matches"],
+        examples=[
+            example("By phone, with a basket", LOOKUP_REQUEST, request=True),
+            example("A member", LOOKUP_ANSWER),
+        ]))
     def post(self, request, *args, **kwargs):
         return super().post(request, *args, **kwargs)
 
@@ -424,8 +510,16 @@ class LookupView(LookupTimed, PosActionView):
 
 
 class OfferPurchaseView(PosActionView):
-    @extend_schema(request=PurchaseSerializer, responses={201: dict, 404: dict, 409: dict},
-                   summary="Spend points to put an offer in the customer's wallet")
+    @extend_schema(**operation(
+        level=1, idempotent=True, body=True, request=PurchaseSerializer,
+        summary="Spend points to put an offer in the customer's wallet",
+        responses={201: OfferPurchaseResponse}, invalid=["points_out_of_range"], not_found=["not_found"],
+        conflict=REFUSED_CODES,
+        examples=[
+            example("Buy an offer", {"persona_id": 123, "offer_id": 7}, request=True),
+            example("In the wallet", {"wallet_item_id": 55, "offer_id": 7, "points_paid": 100,
+                                      "points_balance": 150}, status=201),
+        ]))
     def post(self, request, *args, **kwargs):
         return super().post(request, *args, **kwargs)
 
@@ -451,8 +545,8 @@ class ApplyView(PosActionView):
 
 
 class RedeemView(ApplyView):
-    @extend_schema(request=ApplySerializer, responses={201: dict, 404: dict, 409: dict},
-                   summary="Apply a reward to an open cart now; its points are deducted at once")
+    @extend_schema(**_apply_operation(
+        "Apply a reward to an open cart now; its points are deducted at once", state="redeemed"))
     def post(self, request, *args, **kwargs):
         return super().post(request, *args, **kwargs)
 
@@ -460,8 +554,8 @@ class RedeemView(ApplyView):
 class LockView(ApplyView):
     lock = True
 
-    @extend_schema(request=ApplySerializer, responses={201: dict, 404: dict, 409: dict},
-                   summary="Hold a reward's points on a cart for the lock time; again after a cart change")
+    @extend_schema(**_apply_operation(
+        "Hold a reward's points on a cart for the lock time; again after a cart change", state="locked"))
     def post(self, request, *args, **kwargs):
         return super().post(request, *args, **kwargs)
 
@@ -469,8 +563,8 @@ class LockView(ApplyView):
 class ReinstateView(PosActionView):
     release = staticmethod(redemption_reinstate)
 
-    @extend_schema(request=ReleaseSerializer, responses={200: dict, 404: dict, 409: dict},
-                   summary="Take a redeemed discount off the cart: the points come back")
+    @extend_schema(**_release_operation("Take a redeemed discount off the cart: the points come back",
+                                        state="reinstated"))
     def post(self, request, *args, **kwargs):
         return super().post(request, *args, **kwargs)
 
@@ -484,8 +578,7 @@ class ReinstateView(PosActionView):
 class UnlockView(ReinstateView):
     release = staticmethod(redemption_unlock)
 
-    @extend_schema(request=ReleaseSerializer, responses={200: dict, 404: dict, 409: dict},
-                   summary="Release a lock: the points come back")
+    @extend_schema(**_release_operation("Release a lock: the points come back", state="unlocked"))
     def post(self, request, *args, **kwargs):
         return super().post(request, *args, **kwargs)
 
@@ -507,8 +600,31 @@ def _sale_numbers_check(data: dict) -> Decimal:
 class SendTransactionView(PosActionView):
     min_level = 0
 
-    @extend_schema(request=SendTransactionSerializer, responses={200: dict, 201: dict, 400: dict, 404: dict},
-                   summary="Send a closed or voided transaction (or an open cart, for its prompts)")
+    @extend_schema(**operation(
+        level=0, idempotent=True, body=True, request=SendTransactionSerializer,
+        summary="Send a closed or voided transaction (or an open cart, for its prompts)",
+        description="201 records a new transaction, 200 updates one sent before (same store and "
+                    "transaction_id). A return is a transaction of its own with "
+                    "`original_transaction_id` set to the sale it returns and only the items that "
+                    "came back (a partial return sends part of them); its `points_reversed` is what "
+                    "it took back of the sale's points. An open cart (`status: open`) records "
+                    "nothing and answers its prompts.",
+        responses={201: SendTransactionResponse, 200: SendTransactionResponse},
+        invalid=["invalid_transaction", "out_of_range", "points_out_of_range"], not_found=["not_found"],
+        conflict=["redemption_released"],
+        examples=[
+            example("A sale with a locked reward", SALE_REQUEST, request=True),
+            example("A partial return", RETURN_REQUEST, request=True,
+                    summary="One of the sale's two items came back"),
+            example("Recorded", {"recorded": True, "transaction_id": "T-1001", "id": 9001,
+                                 "status": "completed", "points_earned": 45, "points_balance": 195,
+                                 "points_reversed": 0,
+                                 "redemptions": [{"redemption_id": 31, "state": "redeemed"}]}, status=201),
+            example("The return recorded", {"recorded": True, "transaction_id": "T-1001-R", "id": 9002,
+                                            "status": "refunded", "points_earned": -22,
+                                            "points_balance": 173, "points_reversed": 22,
+                                            "redemptions": []}, status=201),
+        ]))
     def post(self, request, *args, **kwargs):
         return super().post(request, *args, **kwargs)
 
@@ -555,7 +671,11 @@ class SendTransactionView(PosActionView):
 class PersonaBalanceView(LookupTimed, PosView):
     lookup_endpoint = "balance"
 
-    @extend_schema(responses={200: dict, 404: dict}, summary="A customer's points balance")
+    @extend_schema(**operation(
+        level=1, summary="A customer's points balance", responses={200: BalanceResponse},
+        not_found=["not_found"],
+        examples=[example("Balance", {"persona_id": 123, "points_balance": 250, "lifetime_points": 900,
+                                      "points_locked": 100, "tier": "Gold"})]))
     def get(self, request, persona_id: int):
         persona = persona_get(company=self.company, persona_id=persona_id)
         if locks_expire(company=self.company, persona_id=persona.pk):
@@ -570,8 +690,13 @@ class PersonaBalanceView(LookupTimed, PosView):
 class PersonaLedgerView(LookupTimed, PosView):
     lookup_endpoint = "ledger"
 
-    @extend_schema(parameters=[OpenApiParameter("limit", int, description="At most 200; default 50")],
-                   responses={200: dict, 404: dict}, summary="A customer's latest points ledger entries")
+    @extend_schema(**operation(
+        level=1, summary="A customer's latest points ledger entries", responses={200: LedgerResponse},
+        parameters=[OpenApiParameter("limit", int, description="At most 200; default 50")],
+        invalid=["invalid"], not_found=["not_found"],
+        examples=[example("Ledger", {"persona_id": 123, "points_balance": 250, "entries": [
+            {"id": 77, "delta": 45, "kind": "earn", "balance_after": 250, "transaction_id": 9001,
+             "reason": "", "created_at": "2026-12-04T17:16:25.298000+00:00"}]})]))
     def get(self, request, persona_id: int):
         persona = persona_get(company=self.company, persona_id=persona_id)
         try:
