@@ -326,7 +326,8 @@ SPECTACULAR_SETTINGS = {
     # The error component, then OpenAPI links between the counter flow's calls.
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
                              "loyalty.api_schema.schema_error_component",
-                             "loyalty.api_schema_links.counter_flow_links"],
+                             "loyalty.api_schema_links.counter_flow_links",
+                             "loyalty.api_schema_links.cross_field_rules"],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
 }
 

@@ -50,3 +50,22 @@ def counter_flow_links(result, generator, request, public):
                 continue
             response.setdefault("links", {})[name] = {"operationId": operation["operationId"], **definition}
     return result
+
+
+# What the serializers' validate() requires across fields, as JSON Schema: generated clients
+# and test tools then send only bodies the server can take. Left alone when already stated.
+CROSS_FIELD = {
+    "Lookup": ("oneOf", [["phone"], ["email"], ["persona_id"], ["external_id"]]),
+    "Apply": ("oneOf", [["offer_id"], ["wallet_item_id"]]),
+    "Release": ("anyOf", [["redemption_id"], ["cart_id"]]),
+}
+
+
+def cross_field_rules(result, generator, request, public):
+    schemas = result.get("components", {}).get("schemas", {})
+    for name, (keyword, alternatives) in CROSS_FIELD.items():
+        component = schemas.get(name)
+        if component is None or "oneOf" in component or "anyOf" in component:
+            continue
+        component[keyword] = [{"required": fields} for fields in alternatives]
+    return result

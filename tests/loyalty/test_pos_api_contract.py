@@ -1,0 +1,182 @@
+"""The POS API keeps the contract its schema states, against a live server.
+
+The schema served at /api/schema/ is a valid OpenAPI document. Schemathesis then sends
+every POS operation generated requests, valid and invalid, with all its checks: no server
+error, a status and content type the schema lists, bodies matching the response schemas,
+invalid data refused, valid data accepted. Ids in valid bodies are pointed at rows of the
+demo company (a hook), so they reach the sales code instead of stopping at a 404. A
+stateful run follows the schema's links: lookup → lock → send_transaction → balance.
+The share of generated bodies accepted and refused is printed per operation."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+import requests
+import schemathesis
+from django.conf import settings as settings_module
+from django.core.management import call_command
+from drf_spectacular.generators import SchemaGenerator
+from hypothesis import HealthCheck, Phase, settings
+from openapi_spec_validator import validate
+from schemathesis.checks import positive_data_acceptance
+from schemathesis.generation.modes import GenerationMode
+
+from loyalty import api_guide
+from loyalty.models import Offer, Persona, Redemption, WalletItem
+from stores.models import Company
+from stores.services import api_key_create
+
+PREFIX = "/api/pos/v1/"
+MAX_EXAMPLES = 8
+# The shares, per run, also here (under xdist a passing test's output is not shown).
+REPORT = Path(settings_module.BASE_DIR) / "var" / "pos_api_contract_report.txt"
+
+# Rows of the seeded company that generated ids are pointed at (filled by `seeded`).
+REAL: dict[str, list] = {}
+# (operation, "valid" | "invalid") -> Counter of status classes, over the whole module.
+TALLY: dict[tuple[str, str], Counter] = defaultdict(Counter)
+
+
+def _pick(kind: str, rng: random.Random, current):
+    rows = REAL.get(kind)
+    return rng.choice(rows) if rows else current
+
+
+def _real_ids(body, rng: random.Random):
+    """Each id in a valid body becomes a real row's (nested baskets and discounts too)."""
+    if isinstance(body, list):
+        return [_real_ids(item, rng) for item in body]
+    if not isinstance(body, dict):
+        return body
+    out = {}
+    for key, value in body.items():
+        if key == "persona_id" and isinstance(value, int):
+            value = _pick("persona_id", rng, value)
+        elif key == "offer_id" and isinstance(value, int):
+            value = _pick("offer_id", rng, value)
+        elif key == "wallet_item_id" and isinstance(value, int):
+            value = _pick("wallet_item_id", rng, value)
+        elif key == "redemption_id" and isinstance(value, int):
+            value = _pick("redemption_id", rng, value)
+        elif key == "store_id" and isinstance(value, int):
+            value = _pick("store_id", rng, value)
+        elif key == "original_transaction_id" and isinstance(value, str) and value:
+            value = _pick("transaction_id", rng, value)
+        else:
+            value = _real_ids(value, rng)
+        out[key] = value
+    return out
+
+
+@schemathesis.hook
+def before_call(context, case, kwargs):
+    """Valid requests name real rows; invalid ones are left as generated (they must be refused)."""
+    if not REAL or not case.path.startswith(PREFIX) or case.meta is None:
+        return
+    if case.meta.generation.mode != GenerationMode.POSITIVE:
+        return
+    rng = random.Random(json.dumps(case.body, sort_keys=True, default=str) + repr(case.path_parameters))
+    if isinstance(case.body, dict):
+        case.body = _real_ids(case.body, rng)
+    if case.path_parameters and "persona_id" in case.path_parameters:
+        case.path_parameters = {**case.path_parameters, "persona_id": _pick("persona_id", rng, 0)}
+
+
+@pytest.fixture
+def seeded(live_server, transactional_db):
+    """The demo company, a key of level 2, a closed sale with a redeemed reward (the guide's
+    counter flow) and a reward locked on an open cart."""
+    call_command("load_demo", personas=30, transactions=300)
+    company = Company.objects.get(slug="green-leaf")
+    _, raw = api_key_create(company=company, name="Contract", level=2)
+    headers = {"X-Account-UID": str(company.account_uid), "Authorization": f"Bearer {raw}"}
+    store = company.stores.order_by("pk").first()
+    variables = {"STORE_ID": store.pk}
+    session = requests.Session()
+    session.headers.update(headers)
+    for step in api_guide.COUNTER_FLOW[:3]:
+        response = session.request(step.method, f"{live_server.url}{PREFIX}{api_guide.step_path(step, variables)}",
+                                   json=api_guide.resolved(step.body, variables), headers=step.headers)
+        assert response.status_code in step.expect_status, response.text
+        for name, path in step.captures.items():
+            variables[name] = api_guide.captured(response.json(), path)
+    lock = dict(api_guide.resolved(api_guide.COUNTER_FLOW[1].body, variables), cart_id="T-2002")
+    assert session.post(f"{live_server.url}{PREFIX}lock", json=lock).status_code == 201
+    personas = list(Persona.objects.filter(company=company).order_by("-points_balance")
+                    .values_list("pk", flat=True)[:5])
+    REAL.update({
+        "persona_id": personas,
+        "offer_id": list(Offer.objects.filter(company=company).values_list("pk", flat=True)),
+        "wallet_item_id": list(WalletItem.objects.filter(persona__company=company).values_list("pk", flat=True)),
+        "redemption_id": list(Redemption.objects.filter(persona__company=company).values_list("pk", flat=True)),
+        "store_id": list(company.stores.values_list("pk", flat=True)),
+        "transaction_id": ["T-1001"],
+    })
+    yield {"headers": headers, "base_url": live_server.url, "persona_id": variables["PERSONA_ID"]}
+    REAL.clear()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def accepted_share_report():
+    yield
+    if not TALLY:
+        return
+    lines = ["", "Generated requests per POS operation (valid: accepted 2xx / refused 4xx; "
+                 "invalid: refused 4xx / accepted 2xx):"]
+    for (operation, kind), counts in sorted(TALLY.items()):
+        total = sum(counts.values())
+        lines.append(f"  {operation:<50} {kind:<7} n={total:<4} 2xx={counts['2xx']:<4} "
+                     f"4xx={counts['4xx']:<4} ({100 * counts['2xx'] // max(total, 1)}% accepted)")
+    print("\n".join(lines))
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    with REPORT.open("a") as report:
+        report.write("\n".join(lines) + "\n")
+
+
+def test_the_served_schema_is_valid_openapi(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    validate(schema)
+    lookup = schema["paths"][f"{PREFIX}lookup"]["post"]
+    assert set(lookup["responses"]["200"]["links"]) >= {"LockAReward", "ReadTheirBalance"}
+    assert set(schema["paths"][f"{PREFIX}lock"]["post"]["responses"]["201"]["links"]) >= {"SendTheSaleWithIt"}
+
+
+# The schema /api/schema/ serves (generated in-process so the tests can be collected before
+# any server runs); every request goes to the live server.
+schema = schemathesis.openapi.from_dict(SchemaGenerator().get_schema(request=None, public=True)).include(
+    path_regex=r"^/api/pos/")
+
+
+@schema.parametrize()
+@settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
+          phases=[Phase.explicit, Phase.generate])
+def test_each_operation_keeps_the_contract(case, seeded):
+    # All default checks. Valid data the server refuses is counted, not failed: some rules
+    # (quantity × unit price within the money bound) are beyond JSON Schema.
+    response = case.call_and_validate(base_url=seeded["base_url"], headers=seeded["headers"],
+                                      excluded_checks=[positive_data_acceptance])
+    kind = "valid" if case.meta.generation.mode == GenerationMode.POSITIVE else "invalid"
+    TALLY[(f"{case.method} {case.path}", kind)][f"{response.status_code // 100}xx"] += 1
+    assert response.status_code < 500
+
+
+def test_the_counter_flow_follows_the_schemas_links(seeded):
+    flow = schemathesis.openapi.from_url(f"{seeded['base_url']}/api/schema/").include(path_regex=r"^/api/pos/")
+
+    class CounterFlow(flow.as_state_machine()):
+        def get_call_kwargs(self, case):
+            return {"base_url": seeded["base_url"], "headers": seeded["headers"]}
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            case.validate_response(response, additional_checks=additional_checks,
+                                   excluded_checks=[positive_data_acceptance], transport_kwargs=kwargs)
+            kind = "valid" if case.meta.generation.mode == GenerationMode.POSITIVE else "invalid"
+            TALLY[(f"stateful {case.method} {case.path}", kind)][f"{response.status_code // 100}xx"] += 1
+
+    CounterFlow.run(settings=settings(max_examples=6, stateful_step_count=4, deadline=None,
+                                      suppress_health_check=list(HealthCheck)))
