@@ -100,8 +100,9 @@ def seeded(live_server, transactional_db):
     session = requests.Session()
     session.headers.update(headers)
     for step in api_guide.COUNTER_FLOW[:3]:
-        response = session.request(step.method, f"{live_server.url}{PREFIX}{api_guide.step_path(step, variables)}",
-                                   json=api_guide.resolved(step.body, variables), headers=step.headers)
+        url = f"{live_server.url}{PREFIX}{api_guide.step_path(step, variables)}"
+        response = session.request(step.method, url, json=api_guide.resolved(step.body, variables),
+                                   headers=step.headers)
         assert response.status_code in step.expect_status, response.text
         for name, path in step.captures.items():
             variables[name] = api_guide.captured(response.json(), path)
@@ -109,11 +110,12 @@ def seeded(live_server, transactional_db):
     assert session.post(f"{live_server.url}{PREFIX}lock", json=lock).status_code == 201
     personas = list(Persona.objects.filter(company=company).order_by("-points_balance")
                     .values_list("pk", flat=True)[:5])
+    mine = {"persona__company": company}
     REAL.update({
         "persona_id": personas,
         "offer_id": list(Offer.objects.filter(company=company).values_list("pk", flat=True)),
-        "wallet_item_id": list(WalletItem.objects.filter(persona__company=company).values_list("pk", flat=True)),
-        "redemption_id": list(Redemption.objects.filter(persona__company=company).values_list("pk", flat=True)),
+        "wallet_item_id": list(WalletItem.objects.filter(**mine).values_list("pk", flat=True)),
+        "redemption_id": list(Redemption.objects.filter(**mine).values_list("pk", flat=True)),
         "store_id": list(company.stores.values_list("pk", flat=True)),
         "transaction_id": ["T-1001"],
     })
@@ -166,7 +168,8 @@ def test_each_operation_keeps_the_contract(case, seeded):
 
 
 def test_the_counter_flow_follows_the_schemas_links(seeded):
-    flow = schemathesis.openapi.from_url(f"{seeded['base_url']}/api/schema/").include(path_regex=r"^/api/pos/")
+    flow = schemathesis.openapi.from_url(f"{seeded['base_url']}/api/schema/").include(
+        path_regex=r"^/api/pos/")
 
     class CounterFlow(flow.as_state_machine()):
         def get_call_kwargs(self, case):
