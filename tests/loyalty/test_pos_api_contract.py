@@ -10,6 +10,7 @@ The share of generated bodies accepted and refused is printed per operation."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from collections import Counter, defaultdict
@@ -47,28 +48,36 @@ def _pick(kind: str, rng: random.Random, current):
     return rng.choice(rows) if rows else current
 
 
-def _real_ids(body, rng: random.Random):
-    """Each id in a valid body becomes a real row's (nested baskets and discounts too)."""
+FRESH = itertools.count(1)
+
+
+def _real_ids(body, rng: random.Random, operation: str):
+    """Each id in a valid body becomes a real row's (nested baskets and discounts too): the
+    customer found, the seeded store, a reward the operation can act on; new carts and sales
+    get fresh ids, so one generated case does not refuse the next."""
     if isinstance(body, list):
-        return [_real_ids(item, rng) for item in body]
+        return [_real_ids(item, rng, operation) for item in body]
     if not isinstance(body, dict):
         return body
     out = {}
     for key, value in body.items():
-        if key == "persona_id" and isinstance(value, int):
-            value = _pick("persona_id", rng, value)
-        elif key == "offer_id" and isinstance(value, int):
-            value = _pick("offer_id", rng, value)
-        elif key == "wallet_item_id" and isinstance(value, int):
-            value = _pick("wallet_item_id", rng, value)
+        if (key in ("persona_id", "offer_id", "wallet_item_id", "store_id") and isinstance(value, int)
+                or key in ("phone", "email", "external_id") and operation == "lookup"):
+            value = _pick(key, rng, value)
         elif key == "redemption_id" and isinstance(value, int):
-            value = _pick("redemption_id", rng, value)
-        elif key == "store_id" and isinstance(value, int):
-            value = _pick("store_id", rng, value)
+            if operation == "send_transaction":
+                continue  # a discount of the POS's own: a reward's redemption is redeemed once
+            value = _pick("locked" if operation == "unlock" else "redeemed", rng, value)
+        elif key == "cart_id" and isinstance(value, str):
+            # new carts for lock and redeem; the seeded locked cart to unlock, the sold one to reinstate
+            value = (f"GEN-CART-{next(FRESH)}" if operation in ("lock", "redeem")
+                     else "T-2002" if operation == "unlock" else "T-1001")
+        elif key == "transaction_id" and isinstance(value, str):
+            value = f"GEN-{next(FRESH)}"
         elif key == "original_transaction_id" and isinstance(value, str) and value:
             value = _pick("transaction_id", rng, value)
         else:
-            value = _real_ids(value, rng)
+            value = _real_ids(value, rng, operation)
         out[key] = value
     return out
 
@@ -82,7 +91,7 @@ def before_call(context, case, kwargs):
         return
     rng = random.Random(json.dumps(case.body, sort_keys=True, default=str) + repr(case.path_parameters))
     if isinstance(case.body, dict):
-        case.body = _real_ids(case.body, rng)
+        case.body = _real_ids(case.body, rng, case.path.removeprefix(PREFIX))
     if case.path_parameters and "persona_id" in case.path_parameters:
         case.path_parameters = {**case.path_parameters, "persona_id": _pick("persona_id", rng, 0)}
 
@@ -108,15 +117,19 @@ def seeded(live_server, transactional_db):
             variables[name] = api_guide.captured(response.json(), path)
     lock = dict(api_guide.resolved(api_guide.COUNTER_FLOW[1].body, variables), cart_id="T-2002")
     assert session.post(f"{live_server.url}{PREFIX}lock", json=lock).status_code == 201
-    personas = list(Persona.objects.filter(company=company).order_by("-points_balance")
-                    .values_list("pk", flat=True)[:5])
+    personas = list(Persona.objects.filter(company=company).order_by("-points_balance")[:5])
     mine = {"persona__company": company}
+    redemptions = Redemption.objects.filter(**mine)
     REAL.update({
-        "persona_id": personas,
+        "persona_id": [p.pk for p in personas],
+        "phone": [p.phone for p in personas if p.phone],
+        "email": [p.email for p in personas if p.email],
+        "external_id": [api_guide.DEMO_EXTERNAL_ID],
+        "locked": list(redemptions.filter(state="locked").values_list("pk", flat=True)),
+        "redeemed": list(redemptions.filter(state="redeemed").values_list("pk", flat=True)),
         "offer_id": list(Offer.objects.filter(company=company).values_list("pk", flat=True)),
         "wallet_item_id": list(WalletItem.objects.filter(**mine).values_list("pk", flat=True)),
-        "redemption_id": list(Redemption.objects.filter(**mine).values_list("pk", flat=True)),
-        "store_id": list(company.stores.values_list("pk", flat=True)),
+        "store_id": [store.pk],
         "transaction_id": ["T-1001"],
     })
     yield {"headers": headers, "base_url": live_server.url, "persona_id": variables["PERSONA_ID"]}
