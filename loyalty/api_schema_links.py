@@ -52,13 +52,17 @@ def counter_flow_links(result, generator, request, public):
     return result
 
 
-# What the serializers' validate() requires across fields, as JSON Schema: generated clients
-# and test tools then send only bodies the server can take. Left alone when already stated.
+# What the serializers' validate() requires across fields. JSON Schema says it with oneOf /
+# anyOf of `required` lists, but openapi-python-client (0.29) then types the body as Any and
+# writes code that does not compile; so the served schema carries it as an extension
+# (`x-one-of-required`, `x-any-of-required`) and `json_schema_rules` turns it into JSON
+# Schema for tools that generate data from it (tests/loyalty/test_pos_api_contract.py).
 CROSS_FIELD = {
     "Lookup": ("oneOf", [["phone"], ["email"], ["persona_id"], ["external_id"]]),
     "Apply": ("oneOf", [["offer_id"], ["wallet_item_id"]]),
     "Release": ("anyOf", [["redemption_id"], ["cart_id"]]),
 }
+EXTENSION = {"oneOf": "x-one-of-required", "anyOf": "x-any-of-required"}
 
 
 def cross_field_rules(result, generator, request, public):
@@ -67,5 +71,14 @@ def cross_field_rules(result, generator, request, public):
         component = schemas.get(name)
         if component is None or "oneOf" in component or "anyOf" in component:
             continue
-        component[keyword] = [{"required": fields} for fields in alternatives]
+        component[EXTENSION[keyword]] = alternatives
     return result
+
+
+def json_schema_rules(openapi: dict) -> dict:
+    """`openapi` with each x-*-of-required extension written as oneOf / anyOf (in place)."""
+    for component in openapi.get("components", {}).get("schemas", {}).values():
+        for keyword, extension in EXTENSION.items():
+            if extension in component and keyword not in component:
+                component[keyword] = [{"required": fields} for fields in component[extension]]
+    return openapi
