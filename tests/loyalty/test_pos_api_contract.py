@@ -24,6 +24,7 @@ from django.core.management import call_command
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, Phase, settings
 from openapi_spec_validator import validate
+from pytest_django.live_server_helper import LiveServer
 from schemathesis.checks import positive_data_acceptance
 from schemathesis.generation.modes import GenerationMode
 
@@ -97,10 +98,26 @@ def before_call(context, case, kwargs):
         case.path_parameters = {**case.path_parameters, "persona_id": _pick("persona_id", rng, 0)}
 
 
-@pytest.fixture
-def seeded(live_server, transactional_db):
-    """The demo company, a key of level 2, a closed sale with a redeemed reward (the guide's
-    counter flow) and a reward locked on an open cart."""
+@pytest.fixture(scope="module")
+def seeded(django_db_setup, django_db_blocker):
+    """A live server of its own for this module, and the demo company, seeded once: a key of
+    level 2, a closed sale with a redeemed reward (the guide's counter flow) and a reward
+    locked on an open cart. Seeding per test (pytest-django's live_server flushes the
+    database after each) would take most of the time budget; the rows are removed at the end."""
+    with django_db_blocker.unblock():
+        call_command("flush", interactive=False, verbosity=0)  # whatever an earlier test committed
+        server = LiveServer("localhost")
+        server._live_server_modified_settings.enable()
+        try:
+            yield _seed(server.url)
+        finally:
+            REAL.clear()
+            server._live_server_modified_settings.disable()
+            server.stop()
+            call_command("flush", interactive=False, verbosity=0)  # the worker's next test starts empty
+
+
+def _seed(base_url: str) -> dict:
     call_command("load_demo", personas=30, transactions=300)
     company = Company.objects.get(slug="green-leaf")
     _, raw = api_key_create(company=company, name="Contract", level=2)
@@ -110,14 +127,14 @@ def seeded(live_server, transactional_db):
     session = requests.Session()
     session.headers.update(headers)
     for step in api_guide.COUNTER_FLOW[:3]:
-        url = f"{live_server.url}{PREFIX}{api_guide.step_path(step, variables)}"
+        url = f"{base_url}{PREFIX}{api_guide.step_path(step, variables)}"
         response = session.request(step.method, url, json=api_guide.resolved(step.body, variables),
                                    headers=step.headers)
         assert response.status_code in step.expect_status, response.text
         for name, path in step.captures.items():
             variables[name] = api_guide.captured(response.json(), path)
     lock = dict(api_guide.resolved(api_guide.COUNTER_FLOW[1].body, variables), cart_id="T-2002")
-    assert session.post(f"{live_server.url}{PREFIX}lock", json=lock).status_code == 201
+    assert session.post(f"{base_url}{PREFIX}lock", json=lock).status_code == 201
     personas = list(Persona.objects.filter(company=company).order_by("-points_balance")[:5])
     mine = {"persona__company": company}
     redemptions = Redemption.objects.filter(**mine)
@@ -133,8 +150,7 @@ def seeded(live_server, transactional_db):
         "store_id": [store.pk],
         "transaction_id": ["T-1001"],
     })
-    yield {"headers": headers, "base_url": live_server.url, "persona_id": variables["PERSONA_ID"]}
-    REAL.clear()
+    return {"headers": headers, "base_url": base_url, "persona_id": variables["PERSONA_ID"]}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -154,6 +170,9 @@ def accepted_share_report():
         report.write("\n".join(lines) + "\n")
 
 
+# Marked so that pytest-django sets the test database up even when this module runs alone:
+# the other tests reach it through the module's own server only.
+@pytest.mark.django_db
 def test_the_served_schema_is_valid_openapi(client):
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
     validate(schema)
