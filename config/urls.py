@@ -17,6 +17,8 @@ def favicon(request):
     return redirect(static("favicon.svg"))
 
 
+handler404 = "stores.api.not_found"  # JSON under /api/, the site's page elsewhere
+
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

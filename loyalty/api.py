@@ -383,6 +383,9 @@ class LookupTimed:
 
 # --- schema examples and shared operations --------------------------------------------------
 
+PERSONA_ID = OpenApiParameter("persona_id", {"type": "integer", "minimum": 0}, OpenApiParameter.PATH,
+                              description="The customer's persona id (digits only; anything else is a 404)")
+
 BASKET_EXAMPLE = {"store_id": 1, "tax_total": "6.75", "items": [
     {"line_id": "1", "sku": "FLO-1", "product": "Blue Dream 3.5g", "brand": "Green Dot", "category": "Flower",
      "quantity": "1", "unit_price": "45.00"}]}
@@ -620,6 +623,11 @@ class SendTransactionView(PosActionView):
                                  "status": "completed", "points_earned": 45, "points_balance": 195,
                                  "points_reversed": 0,
                                  "redemptions": [{"redemption_id": 31, "state": "redeemed"}]}, status=201),
+            example("Sent again: updated", {"recorded": True, "transaction_id": "T-1001", "id": 9001,
+                                            "status": "completed", "points_earned": 45,
+                                            "points_balance": 195, "points_reversed": 0,
+                                            "redemptions": [{"redemption_id": 31, "state": "redeemed"}]},
+                    status=200),
             example("The return recorded", {"recorded": True, "transaction_id": "T-1001-R", "id": 9002,
                                             "status": "refunded", "points_earned": -22,
                                             "points_balance": 173, "points_reversed": 22,
@@ -673,6 +681,7 @@ class PersonaBalanceView(LookupTimed, PosView):
 
     @extend_schema(**operation(
         level=1, summary="A customer's points balance", responses={200: BalanceResponse},
+        parameters=[PERSONA_ID],
         not_found=["not_found"],
         examples=[example("Balance", {"persona_id": 123, "points_balance": 250, "lifetime_points": 900,
                                       "points_locked": 100, "tier": "Gold"})]))
@@ -692,7 +701,7 @@ class PersonaLedgerView(LookupTimed, PosView):
 
     @extend_schema(**operation(
         level=1, summary="A customer's latest points ledger entries", responses={200: LedgerResponse},
-        parameters=[OpenApiParameter("limit", int, description="At most 200; default 50")],
+        parameters=[PERSONA_ID, OpenApiParameter("limit", int, description="At most 200; default 50")],
         invalid=["invalid"], not_found=["not_found"],
         examples=[example("Ledger", {"persona_id": 123, "points_balance": 250, "entries": [
             {"id": 77, "delta": 45, "kind": "earn", "balance_after": 250, "transaction_id": 9001,

@@ -70,12 +70,37 @@ def replayed(codes) -> OpenApiParameter:
                                                        "Idempotency-Key")
 
 
+# What an example of each code says; the rest get a generic sentence.
+ERROR_DETAILS = {
+    "invalid": ("items.0.unit_price: This field is required.", "items.0.unit_price"),
+    "not_found": ("No such persona.", None),
+    "insufficient_points": ("Not enough points: the balance is 40 and this needs 100.", None),
+    "one_discount_per_order": ("Cart T-1001 already has a loyalty discount; only one per order.", None),
+    "idempotency_key_reused": ("This Idempotency-Key was used with a different request.", "Idempotency-Key"),
+    "idempotency_in_progress": ("A request with this Idempotency-Key is still running; retry soon.",
+                                "Idempotency-Key"),
+    "several_matches": ("Several customers match; ask for another detail or use persona_id.", "phone"),
+    "not_authenticated": ("Authentication credentials were not provided.", None),
+    "permission_denied": ("This API key's integration level does not allow this call.", None),
+    "unsupported_media_type": ("Unsupported media type \"multipart/form-data\" in request.", None),
+    "body_too_large": ("The request body is larger than the API accepts (1048576 bytes).", None),
+}
+
+
 def error(status: int, codes: list[str], description: str = "") -> OpenApiResponse:
-    """The error component for one status, its `code` narrowed to what that status carries."""
+    """The error component for one status, its `code` narrowed to what that status carries,
+    with an example of each code."""
+    codes = sorted(set(codes))
     narrowed = {"allOf": [ERROR_REF, {"type": "object", "properties": {
-        "code": {"type": "string", "enum": sorted(set(codes))}}}]}
-    listed = ", ".join(f"`{c}`" for c in sorted(set(codes)))
-    return OpenApiResponse(narrowed, description=f"{description} Codes: {listed}.".strip())
+        "code": {"type": "string", "enum": codes}}}]}
+    listed = ", ".join(f"`{c}`" for c in codes)
+    examples = []
+    for code in codes:
+        detail, field = ERROR_DETAILS.get(code, (f"Refused: {code.replace('_', ' ')}.", None))
+        examples.append(OpenApiExample(f"{status} {code}", response_only=True, status_codes=[str(status)],
+                                       value={"code": code, "detail": detail, "field": field,
+                                              "request_id": "5f0c2b7e9d1a4c38b6e0a1f2c3d4e5f6"}))
+    return OpenApiResponse(narrowed, description=f"{description} Codes: {listed}.".strip(), examples=examples)
 
 
 def operation(*, level: int, summary: str, responses: dict, request=None, idempotent: bool = False,

@@ -137,6 +137,17 @@ def api_exception_handler(exc, context):
     return response
 
 
+def not_found(request, exception=None):
+    """Django's 404 handler: under /api/ the JSON error at once (an unknown path, or a path
+    whose converter refused a part, e.g. personas/null/balance), never the HTML page; that
+    page needs the site's templates and static files, which an API answer must not."""
+    if request.path_info.startswith(API_PREFIX):
+        return error_response(404, code="not_found", detail="Not found.")
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
 class ApiErrorsMiddleware:
     """Under /api/: refuses a body over API_MAX_BODY_BYTES before anything reads it, and
     turns every error Django answers itself (an unknown path's 404, a 500, a CSRF 403, the
