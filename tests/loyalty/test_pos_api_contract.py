@@ -63,7 +63,9 @@ def _real_ids(body, rng: random.Random, operation: str):
         return body
     out = {}
     for key, value in body.items():
-        if (key in ("persona_id", "offer_id", "wallet_item_id", "store_id") and isinstance(value, int)
+        if key == "offer_id" and isinstance(value, int) and operation in ("lock", "redeem"):
+            value = _pick("cart_offer", rng, value)  # the offer with the lowest minimum basket
+        elif (key in ("persona_id", "offer_id", "wallet_item_id", "store_id") and isinstance(value, int)
                 or key in ("phone", "email", "external_id") and operation == "lookup"):
             value = _pick(key, rng, value)
         elif key == "redemption_id" and isinstance(value, int):
@@ -146,6 +148,7 @@ def _seed(base_url: str) -> dict:
         "locked": list(redemptions.filter(state="locked").values_list("pk", flat=True)),
         "redeemed": list(redemptions.filter(state="redeemed").values_list("pk", flat=True)),
         "offer_id": list(Offer.objects.filter(company=company).values_list("pk", flat=True)),
+        "cart_offer": [Offer.objects.get(company=company, name=api_guide.DEMO_OFFER_NAME).pk],
         "wallet_item_id": list(WalletItem.objects.filter(**mine).values_list("pk", flat=True)),
         "store_id": [store.pk],
         "transaction_id": ["T-1001"],
