@@ -319,9 +319,15 @@ SPECTACULAR_SETTINGS = {
         "same key and body replay the first answer (a duplicate sent while the first still runs "
         "waits for it, or gets 409 `idempotency_in_progress` with Retry-After); another body is a "
         "409 `idempotency_key_reused`. Every error is the `Error` component, its `code` one of "
-        "those its response lists."),
+        "those its response lists.\n\n"
+        "New here? The [quick start](/api/docs/guide/) walks through a key and the counter flow "
+        "(lookup → lock → send_transaction → balance); the [Postman collection](/api/docs/postman.json) "
+        "has every call."),
+    # The error component, then OpenAPI links between the counter flow's calls.
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
-                             "loyalty.api_schema.schema_error_component"],
+                             "loyalty.api_schema.schema_error_component",
+                             "loyalty.api_schema_links.counter_flow_links",
+                             "loyalty.api_schema_links.cross_field_rules"],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
 }
 

@@ -6,6 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from analytics.views import home
+from loyalty.views_api_docs import api_guide_view, api_postman_view
 from ops.views import healthz, readyz
 from stores.metrics import metrics_view
 
@@ -41,4 +42,6 @@ urlpatterns = [
     # The split view serves Swagger UI's start-up script as a file: the CSP allows no inline script.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(
         url_name="api_schema", template_name="api_docs.html"), name="api_docs"),
+    path("api/docs/guide/", api_guide_view, name="api_guide"),
+    path("api/docs/postman.json", api_postman_view, name="api_postman"),
 ]
