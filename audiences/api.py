@@ -18,6 +18,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 
 from loyalty.api import PosActionView, PosView
+from loyalty.api_input import TextField
 from loyalty.api_schema import example, operation
 from stores.errors import DomainError
 
@@ -42,14 +43,14 @@ RULES_HELP = (
 # --- serializers --------------------------------------------------------------------------
 
 class AudienceWriteSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=120)
-    description = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+    name = TextField(max_length=120)
+    description = TextField(max_length=300, required=False, allow_blank=True, default="")
     rules = serializers.JSONField(help_text=RULES_HELP)
 
 
 class AudienceUpdateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=120, required=False)
-    description = serializers.CharField(max_length=300, required=False, allow_blank=True)
+    name = TextField(max_length=120, required=False)
+    description = TextField(max_length=300, required=False, allow_blank=True)
     rules = serializers.JSONField(required=False, help_text=RULES_HELP)
 
 

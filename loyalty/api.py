@@ -27,7 +27,7 @@ from stores.models import ApiKey
 from stores.requestid import request_id_current
 from stores.services import api_key_authenticate
 
-from .api_input import input_validated
+from .api_input import TextField, input_validated
 from .api_schema import (
     REFUSED_CODES,
     BalanceResponse,
@@ -229,11 +229,11 @@ class PosActionView(PosView):
 # --- serializers --------------------------------------------------------------------------
 
 class BasketItemSerializer(serializers.Serializer):
-    line_id = serializers.CharField(required=False, allow_blank=True, max_length=100)
-    sku = serializers.CharField(required=False, allow_blank=True, max_length=100, default="")
-    product = serializers.CharField(required=False, allow_blank=True, max_length=300, default="")
-    brand = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
-    category = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
+    line_id = TextField(required=False, allow_blank=True, max_length=100)
+    sku = TextField(required=False, allow_blank=True, max_length=100, default="")
+    product = TextField(required=False, allow_blank=True, max_length=300, default="")
+    brand = TextField(required=False, allow_blank=True, max_length=200, default="")
+    category = TextField(required=False, allow_blank=True, max_length=200, default="")
     quantity = serializers.DecimalField(**QUANTITY)
     unit_price = serializers.DecimalField(**MONEY)
     subtotal = serializers.DecimalField(**MONEY, required=False)
@@ -267,13 +267,13 @@ def basket_from(data: dict | None) -> Basket | None:
 
 
 class LookupSerializer(serializers.Serializer):
-    phone = serializers.CharField(required=False, max_length=40)
+    phone = TextField(required=False, max_length=40)
     email = serializers.EmailField(required=False, max_length=254)
     persona_id = serializers.IntegerField(
         required=False, min_value=1, max_value=2**62,
         help_text="A persona id. The id of a persona since merged into another finds that one; "
                   "the answer's persona.id is the id to use from then on.")
-    external_id = serializers.CharField(required=False, max_length=200)
+    external_id = TextField(required=False, max_length=200)
     basket = BasketSerializer(required=False)
 
     def validate(self, attrs):
@@ -291,7 +291,7 @@ class PurchaseSerializer(serializers.Serializer):
 
 class ApplySerializer(serializers.Serializer):
     persona_id = serializers.IntegerField(min_value=1, max_value=2**62)
-    cart_id = serializers.CharField(max_length=200)
+    cart_id = TextField(max_length=200)
     offer_id = serializers.IntegerField(min_value=1, max_value=2**62, required=False)
     wallet_item_id = serializers.IntegerField(min_value=1, max_value=2**62, required=False)
     basket = BasketSerializer()
@@ -304,7 +304,7 @@ class ApplySerializer(serializers.Serializer):
 
 class ReleaseSerializer(serializers.Serializer):
     redemption_id = serializers.IntegerField(min_value=1, max_value=2**62, required=False)
-    cart_id = serializers.CharField(max_length=200, required=False)
+    cart_id = TextField(max_length=200, required=False)
 
     def validate(self, attrs):
         if not attrs.get("redemption_id") and not attrs.get("cart_id"):
@@ -313,28 +313,28 @@ class ReleaseSerializer(serializers.Serializer):
 
 
 class PaymentSerializer(serializers.Serializer):
-    method = serializers.CharField(max_length=60)
+    method = TextField(max_length=60)
     amount = serializers.DecimalField(**MONEY)
 
 
 class DiscountSerializer(serializers.Serializer):
     redemption_id = serializers.IntegerField(min_value=1, max_value=2**62, required=False)
     amount = serializers.DecimalField(**MONEY)
-    description = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    description = TextField(required=False, allow_blank=True, max_length=200)
 
 
 class TransactionItemSerializer(BasketItemSerializer):
-    product = serializers.CharField(max_length=300)
+    product = TextField(max_length=300)
 
 
 class SendTransactionSerializer(serializers.Serializer):
-    transaction_id = serializers.CharField(max_length=150)
+    transaction_id = TextField(max_length=150)
     store_id = serializers.IntegerField(min_value=1, max_value=2**62)
     persona_id = serializers.IntegerField(min_value=1, max_value=2**62, required=False, allow_null=True)
     channel = serializers.ChoiceField(choices=["in_store", "online", "phone"], default="in_store")
     fulfillment = serializers.ChoiceField(choices=["in_store", "pickup", "delivery"], default="in_store")
     status = serializers.ChoiceField(choices=["open", "closed", "voided"], default="closed")
-    employee = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    employee = TextField(max_length=200, required=False, allow_blank=True, default="")
     opened_at = serializers.DateTimeField(required=False)
     modified_at = serializers.DateTimeField(required=False)
     subtotal = serializers.DecimalField(**MONEY)
@@ -342,7 +342,7 @@ class SendTransactionSerializer(serializers.Serializer):
     items = TransactionItemSerializer(many=True, max_length=500)
     payments = PaymentSerializer(many=True, required=False, default=list, max_length=50)
     discounts = DiscountSerializer(many=True, required=False, default=list, max_length=20)
-    original_transaction_id = serializers.CharField(
+    original_transaction_id = TextField(
         max_length=150, required=False, allow_blank=True, default="",
         help_text="A return: the transaction_id of the sale it returns (same store). Send the "
                   "returned items and their subtotal (a partial return sends only what came back); "

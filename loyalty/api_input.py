@@ -103,7 +103,7 @@ def _field_checker(field, name: str, serializer) -> Callable:
     if isinstance(field, serializers.Serializer):
         return _serializer_checker(field)
     kind = type(field)
-    if kind is serializers.CharField:
+    if kind is serializers.CharField or kind is TextField:
         return _char_checker(field)
     if kind is serializers.IntegerField:
         return _integer_checker(field)
@@ -134,6 +134,18 @@ def _list_checker(field: serializers.ListSerializer) -> Callable:
         return values
 
     return check
+
+
+class TextField(serializers.CharField):
+    """A CharField that takes only JSON strings: DRF's turns a number into its text, so
+    `"cart_id": 0` would pass as "0" where the schema says string."""
+
+    default_error_messages = {"invalid": "Not a valid string."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 def _char_checker(field: serializers.CharField) -> Callable:

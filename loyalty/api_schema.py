@@ -180,6 +180,7 @@ class CharFieldPattern(OpenApiSerializerFieldExtension):
     allowed, something besides spaces (the server trims them before checking)."""
 
     target_class = "rest_framework.fields.CharField"
+    match_subclasses = True  # api_input.TextField, the POS's strings-only CharField
 
     def map_serializer_field(self, auto_schema, direction):
         field = self.target

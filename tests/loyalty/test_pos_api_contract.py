@@ -31,7 +31,7 @@ from schemathesis.generation.modes import GenerationMode
 from loyalty import api_guide
 from loyalty.api_schema_links import json_schema_rules
 from loyalty.models import Offer, Persona, Redemption, WalletItem
-from stores.models import Company
+from stores.models import API_BURST_MAX, API_RATE_MAX, Company
 from stores.services import api_key_create
 
 PREFIX = "/api/pos/v1/"
@@ -126,7 +126,8 @@ def seeded(django_db_setup, django_db_blocker):
 def _seed(base_url: str) -> dict:
     call_command("load_demo", personas=30, transactions=300)
     company = Company.objects.get(slug="green-leaf")
-    _, raw = api_key_create(company=company, name="Contract", level=2)
+    _, raw = api_key_create(company=company, name="Contract", level=2,
+                            rate_per_second=API_RATE_MAX, burst=API_BURST_MAX)  # limits on, not binding
     headers = {"X-Account-UID": str(company.account_uid), "Authorization": f"Bearer {raw}"}
     store = company.stores.order_by("pk").first()
     variables = {"STORE_ID": store.pk}

@@ -13,7 +13,7 @@ from django.core.management import call_command
 
 from loyalty import api_guide
 from loyalty.models import Persona, Redemption
-from stores.models import Company
+from stores.models import API_BURST_MAX, API_RATE_MAX, Company
 from stores.services import api_key_create
 
 GENERATOR = (shutil.which("openapi-python-client")
@@ -45,7 +45,8 @@ def pos_client_package(live_server, tmp_path):
 def test_the_generated_client_runs_the_counter_flow(live_server, pos_client_package):
     call_command("load_demo", personas=30, transactions=300)
     company = Company.objects.get(slug="green-leaf")
-    _, raw = api_key_create(company=company, name="Generated client", level=2)
+    _, raw = api_key_create(company=company, name="Generated client", level=2,
+                            rate_per_second=API_RATE_MAX, burst=API_BURST_MAX)  # limits on, not binding
     store = company.stores.order_by("pk").first()
     persona = Persona.objects.get(company=company, identities__external_id=api_guide.DEMO_EXTERNAL_ID)
     before = persona.points_balance

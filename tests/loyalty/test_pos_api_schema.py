@@ -385,3 +385,12 @@ def test_every_operation_declares_its_429_with_retry_after_and_a_real_one_confor
     assert limited, [a.status_code for a in answers]
     assert conforms(schema, API + "ping", "get", limited[0])["code"] == "rate_limited"
     assert int(limited[0]["Retry-After"]) >= 1
+
+
+def test_a_number_where_the_schema_says_string_is_refused(counter):
+    """DRF's CharField would take 0 as "0"; the schema says string, so the server does too."""
+    client, *_ = counter
+    answer = post(client, API + "reinstate", {"cart_id": 0, "redemption_id": 1})
+    assert answer.status_code == 400 and answer.json()["field"] == "cart_id"
+    answer = post(client, API + "lookup", {"phone": 3035550150})
+    assert answer.status_code == 400 and answer.json()["field"] == "phone"
