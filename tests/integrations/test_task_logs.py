@@ -4,6 +4,7 @@ request's X-Request-ID, so an operator goes from the click to the run's log line
 import contextlib
 import logging
 import time
+import uuid
 
 import pytest
 from celery.contrib.testing.worker import start_worker
@@ -23,15 +24,20 @@ def _close_db_connections(**kwargs):
 
 @pytest.fixture
 def worker():
-    """A real Celery worker (solo pool, in a thread) on the real broker."""
+    """A real Celery worker (solo pool, in a thread) on the real broker, on a queue of its
+    own that the sync is routed to: no other test's worker takes it, nor it theirs."""
     import integrations.tasks  # noqa: F401
     from config.celery import app
 
-    app.control.purge()
+    queue = f"task-logs-{uuid.uuid4().hex[:8]}"
+    routes = app.conf.task_routes
+    app.conf.task_routes = {"integrations.tasks.connection_sync": {"queue": queue}}
     task_postrun.connect(_close_db_connections, weak=False)
     with contextlib.ExitStack() as stack:
+        stack.callback(setattr, app.conf, "task_routes", routes)
         stack.callback(task_postrun.disconnect, _close_db_connections)
-        stack.enter_context(start_worker(app, perform_ping_check=False, pool="solo", shutdown_timeout=30))
+        stack.enter_context(start_worker(app, perform_ping_check=False, pool="solo", shutdown_timeout=30,
+                                         queues=[queue]))
         yield
 
 

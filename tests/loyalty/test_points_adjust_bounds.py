@@ -42,7 +42,7 @@ def refused(response, message: str, *, htmx: bool) -> bool:
     assert response.status_code == (200 if htmx else 400)
     content = response.content.decode()
     assert ("<html" not in content) is htmx
-    return f'<div class="field-error">{message}</div>' in content
+    return f'<div class="field-error" role="alert">{message}</div>' in content
 
 
 def adjustments(persona) -> int:
