@@ -13,7 +13,7 @@ from django.test import Client
 from loyalty.models import Offer, PointsEntry, Redemption, Transaction
 from loyalty.services import points_adjust
 from loyalty.services import pos as pos_service
-from stores.models import Role
+from stores.models import API_BURST_MAX, API_RATE_MAX, Role
 from stores.services import api_key_create
 from tests.factories import CompanyFactory, MembershipFactory, PersonaFactory, RetailStoreFactory
 
@@ -33,7 +33,8 @@ class Counter:
         staff = MembershipFactory(company=self.company, role=Role.ADMIN).user
         points_adjust(company=self.company, persona_id=self.persona.pk, delta=points, staff_user=staff,
                       reason="Welcome")
-        _, self.raw = api_key_create(company=self.company, name="Register 1", level=1)
+        _, self.raw = api_key_create(company=self.company, name="Register 1", level=1,
+                                     rate_per_second=API_RATE_MAX, burst=API_BURST_MAX)  # limits not binding
 
     def client(self):
         # A 500 comes back as a response, so a thread can report it.

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from loyalty.bounds import MONEY_MAX, POINTS_MAX, QUANTITY_MAX
 from loyalty.models import LoyaltyProgram, PointsEntry, Transaction
+from stores.models import API_BURST_MAX, API_RATE_MAX
 from stores.services import api_key_create
 from tests.factories import PersonaFactory
 from tests.loyalty.test_pos_api import pos_client, post
@@ -38,7 +39,8 @@ body = st.fixed_dictionaries({
 def register(company, store):
     LoyaltyProgram.objects.get_or_create(company=company)
     persona = PersonaFactory(company=company, is_member=True)
-    _, raw = api_key_create(company=company, name="Register 1", level=1)
+    _, raw = api_key_create(company=company, name="Register 1", level=1, rate_per_second=API_RATE_MAX,
+                                    burst=API_BURST_MAX)  # limits on, not binding
     return pos_client(raw, company), persona
 
 

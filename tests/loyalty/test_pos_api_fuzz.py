@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from loyalty.models import Offer
+from stores.models import API_BURST_MAX, API_RATE_MAX
 from stores.services import api_key_create
 from tests.factories import CompanyFactory, PersonaFactory, RetailStoreFactory
 
@@ -36,7 +37,8 @@ def pos_headers(db, keep_test_connection):
     RetailStoreFactory(company=company)
     PersonaFactory(company=company, phone="+13035550150")
     Offer.objects.create(company=company, name="5 off", kind="flat", amount=5, points_cost=10)
-    _, raw = api_key_create(company=company, name="Fuzz", level=2)
+    _, raw = api_key_create(company=company, name="Fuzz", level=2,
+                            rate_per_second=API_RATE_MAX, burst=API_BURST_MAX)  # limits not binding
     return {"Authorization": f"Bearer {raw}", "X-Account-UID": str(company.account_uid)}
 
 
