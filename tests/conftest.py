@@ -195,3 +195,14 @@ def redis_guard_reset():
     redis_guard._down_until = 0.0
     yield
     redis_guard._down_until = 0.0
+
+
+@pytest.fixture(autouse=True, scope="session")
+def celery_publishes_to_the_suite_broker():
+    """Celery makes its pool of broker connections on first use, from the settings of that
+    moment: were that inside a test that points the broker at a dead port, every later
+    task of this process would go there. Make it now, on the suite's own broker."""
+    from config.celery import app
+
+    app.pool  # noqa: B018
+    yield

@@ -25,7 +25,10 @@ def worker(tmp_path, reports_root):
     queue = f"task-logs-{uuid.uuid4().hex[:8]}"
     routes = app.conf.task_routes
     app.conf.task_routes = {"integrations.tasks.connection_sync": {"queue": queue}}
+    app.close()  # a fresh pool of broker connections, from the settings of now
+    # The worker listens where this process's app publishes, whatever that is.
     env = os.environ | {"DATABASE_URL": database_url(), "REDIS_URL": settings.REDIS_URL,
+                        "CELERY_BROKER_URL": app.conf.broker_url,
                         "PYTHONPATH": str(settings.BASE_DIR), "LOG_FORMAT": "json",
                         "REPORTS_ROOT": str(settings.REPORTS_ROOT)}
     log_path = tmp_path / "worker.log"
