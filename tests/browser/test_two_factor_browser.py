@@ -67,7 +67,7 @@ def test_admin_turns_on_two_factor_signs_in_with_a_code_and_requires_it(page, li
     page.get_by_role("button", name="Verify").click()
     expect(page.get_by_test_id("code-error")).to_contain_text("That code is not right")
     shot(page, "code-step")
-    page.wait_for_timeout(1100)  # a wrong code makes the next one wait a second
+    page.wait_for_timeout(2100)  # a wrong code makes the next one wait a second (more on a busy machine)
     page.get_by_label("Code").fill(app_code(secret, steps_ahead=1))
     page.get_by_role("button", name="Verify").click()
     nav = page.get_by_role("navigation", name="Main")
