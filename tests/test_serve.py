@@ -14,10 +14,10 @@ import pytest
 import requests
 from cryptography.fernet import Fernet
 from django.conf import settings
-from django.db import connection
 
 from config.launcher import MAX_DEFAULT_WEB_WORKERS, Refused, cores, web_command
 from config.secrets_check import DEV_FIELD_ENCRYPTION_KEY, DEV_SECRET_KEY
+from tests.childdb import database_url
 
 # What a test sets itself, whatever the shell running the suite has.
 OWN = ("SECRET_KEY", "FIELD_ENCRYPTION_KEY", "FIELD_ENCRYPTION_KEYS", "DEBUG", "HOST", "PORT",
@@ -25,16 +25,6 @@ OWN = ("SECRET_KEY", "FIELD_ENCRYPTION_KEY", "FIELD_ENCRYPTION_KEYS", "DEBUG", "
        "FORWARDED_ALLOW_IPS", "DATABASE_URL", "REDIS_URL", "VAR_DIR")
 
 
-def database_url() -> str:
-    """The test database as a child process reaches it (a unix socket under make test)."""
-    db = connection.settings_dict
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    socket_dir = db["HOST"] if (db["HOST"] or "").startswith("/") else db["OPTIONS"].get("host", "")
-    if socket_dir:
-        port = f"&port={db['PORT']}" if db.get("PORT") else ""
-        return f"postgresql://{db['USER']}{password}@/{db['NAME']}?host={socket_dir}{port}"
-    host = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
-    return f"postgresql://{db['USER']}{password}@{host}/{db['NAME']}"
 
 
 def fernet_key() -> str:

@@ -17,7 +17,6 @@ import time_machine
 from django.conf import settings
 from django.core.cache import cache
 from django.core.management import call_command
-from django.db import connection as db_connection
 from django.db import connections as db_connections
 from django.urls import reverse
 from django.utils import timezone
@@ -35,6 +34,7 @@ from integrations.services.sync import (
 from integrations.tasks import connection_sync_scheduled, sync_runs_interrupt_lapsed_all
 from loyalty.models import Transaction
 from stores.models import AuditEvent
+from tests.childdb import database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADER = "ReceiptId,customerId,TransactionDate,Location,FirstName,ProductName,LineTotal,LineTax,PaymentMethod"
@@ -50,15 +50,6 @@ def started_and_left(run: SyncRun, *, file: str, lease_left: dt.timedelta) -> Sy
     return SyncRun.objects.get(pk=run.pk)
 
 
-def database_url() -> str:
-    db = db_connection.settings_dict
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    socket_dir = db["HOST"] if (db["HOST"] or "").startswith("/") else db["OPTIONS"].get("host", "")
-    if socket_dir:  # a socket folder: the embedded server of make test
-        port = f"&port={db['PORT']}" if db.get("PORT") else ""
-        return f"postgresql://{db['USER']}{password}@/{db['NAME']}?host={socket_dir}{port}"
-    host = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
-    return f"postgresql://{db['USER']}{password}@{host}/{db['NAME']}"
 
 
 @pytest.mark.django_db(transaction=True)

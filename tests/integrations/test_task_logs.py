@@ -15,7 +15,8 @@ from config.celery import app
 from integrations.models import SyncRun
 from integrations.services.sync import sync_run_create
 from stores.requestid import request_id_bind, request_id_reset
-from tests.stores.test_metrics_processes import database_url, json_lines
+from tests.childdb import database_url
+from tests.stores.test_metrics_processes import json_lines
 
 HEADER = "ReceiptId,customerId,TransactionDate,Location,FirstName,ProductName,LineTotal,LineTax,PaymentMethod"
 

@@ -26,8 +26,9 @@ from integrations.models import ImportedFile, SyncRun
 from integrations.services.sync import progress_key, sync_run_create
 from integrations.tasks import connection_sync, sync_runs_interrupt_lapsed_all
 from loyalty.models import LineItem, Persona, PointsEntry, Transaction
+from tests.childdb import database_url
 
-from .test_sync_lease import HEADER, ROOT, database_url
+from .test_sync_lease import HEADER, ROOT
 
 ROWS = 40_000
 FINISHED = ("succeeded", "completed_with_errors", "failed")

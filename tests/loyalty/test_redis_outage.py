@@ -22,8 +22,8 @@ from loyalty.services import points_adjust
 from loyalty.services.webhooks import webhook_endpoint_create
 from stores.models import Role
 from stores.services import api_key_create
+from tests.childdb import database_url
 from tests.factories import MembershipFactory, PersonaFactory
-from tests.integrations.test_sync_lease import database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 API = "/api/pos/v1/"

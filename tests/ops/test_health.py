@@ -22,7 +22,7 @@ from django.db.migrations.recorder import MigrationRecorder
 
 from ops.checks import CHECKS, migration_graph
 from ops.selectors import ROLES, heartbeat_key
-from tests.integrations.test_sync_lease import database_url
+from tests.childdb import database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 POD = "10.0.3.7:8000"  # a load balancer's probe names the pod's address, not the site's

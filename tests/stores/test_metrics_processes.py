@@ -13,26 +13,16 @@ import uuid
 import pytest
 import requests
 from django.conf import settings
-from django.db import connection as db_connection
 from prometheus_client.parser import text_string_to_metric_families
 
 from config.celery import app
 from stores.requestid import request_id_bind, request_id_reset
+from tests.childdb import database_url
 
 TOKEN = "scrape-token"
 TASK = "loyalty.tasks.idempotency_keys_expire"
 
 
-def database_url() -> str:
-    """The test database, for a child process (over the embedded server's socket too)."""
-    db = db_connection.settings_dict
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    socket_dir = db["HOST"] if (db["HOST"] or "").startswith("/") else db["OPTIONS"].get("host", "")
-    if socket_dir:
-        port = f"&port={db['PORT']}" if db.get("PORT") else ""
-        return f"postgresql://{db['USER']}{password}@/{db['NAME']}?host={socket_dir}{port}"
-    host = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
-    return f"postgresql://{db['USER']}{password}@{host}/{db['NAME']}"
 
 
 def free_port() -> int:

@@ -14,8 +14,9 @@ import requests
 from django.conf import settings
 
 from stores.services import api_key_create
+from tests.childdb import database_url
 
-from .test_metrics_processes import database_url, free_port
+from .test_metrics_processes import free_port
 
 
 class FakeSentry:
