@@ -327,7 +327,8 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
                              "loyalty.api_schema.schema_error_component",
                              "loyalty.api_schema_links.counter_flow_links",
-                             "loyalty.api_schema_links.cross_field_rules"],
+                             "loyalty.api_schema_links.cross_field_rules",
+                             "loyalty.api_schema_links.request_bodies_required"],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
 }
 

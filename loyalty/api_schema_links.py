@@ -82,3 +82,14 @@ def json_schema_rules(openapi: dict) -> dict:
             if extension in component and keyword not in component:
                 component[keyword] = [{"required": fields} for fields in component[extension]]
     return openapi
+
+
+def request_bodies_required(result, generator, request, public):
+    """Every POST of the POS and audiences APIs needs its JSON body (the server answers 400
+    without one); drf-spectacular marks a body required only when a field is, and lookup's
+    fields are each optional (one of them is required)."""
+    for path, operations in result.get("paths", {}).items():
+        body = operations.get("post", {}).get("requestBody")
+        if body is not None and path.startswith(("/api/pos/", "/api/v1/audiences/")):
+            body["required"] = True
+    return result

@@ -14,6 +14,7 @@ import itertools
 import json
 import random
 from collections import Counter, defaultdict
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -26,10 +27,12 @@ from hypothesis import HealthCheck, Phase, settings
 from openapi_spec_validator import validate
 from pytest_django.live_server_helper import LiveServer
 from schemathesis.checks import positive_data_acceptance
+from schemathesis.generation.meta import TestPhase
 from schemathesis.generation.modes import GenerationMode
 
 from loyalty import api_guide
 from loyalty.api_schema_links import json_schema_rules
+from loyalty.bounds import MONEY_MAX
 from loyalty.models import Offer, Persona, Redemption, WalletItem
 from stores.models import API_BURST_MAX, API_RATE_MAX, Company
 from stores.services import api_key_create
@@ -43,11 +46,20 @@ REPORT = Path(settings_module.BASE_DIR) / "var" / "pos_api_contract_report.txt"
 REAL: dict[str, list] = {}
 # (operation, "valid" | "invalid") -> Counter of status classes, over the whole module.
 TALLY: dict[tuple[str, str], Counter] = defaultdict(Counter)
+# Operation -> Counter of the error codes that refused valid requests (the rules beyond the schema).
+REFUSALS: dict[str, Counter] = defaultdict(Counter)
+
+
+# Rewards locked during the run (lock's answers): a stateful sale that carries one by the
+# schema's link redeems it, so it is kept in the body.
+LOCKED_NOW: set[int] = set()
 
 
 def _pick(kind: str, rng: random.Random, current):
     rows = REAL.get(kind)
-    return rng.choice(rows) if rows else current
+    if not rows or current in rows:
+        return current  # already real: a stateful step's id from an earlier answer
+    return rng.choice(rows)
 
 
 FRESH = itertools.count(1)
@@ -70,7 +82,10 @@ def _real_ids(body, rng: random.Random, operation: str):
             value = _pick(key, rng, value)
         elif key == "redemption_id" and isinstance(value, int):
             if operation == "send_transaction":
-                continue  # a discount of the POS's own: a reward's redemption is redeemed once
+                if value in LOCKED_NOW:  # the lock's link: the sale redeems it
+                    LOCKED_NOW.discard(value)
+                else:
+                    continue  # a discount of the POS's own: a reward's redemption is redeemed once
             value = _pick("locked" if operation == "unlock" else "redeemed", rng, value)
         elif key == "cart_id" and isinstance(value, str):
             # new carts for lock and redeem; the seeded locked cart to unlock, the sold one to reinstate
@@ -83,15 +98,37 @@ def _real_ids(body, rng: random.Random, operation: str):
         else:
             value = _real_ids(value, rng, operation)
         out[key] = value
-    return out
+    if out.get("wallet_item_id") in REAL.get("wallet_owner", {}) and "persona_id" in out:
+        out["persona_id"] = REAL["wallet_owner"][out["wallet_item_id"]]  # the item's holder
+    return _within_money_bound(out)
+
+
+def _within_money_bound(line: dict) -> dict:
+    """A basket line whose quantity × unit price passes the money bound is one of that item:
+    the product is a rule JSON Schema cannot state, and such a line would stop every
+    generated sale at 400 before the sales code."""
+    try:
+        total = Decimal(line["quantity"]) * Decimal(line["unit_price"])
+    except (KeyError, TypeError, ArithmeticError):
+        return line
+    return {**line, "quantity": "1"} if total > MONEY_MAX else line
+
+
+def _is_valid(case) -> bool:
+    """Whether a generated request is meant to be valid. A stateful step records what it broke
+    (its mutations); its generation mode does not say (a step in the negative mode that broke
+    nothing is a valid request)."""
+    if case.meta is None:
+        return False
+    if case.meta.phase.name == TestPhase.STATEFUL:
+        return not case.meta.phase.data.mutations
+    return case.meta.generation.mode == GenerationMode.POSITIVE
 
 
 @schemathesis.hook
 def before_call(context, case, kwargs):
     """Valid requests name real rows; invalid ones are left as generated (they must be refused)."""
-    if not REAL or not case.path.startswith(PREFIX) or case.meta is None:
-        return
-    if case.meta.generation.mode != GenerationMode.POSITIVE:
+    if not REAL or not case.path.startswith(PREFIX) or not _is_valid(case):
         return
     rng = random.Random(json.dumps(case.body, sort_keys=True, default=str) + repr(case.path_parameters))
     if isinstance(case.body, dict):
@@ -118,6 +155,7 @@ def seeded(django_db_setup, django_db_blocker):
             yield _seed(server.url)
         finally:
             REAL.clear()
+            LOCKED_NOW.clear()
             server._live_server_modified_settings.disable()
             server.stop()
             call_command("flush", interactive=False, verbosity=0)  # the worker's next test starts empty
@@ -144,6 +182,7 @@ def _seed(base_url: str) -> dict:
     assert session.post(f"{base_url}{PREFIX}lock", json=lock).status_code == 201
     personas = list(Persona.objects.filter(company=company).order_by("-points_balance")[:5])
     mine = {"persona__company": company}
+    wallet_items = WalletItem.objects.filter(**mine, state="available").values_list("pk", "persona_id")
     redemptions = Redemption.objects.filter(**mine)
     REAL.update({
         "persona_id": [p.pk for p in personas],
@@ -154,7 +193,8 @@ def _seed(base_url: str) -> dict:
         "redeemed": list(redemptions.filter(state="redeemed").values_list("pk", flat=True)),
         "offer_id": list(Offer.objects.filter(company=company).values_list("pk", flat=True)),
         "cart_offer": [Offer.objects.get(company=company, name=api_guide.DEMO_OFFER_NAME).pk],
-        "wallet_item_id": list(WalletItem.objects.filter(**mine).values_list("pk", flat=True)),
+        "wallet_item_id": list(wallet_items),
+        "wallet_owner": dict(wallet_items),
         "store_id": [store.pk],
         "transaction_id": ["T-1001"],
     })
@@ -172,6 +212,9 @@ def accepted_share_report():
         total = sum(counts.values())
         lines.append(f"  {operation:<50} {kind:<7} n={total:<4} 2xx={counts['2xx']:<4} "
                      f"4xx={counts['4xx']:<4} ({100 * counts['2xx'] // max(total, 1)}% accepted)")
+    lines.append("Valid requests refused, by error code:")
+    for operation, codes in sorted(REFUSALS.items()):
+        lines.append(f"  {operation:<50} " + ", ".join(f"{code}={n}" for code, n in codes.most_common()))
     print("\n".join(lines))
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     with REPORT.open("a") as report:
@@ -185,6 +228,8 @@ def test_the_served_schema_is_valid_openapi(client):
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
     validate(schema)
     lookup = schema["paths"][f"{PREFIX}lookup"]["post"]
+    # a lookup without a body is a 400, so the schema must not offer it as valid
+    assert lookup["requestBody"]["required"] is True
     assert set(lookup["responses"]["200"]["links"]) >= {"LockAReward", "ReadTheirBalance"}
     assert set(schema["paths"][f"{PREFIX}lock"]["post"]["responses"]["201"]["links"]) >= {"SendTheSaleWithIt"}
 
@@ -206,13 +251,19 @@ EXAMPLES = settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_ch
                     phases=[Phase.explicit, Phase.generate])
 
 
+def _count(operation: str, kind: str, response) -> None:
+    TALLY[(operation, kind)][f"{response.status_code // 100}xx"] += 1
+    if kind == "valid" and response.status_code >= 400:
+        REFUSALS[operation][response.json().get("code", "?")] += 1
+
+
 def call_and_count(case, seeded, kind: str):
     # All default checks. Valid data the server refuses is counted, not failed: some rules
     # (quantity × unit price within the money bound, an offer's minimum basket) are beyond
     # JSON Schema, and the printed shares show how much is accepted.
     response = case.call_and_validate(base_url=seeded["base_url"], headers=seeded["headers"],
                                       excluded_checks=[positive_data_acceptance])
-    TALLY[(f"{case.method} {case.path}", kind)][f"{response.status_code // 100}xx"] += 1
+    _count(f"{case.method} {case.path}", kind, response)
     assert response.status_code < 500
     return response
 
@@ -242,8 +293,10 @@ def test_the_counter_flow_follows_the_schemas_links(seeded):
         def validate_response(self, response, case, additional_checks=None, **kwargs):
             case.validate_response(response, additional_checks=additional_checks,
                                    excluded_checks=[positive_data_acceptance], transport_kwargs=kwargs)
-            kind = "valid" if case.meta.generation.mode == GenerationMode.POSITIVE else "invalid"
-            TALLY[(f"stateful {case.method} {case.path}", kind)][f"{response.status_code // 100}xx"] += 1
+            kind = "valid" if _is_valid(case) else "invalid"
+            if response.status_code == 201 and case.path.endswith("/lock"):
+                LOCKED_NOW.add(response.json()["redemption_id"])
+            _count(f"stateful {case.method} {case.path}", kind, response)
 
     CounterFlow.run(settings=settings(max_examples=6, stateful_step_count=4, deadline=None,
                                       suppress_health_check=list(HealthCheck)))
