@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run serve test lint install browser shell clean
+.PHONY: run serve test lint install browser shell clean tour
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: install browser
 
 lint: install
 	$(BIN)/ruff check .
+
+## The README's tour: screenshots of the demo pages, written to docs/tour/.
+tour: install browser
+	$(BIN)/python -m config.launcher exec -- $(BIN)/python docs/tour.py
 
 ## A Django shell against the same database `make run` uses.
 shell: install
