@@ -49,6 +49,7 @@ BULK_ACTIONS = {
     ]
 }
 FILTER_FIELDS = ("q", "member", "store", "source", "sort", "dir")
+SAMPLE_SIZE = 5  # names the confirmation shows
 
 
 def bulk_actions_for(role) -> list[BulkAction]:
@@ -76,7 +77,7 @@ def bulk_job_summary(job: PersonaBulkJob) -> str:
     if job.action == "enrol":
         text = f"Enrolled {done} in the loyalty program."
         if n:
-            text += f" {were} already member{'s' if n != 1 else ''} and kept as they were."
+            text += f" {were} already {'members' if n != 1 else 'a member'}, left as they were."
     elif job.action == "audience_add":
         text = f"Added {done} to “{job.target_label}”." + (f" {were} already in it." if n else "")
     else:
@@ -86,12 +87,16 @@ def bulk_job_summary(job: PersonaBulkJob) -> str:
     return text
 
 
+JOB_TITLES = {  # action -> (while it runs, once it is over)
+    "enrol": ("Enrolling {many} in the loyalty program", "Enrolment of {many} in the loyalty program"),
+    "audience_add": ("Adding {many} to “{audience}”", "{many} added to “{audience}”"),
+    "audience_remove": ("Removing {many} from “{audience}”", "{many} removed from “{audience}”"),
+}
+
+
 def bulk_job_title(job: PersonaBulkJob) -> str:
-    return {
-        "enrol": f"Enrolling {_plural(job.total)} in the loyalty program",
-        "audience_add": f"Adding {_plural(job.total)} to “{job.target_label}”",
-        "audience_remove": f"Removing {_plural(job.total)} from “{job.target_label}”",
-    }[job.action]
+    running, over = JOB_TITLES[job.action]
+    return (over if job.is_over else running).format(many=_plural(job.total), audience=job.target_label)
 
 
 def _selection(request, data: QueryDict):
@@ -134,6 +139,7 @@ def persona_bulk(request):
             error = exc.message
     return render(request, "loyalty/persona_bulk_confirm.html", {
         "action": action, "count": count, "question": bulk_question(action.key, count),
+        "sample": [p.display_name for p in personas[:SAMPLE_SIZE]], "more": max(count - SAMPLE_SIZE, 0),
         "carried": carried, "back": _back(list_query), "targets": targets, "error": error,
         "chosen_target": data.get("audience", ""), "new_name": data.get("new_audience", ""),
         "background": action.key != "export" and count > BULK_AT_ONCE,

@@ -105,7 +105,8 @@ def test_bulk_audience_add_then_remove_static_audience(company, guests, static_a
     assert audience_refresh(audience=static_audience).size == 4
     # when two of them and a non-member are removed
     outsider = PersonaFactory(company=company)
-    job = bulk_job_start(company=company, action="audience_remove", persona_ids=[*_ids(guests[:2]), outsider.pk],
+    job = bulk_job_start(company=company, action="audience_remove",
+                         persona_ids=[*_ids(guests[:2]), outsider.pk],
                          target_id=static_audience.pk, target_label=static_audience.name)
     assert (job.changed, job.skipped) == (2, 1)
     assert set(AudienceMember.objects.values_list("persona_id", flat=True)) == set(_ids(guests[2:]))
@@ -126,7 +127,8 @@ def test_bulk_audience_add_another_companys_audience_fails_and_adds_nothing(comp
 
 def test_personas_export_rows_has_the_main_fields_of_the_selected_only(company, other_company, guests):
     PersonaFactory(company=other_company)
-    rows = list(personas_export_rows(personas=Persona.objects.filter(company=company, pk__in=_ids(guests[:2]))))
+    chosen = Persona.objects.filter(company=company, pk__in=_ids(guests[:2]))
+    rows = list(personas_export_rows(personas=chosen))
     header, *body = rows
     assert header[:5] == ["id", "first_name", "last_name", "phone", "email"]
     assert "is_member" in header and "points_balance" in header and "favourite_store" in header
@@ -155,7 +157,8 @@ def test_persona_bulk_all_matching_uses_the_list_filters(admin_client, company, 
 def test_persona_bulk_another_companys_id_is_404_and_untouched(admin_client, company, other_company, guests):
     stranger = PersonaFactory(company=other_company, is_member=False, enrolled_at=None)
     for method in (admin_client.get, admin_client.post):
-        response = method(reverse("persona_bulk"), {"action": "enrol", "persona": [guests[0].pk, stranger.pk]})
+        response = method(reverse("persona_bulk"),
+                          {"action": "enrol", "persona": [guests[0].pk, stranger.pk]})
         assert response.status_code == 404
     assert not Persona.objects.filter(is_member=True).exists()
 
@@ -164,12 +167,14 @@ def test_persona_bulk_roles(client, login, company, guests, marketer_user, budte
     # a marketer reads personas only: no bulk bar, and a posted action is refused
     login(client, marketer_user)
     assert b"data-bulk-bar" not in client.get(reverse("persona_list")).content
-    assert client.post(reverse("persona_bulk"), {"action": "enrol", "persona": _ids(guests)}).status_code == 403
+    enrol = {"action": "enrol", "persona": _ids(guests)}
+    assert client.post(reverse("persona_bulk"), enrol).status_code == 403
     # a budtender may enrol, but not export customers nor change audiences
     login(client, budtender_user)
     page = client.get(reverse("persona_list")).content.decode()
     assert "data-bulk-bar" in page and "Enrol in loyalty" in page and "Export CSV" not in page
-    assert client.post(reverse("persona_bulk"), {"action": "export", "persona": _ids(guests)}).status_code == 403
+    export = {"action": "export", "persona": _ids(guests)}
+    assert client.post(reverse("persona_bulk"), export).status_code == 403
     assert client.post(reverse("persona_bulk"), {"action": "audience_add", "persona": _ids(guests),
                                                  "audience": "new", "new_audience": "X"}).status_code == 403
     assert not Persona.objects.filter(is_member=True).exists()
