@@ -161,7 +161,7 @@ def _run(request, action: str, personas, list_query: str, targets):
             if target_id is None:
                 raise DomainError("Choose the audience.")
     job = bulk_job_start(company=request.company, action=action,
-                         persona_ids=personas.values_list("pk", flat=True), target_id=target_id,
+                         persona_ids=personas, target_id=target_id,
                          target_label=target_label, audit=audit)
     if job.in_background:
         messages.success(request, f"{bulk_job_title(job)}: this runs in the background; "

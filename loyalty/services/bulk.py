@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from django.db import connection
 from django.db import transaction as db
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from stores.audit import AuditContext, audit_record
@@ -82,7 +82,8 @@ def _enrol_chunk(*, company, target_id, persona_ids: list[int], audit: AuditCont
 bulk_handler_register(PersonaBulkJob.Action.ENROL, _enrol_chunk)
 
 
-def bulk_job_create(*, company, action: str, persona_ids: Iterable[int], target_id: int | None = None,
+def bulk_job_create(*, company, action: str, persona_ids: Iterable[int] | QuerySet,
+                    target_id: int | None = None,
                     target_label: str = "", audit: AuditContext | None = None) -> PersonaBulkJob:
     """Record the job for these personas of `company` (ids of another company are dropped
     here, whatever the caller checked) and queue it when it is too large for a request."""
@@ -90,9 +91,11 @@ def bulk_job_create(*, company, action: str, persona_ids: Iterable[int], target_
         raise BulkRefused("That is not a bulk action.", code="unknown_action")
     if action != PersonaBulkJob.Action.ENROL and target_id is None:
         raise BulkRefused("Choose the audience.", code="no_target", extra={"field": "audience"})
-    wanted = sorted(set(persona_ids))
-    ids = list(Persona.objects.filter(company=company, pk__in=wanted).order_by("pk")
-               .values_list("pk", flat=True)) if wanted else []
+    if isinstance(persona_ids, QuerySet):  # "all matching": read as a subquery, not a list of ids
+        chosen = persona_ids.filter(company=company)
+    else:
+        chosen = Persona.objects.filter(company=company, pk__in=set(persona_ids))
+    ids = list(chosen.order_by("pk").values_list("pk", flat=True).distinct())
     if not ids:
         raise BulkRefused("Select at least one persona.", code="empty_selection")
     audit = audit or AuditContext()
@@ -107,11 +110,13 @@ def bulk_job_create(*, company, action: str, persona_ids: Iterable[int], target_
             from ..tasks import persona_bulk_job_run
 
             job_id = job.pk
-            db.on_commit(lambda: persona_bulk_job_run.delay(job_id))
+            # A broker away now leaves the job queued, visible on the page, instead of failing the request.
+            db.on_commit(lambda: persona_bulk_job_run.delay(job_id), robust=True)
     return job
 
 
-def bulk_job_start(*, company, action: str, persona_ids: Iterable[int], target_id: int | None = None,
+def bulk_job_start(*, company, action: str, persona_ids: Iterable[int] | QuerySet,
+                   target_id: int | None = None,
                    target_label: str = "", audit: AuditContext | None = None) -> PersonaBulkJob:
     """Create the job; a small one runs now and comes back done."""
     job = bulk_job_create(company=company, action=action, persona_ids=persona_ids, target_id=target_id,
