@@ -6,4 +6,4 @@ class AudiencesConfig(AppConfig):
     verbose_name = "Audiences"
 
     def ready(self):
-        from . import receivers  # noqa: F401
+        from . import bulk, receivers  # noqa: F401

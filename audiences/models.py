@@ -9,9 +9,16 @@ from stores.models import Company
 
 
 class Audience(models.Model):
+    class Kind(models.TextChoices):
+        RULES = "rules", "Rules"
+        # Members are added and removed by hand (Personas › select › Add to audience);
+        # calculating one only recounts its members.
+        STATIC = "static", "Static"
+
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="audiences")
     name = models.CharField(max_length=120)
     description = models.CharField(max_length=300, blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.RULES)
     # {"type": "group", "match": "all" | "any", "negate": bool, "children": [...]} with
     # conditions {"type": "condition", "trait": key, "operator": op, "value": ..., "negate": bool}.
     rules = models.JSONField(default=dict)
@@ -34,7 +41,10 @@ class Audience(models.Model):
 
     class Meta:
         ordering = ["name"]
-        constraints = [models.UniqueConstraint(fields=["company", "name"], name="audience_name_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["company", "name"], name="audience_name_unique"),
+            models.CheckConstraint(condition=Q(kind__in=["rules", "static"]), name="audience_kind_known"),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -17,7 +17,7 @@ from stores.models import RetailStore
 from stores.replica import reads_from_replica
 
 from .compiler import RuleError, audiences_referenced, empty_rules, rules_clean, rules_compile
-from .models import Audience
+from .models import Audience, AudienceMember
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +158,8 @@ def audience_save(*, company, name: str, rules, audience: Audience | None = None
         raise AudienceRefused("Give the audience a name.", extra={"field": "name"})
     if audience is not None and audience.company_id != company.pk:
         raise AudienceRefused("That audience belongs to another company.")
+    if audience is not None and audience.kind == Audience.Kind.STATIC:
+        raise AudienceRefused("A static audience has no rules: its members are chosen on the Personas list.")
     tree = rules_validate(company=company, rules=rules, audience=audience)
     before = audit_snapshot(audience, AUDIT_FIELDS) if audience is not None else None
     audience = audience or Audience(company=company, created_by=user, template_key=template_key)
@@ -267,6 +269,10 @@ def audience_refresh(*, audience: Audience, now=None) -> Audience:
     company = audience.company
     started = time.monotonic()
     now = now or timezone.now()
+    if audience.kind == Audience.Kind.STATIC:
+        _static_recount(audience.pk, now=now, started=started)
+        audience.refresh_from_db()
+        return audience
     try:
         sql, params = _compiled(company, audience.rules, now).select("p.id")
         with db.atomic(), db_connection.cursor() as cursor:
@@ -335,6 +341,81 @@ def audiences_refresh_all(*, company, now=None) -> dict[str, int]:
     return outcome
 
 
-__all__ = ["AudienceRefused", "audience_count", "audience_delete", "audience_member_ids",
+# --- static audiences -----------------------------------------------------------------------------
+
+_STATIC_STATS = """
+SELECT count(*), count(*) FILTER (WHERE p.sms_opt_in), count(*) FILTER (WHERE p.email_opt_in),
+       coalesce(round(avg(coalesce(f.lifetime_spend, 0)), 2), 0)
+FROM audiences_audiencemember m JOIN loyalty_persona p ON p.id = m.persona_id
+LEFT JOIN audiences_personafacts f ON f.persona_id = p.id
+WHERE m.audience_id = %(a)s
+"""
+
+
+def _static_recount(audience_id: int, *, now=None, started=None, entered: int = 0, exited: int = 0) -> None:
+    started = started if started is not None else time.monotonic()
+    with db_connection.cursor() as cursor:
+        cursor.execute(_STATIC_STATS, {"a": audience_id})
+        size, sms, email, cltv = cursor.fetchone()
+    Audience.objects.filter(pk=audience_id).update(
+        size=size, sms_opt_ins=sms, email_opt_ins=email, average_cltv=cltv, entered=entered, exited=exited,
+        calculated_at=now or timezone.now(), calculation_ms=int((time.monotonic() - started) * 1000),
+        error="")
+
+
+def audience_static_create(*, company, name: str, user=None, audit: AuditContext | None = None) -> Audience:
+    """A static audience: no rules, members added and removed by hand from the personas list."""
+    name = (name or "").strip()
+    if not name:
+        raise AudienceRefused("Give the new audience a name.", extra={"field": "name"})
+    audience = Audience(company=company, name=name[:120], kind=Audience.Kind.STATIC, rules=empty_rules(),
+                        created_by=user, description="Members chosen on the Personas list.")
+    try:
+        with db.atomic():
+            audience.save()
+            audit_record(audit=audit, company=company, kind="audience.created", obj=audience,
+                         changes=audit_changes(None, {"name": audience.name, "kind": "static"}))
+    except IntegrityError:
+        raise AudienceRefused(f"There is already an audience named '{name}'.",
+                              extra={"field": "name"}) from None
+    return audience
+
+
+def audience_static_get(*, company, audience_id) -> Audience:
+    try:
+        return Audience.objects.get(company=company, pk=audience_id, kind=Audience.Kind.STATIC)
+    except (Audience.DoesNotExist, ValueError, TypeError):
+        raise AudienceRefused("No such static audience.", code="no_audience",
+                              extra={"field": "audience"}) from None
+
+
+def audience_members_add(*, company, audience_id: int, persona_ids: list[int]) -> tuple[int, int]:
+    """Add the personas (of `company`) to its static audience. Returns (added, already in)."""
+    audience = audience_static_get(company=company, audience_id=audience_id)
+    with db.atomic(), db_connection.cursor() as cursor:
+        Audience.objects.select_for_update().filter(pk=audience.pk).first()
+        cursor.execute("INSERT INTO audiences_audiencemember (audience_id, persona_id, added_at) "
+                       "SELECT %(a)s, p.id, %(now)s FROM loyalty_persona p "
+                       "WHERE p.company_id = %(c)s AND p.id = ANY(%(ids)s) "
+                       "ON CONFLICT (audience_id, persona_id) DO NOTHING",
+                       {"a": audience.pk, "c": company.pk, "ids": list(persona_ids), "now": timezone.now()})
+        added = cursor.rowcount
+        _static_recount(audience.pk, entered=added)
+    return added, len(persona_ids) - added
+
+
+def audience_members_remove(*, company, audience_id: int, persona_ids: list[int]) -> tuple[int, int]:
+    """Take the personas out of the company's static audience. Returns (removed, not in it)."""
+    audience = audience_static_get(company=company, audience_id=audience_id)
+    with db.atomic():
+        Audience.objects.select_for_update().filter(pk=audience.pk).first()
+        removed, _ = (AudienceMember.objects.filter(audience=audience, persona_id__in=list(persona_ids),
+                                                    persona__company=company).delete())
+        _static_recount(audience.pk, exited=removed)
+    return removed, len(persona_ids) - removed
+
+
+__all__ = ["audience_members_add", "audience_members_remove", "audience_static_create", "audience_static_get",
+           "AudienceRefused", "audience_count", "audience_delete", "audience_member_ids",
            "audience_preview", "audience_refresh", "audience_save", "audiences_refresh_all", "empty_rules",
            "persona_facts_refresh", "rules_validate"]

@@ -217,6 +217,10 @@ def _render_builder(request, audience, tree, *, status=200, **kwargs):
 def audience_builder(request, audience_id=None):
     """New (`/audiences/new/`) or existing audience: GET draws it, POST saves it."""
     audience = _audience_or_none(request, audience_id)
+    if audience is not None and audience.kind == audience.Kind.STATIC:
+        messages.info(request, f"“{audience.name}” is a static audience: its members are chosen on the "
+                               "Personas list (tick them, then Add to audience or Remove from audience).")
+        return redirect("audience_list")
     if request.method != "POST":
         return _render_builder(request, audience, audience.rules if audience else empty_rules())
     if not role_can(request.membership.role, "audiences.manage"):

@@ -1,6 +1,7 @@
 from decimal import Decimal
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import OpClass
 from django.db import models
 from django.db.models import F, Q
@@ -684,3 +685,70 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.method_path} {self.key}"
+
+
+class PersonaBulkJob(models.Model):
+    """One bulk action on personas chosen on the list (enrol them, add them to or remove
+    them from a static audience). The personas are fixed when it is confirmed; large
+    selections are worked through in the background, a chunk at a time, and `processed`
+    is the position reached, committed after each chunk."""
+
+    class Action(models.TextChoices):
+        ENROL = "enrol", "Enrol in the loyalty program"
+        AUDIENCE_ADD = "audience_add", "Add to a static audience"
+        AUDIENCE_REMOVE = "audience_remove", "Remove from a static audience"
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
+    action = models.CharField(max_length=20, choices=Action.choices)
+    # The static audience of an audience action (kept by id: loyalty does not import audiences).
+    target_id = models.BigIntegerField(null=True, blank=True)
+    target_label = models.CharField(max_length=120, blank=True)
+    persona_ids = ArrayField(models.BigIntegerField(), default=list)
+    total = models.PositiveIntegerField(default=0)
+    processed = models.PositiveIntegerField(default=0)
+    changed = models.PositiveIntegerField(default=0, help_text="Enrolled, added or removed.")
+    skipped = models.PositiveIntegerField(default=0, help_text="Already members / already in / not in.")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    in_background = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_ip = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["company", "-created_at"], name="persona_bulk_job_recent_idx")]
+        constraints = [
+            models.CheckConstraint(condition=Q(action__in=["enrol", "audience_add", "audience_remove"]),
+                                   name="persona_bulk_job_action_known"),
+            models.CheckConstraint(condition=Q(state__in=["queued", "running", "done", "failed"]),
+                                   name="persona_bulk_job_state_known"),
+            models.CheckConstraint(condition=Q(processed__lte=F("total")),
+                                   name="persona_bulk_job_processed_le_total"),
+            models.CheckConstraint(condition=Q(processed__gte=F("changed") + F("skipped")),
+                                   name="persona_bulk_job_counts_le_processed"),
+            models.CheckConstraint(condition=Q(action="enrol") | Q(target_id__isnull=False),
+                                   name="persona_bulk_job_audience_has_target"),
+            models.CheckConstraint(condition=Q(state__in=["done", "failed"], finished_at__isnull=False)
+                                   | Q(state__in=["queued", "running"], finished_at__isnull=True),
+                                   name="persona_bulk_job_finished_when_over"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()}: {self.total} personas"
+
+    @property
+    def is_over(self) -> bool:
+        return self.state in (self.State.DONE, self.State.FAILED)
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.total else int(self.processed * 100 / self.total)

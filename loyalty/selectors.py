@@ -11,7 +11,16 @@ from stores.models import AuditEvent, Membership, Role
 from stores.selectors import audit_events
 
 from .bounds import BUDTENDER_ADJUSTMENT_LIMIT_DEFAULT
-from .models import LineItem, LoyaltyProgram, Persona, PersonaIdentity, PersonaMerge, PointsEntry, Transaction
+from .models import (
+    LineItem,
+    LoyaltyProgram,
+    Persona,
+    PersonaBulkJob,
+    PersonaIdentity,
+    PersonaMerge,
+    PointsEntry,
+    Transaction,
+)
 
 # Column key -> ORDER BY. Every sort ends on id so pages never overlap or skip rows.
 PERSONA_SORTS = {
@@ -306,3 +315,28 @@ def personas_at_counter(*, company, by: str, value, limit: int = 6, with_offers_
             persona.offers_held = {int(k): n for k, n in offers_held.items()}
         personas.append(persona)
     return personas
+
+
+def personas_selected(*, company, filters: PersonaFilters, persona_ids: list[int],
+                      all_matching: bool) -> QuerySet[Persona]:
+    """The personas a bulk action on the list is about: every one the list's filters
+    match ("Select all N matching"), or the ids ticked. A ticked id that is not this
+    company's persona is a 404, as it would be on its card."""
+    if all_matching:
+        return persona_list(company=company, filters=filters)
+    wanted = set(persona_ids)
+    qs = Persona.objects.filter(company=company, pk__in=wanted).order_by("pk")
+    if len(wanted) != qs.count():
+        raise Http404("No such persona.")
+    return qs
+
+
+BULK_JOBS_SHOWN_FOR = dt.timedelta(minutes=15)
+
+
+def persona_bulk_jobs_recent(*, company) -> list[PersonaBulkJob]:
+    """The company's background bulk jobs still running, or over in the last minutes."""
+    since = timezone.now() - BULK_JOBS_SHOWN_FOR
+    return list(PersonaBulkJob.objects.filter(company=company, in_background=True)
+                .filter(Q(finished_at__isnull=True) | Q(finished_at__gte=since))
+                .defer("persona_ids").select_related("created_by").order_by("-created_at")[:5])

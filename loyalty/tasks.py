@@ -74,3 +74,11 @@ def idempotency_keys_expire() -> int:
     from .services.idempotency import idempotency_records_expire
 
     return idempotency_records_expire()
+
+
+@shared_task(acks_late=True)
+def persona_bulk_job_run(job_id: int) -> None:
+    """A bulk action on more personas than a request should wait for (see services/bulk.py)."""
+    from .services.bulk import bulk_job_run
+
+    bulk_job_run(job_id=job_id)

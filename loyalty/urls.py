@@ -1,9 +1,10 @@
 from django.urls import path
 
-from . import views, views_settings
+from . import views, views_bulk, views_settings
 
 urlpatterns = [
     path("personas/", views.persona_list, name="persona_list"),
+    path("personas/bulk/", views_bulk.persona_bulk, name="persona_bulk"),
     path("personas/<int:persona_id>/", views.persona_detail, name="persona_detail"),
     path("personas/<int:persona_id>/enroll/", views.persona_enroll_view, name="persona_enroll"),
     path("personas/<int:persona_id>/merge/", views.persona_merge_view, name="persona_merge"),

@@ -47,15 +47,36 @@ class PersonaFilterForm(forms.Form):
         ]
 
 
-@company_view("personas.view")
-def persona_list(request):
-    form = PersonaFilterForm(request.GET or None, company=request.company)
+def persona_filters_from(request, data, form=None) -> selectors.PersonaFilters:
+    """The list's filters as `data` (its query string, or a bulk form carrying it) gives them."""
+    form = form or PersonaFilterForm(data or None, company=request.company)
     data = form.cleaned_data if form.is_valid() else {}
-    filters = selectors.PersonaFilters(
+    return selectors.PersonaFilters(
         q=data.get("q") or "", member=data.get("member") or "", store_id=data.get("store"),
         source_id=data.get("source"), sort=data.get("sort") or selectors.DEFAULT_SORT,
         descending=data.get("dir") == "desc",
     )
+
+
+def _bulk_jobs_context(request) -> dict:
+    from .views_bulk import bulk_job_summary, bulk_job_title  # views_bulk builds on this module
+
+    jobs = selectors.persona_bulk_jobs_recent(company=request.company)
+    for job in jobs:
+        job.title, job.summary = bulk_job_title(job), bulk_job_summary(job)
+    return {"bulk_jobs": jobs, "bulk_running": any(not job.is_over for job in jobs)}
+
+
+@company_view("personas.view")
+def persona_list(request):
+    if request.htmx and request.htmx.target == "bulk-jobs":
+        response = render(request, "loyalty/persona_list.html#bulk-jobs", _bulk_jobs_context(request))
+        patch_vary_headers(response, ["HX-Request", "HX-Target"])
+        return response
+    from .views_bulk import bulk_actions_for  # views_bulk builds on this module
+
+    form = PersonaFilterForm(request.GET or None, company=request.company)
+    filters = persona_filters_from(request, request.GET, form)
     page = Paginator(selectors.persona_list(company=request.company, filters=filters),
                      PAGE_SIZE).get_page(request.GET.get("page"))
     params = request.GET.copy()
@@ -63,7 +84,8 @@ def persona_list(request):
     context = {
         "form": form, "page": page, "filters": filters, "query_string": params.urlencode(),
         "columns": _sort_headers(params, filters),
-    }
+        "bulk_actions": bulk_actions_for(request.membership.role),
+    } | _bulk_jobs_context(request)
     template = "loyalty/persona_list.html"
     if request.htmx and request.htmx.target == "persona-results":
         template += "#persona-results"

@@ -5,7 +5,12 @@
    data-select-all                on a read-only input: a click or focus selects all of it.
    data-autosubmit                on a select: choosing an option submits its form.
    data-confirm="<question>"      on a plain form: asks first; Cancel stops the submit
-                                  (htmx forms and buttons use hx-confirm). */
+                                  (htmx forms and buttons use hx-confirm).
+   data-bulk-bar                  on the personas list's bulk form: its rows' checkboxes
+                                  (data-bulk-row), the page's (data-bulk-page) and "all
+                                  matching" (data-bulk-all) stay in step, the count
+                                  (data-bulk-count) says what is selected, and the action
+                                  buttons (data-bulk-action) wait for a selection. */
 (function () {
   "use strict";
 
@@ -21,6 +26,8 @@
   });
 
   document.addEventListener("change", function (event) {
+    var bulk = event.target.closest("[data-bulk-row], [data-bulk-page], [data-bulk-all]");
+    if (bulk) bulkChanged(bulk);
     var select = event.target.closest("select[data-autosubmit]");
     if (select && select.form) select.form.requestSubmit();
   });
@@ -29,6 +36,50 @@
     var form = event.target;
     if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) event.preventDefault();
   });
+
+  function bulkRows() {
+    return Array.prototype.slice.call(document.querySelectorAll("input[data-bulk-row]"));
+  }
+
+  function bulkChanged(input) {
+    var bar = document.querySelector("[data-bulk-bar]");
+    if (!bar) return;
+    var all = bar.querySelector("[data-bulk-all]");
+    if (input.matches("[data-bulk-page]")) {
+      bulkRows().forEach(function (row) { row.checked = input.checked; });
+      if (!input.checked && all) all.checked = false;
+    } else if (input.matches("[data-bulk-all]")) {
+      if (input.checked) bulkRows().forEach(function (row) { row.checked = true; });
+    } else if (!input.checked && all) {
+      all.checked = false;
+    }
+    bulkSync();
+  }
+
+  function bulkSync() {
+    var bar = document.querySelector("[data-bulk-bar]");
+    if (!bar) return;
+    var rows = bulkRows();
+    var ticked = rows.filter(function (row) { return row.checked; }).length;
+    var all = bar.querySelector("[data-bulk-all]");
+    var page = document.querySelector("[data-bulk-page]");
+    if (page) {
+      page.checked = rows.length > 0 && ticked === rows.length;
+      page.indeterminate = ticked > 0 && ticked < rows.length;
+    }
+    var total = Number(bar.dataset.bulkTotal);
+    var count = all && all.checked ? total : ticked;
+    var label = bar.querySelector("[data-bulk-count]");
+    if (label) {
+      label.textContent = count === 0 ? "Tick personas to act on them"
+        : (all && all.checked ? "All " : "") + count.toLocaleString("en-US") + " selected";
+    }
+    bar.classList.toggle("has-selection", count > 0);
+    bar.querySelectorAll("[data-bulk-action]").forEach(function (button) { button.disabled = count === 0; });
+  }
+
+  document.addEventListener("DOMContentLoaded", bulkSync);
+  document.addEventListener("htmx:afterSettle", bulkSync);
 
   function copy(input, button) {
     if (!input) return;
