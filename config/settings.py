@@ -381,6 +381,8 @@ CELERY_BEAT_SCHEDULE = {
     "flush-api-key-usage": {"task": "stores.tasks.api_key_usage_flush", "schedule": 60.0},
     "requeue-webhook-deliveries": {"task": "loyalty.tasks.webhook_deliveries_requeue",
                                    "schedule": 3 * 60.0},
+    "requeue-persona-bulk-jobs": {"task": "loyalty.tasks.persona_bulk_jobs_requeue",
+                                  "schedule": 3 * 60.0},
     "expire-points": {"task": "loyalty.tasks.points_expire_all", "schedule": 24 * 3600.0},
     "expire-idempotency-keys": {"task": "loyalty.tasks.idempotency_keys_expire", "schedule": 3600.0},
     "interrupt-lapsed-syncs": {"task": "integrations.tasks.sync_runs_interrupt_lapsed_all",

@@ -31,6 +31,14 @@ def webhook_deliveries_requeue() -> int:
 
 
 @shared_task
+def persona_bulk_jobs_requeue() -> list[int]:
+    """Every few minutes: queue again the bulk jobs whose queueing failed or whose worker died."""
+    from .services.bulk import bulk_jobs_requeue
+
+    return bulk_jobs_requeue()
+
+
+@shared_task
 def locks_release_expired() -> int:
     """Every minute: POS locks past their time give their points back."""
     from .services.redemptions import locks_expire

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.db import connection
 from django.db import transaction as db
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 
 BULK_AT_ONCE = 1000
 BULK_CHUNK = 250
+# A background job neither over nor held by a worker this long after it was made is queued again.
+BULK_REQUEUE_AFTER = timedelta(minutes=5)
 # pg_try_advisory_lock(BULK_LOCK_CLASS, job id): one worker at a time works a job.
 BULK_LOCK_CLASS = 7420
 
@@ -139,6 +142,33 @@ def bulk_job_run(*, job_id: int) -> PersonaBulkJob:
     finally:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [BULK_LOCK_CLASS, job_id])
+
+
+def bulk_jobs_requeue(*, older_than: timedelta = BULK_REQUEUE_AFTER) -> list[int]:
+    """Queue again the background jobs not over that no worker holds and that have waited
+    longer than `older_than`: their queueing failed (the broker was away) or their worker was
+    killed. A job still waiting in a long queue may be queued twice; the second delivery finds
+    it held or over and does nothing. Returns the ids queued, oldest first; stops at the first
+    the broker refuses."""
+    from ..tasks import persona_bulk_job_run
+
+    waiting = PersonaBulkJob.objects.filter(
+        in_background=True, state__in=[PersonaBulkJob.State.QUEUED, PersonaBulkJob.State.RUNNING],
+        created_at__lt=timezone.now() - older_than).order_by("created_at", "pk").values_list("pk", flat=True)
+    queued = []
+    for job_id in waiting[:100]:
+        with connection.cursor() as cursor:  # held: a worker is on it now
+            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [BULK_LOCK_CLASS, job_id])
+            if not cursor.fetchone()[0]:
+                continue
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [BULK_LOCK_CLASS, job_id])
+        try:
+            persona_bulk_job_run.delay(job_id)
+        except Exception:  # the broker is still away: the next sweep tries again
+            log.warning("bulk job %s could not be queued again", job_id, exc_info=True)
+            break
+        queued.append(job_id)
+    return queued
 
 
 def _bulk_job_work(job_id: int) -> PersonaBulkJob:

@@ -90,6 +90,54 @@ def test_bulk_job_run_resumes_from_the_committed_position(company, guests):
     assert set(Persona.objects.filter(is_member=True).values_list("pk", flat=True)) == set(_ids(guests[2:]))
 
 
+def test_bulk_jobs_requeue_runs_lost_jobs_and_leaves_fresh_and_held_ones(company, guests, monkeypatch):
+    import datetime as dt
+    import threading
+
+    from django.db import connections
+    from django.utils import timezone
+
+    from config.celery import app as celery_app
+    from loyalty.services.bulk import BULK_LOCK_CLASS, bulk_jobs_requeue
+
+    monkeypatch.setitem(celery_app.conf, "task_always_eager", True)  # the worker is this process
+
+    def job(personas, minutes_ago):
+        made = PersonaBulkJob.objects.create(company=company, action="enrol", persona_ids=_ids(personas),
+                                             total=len(personas), in_background=True)
+        made.created_at = timezone.now() - dt.timedelta(minutes=minutes_ago)
+        made.save(update_fields=["created_at"])
+        return made
+
+    # given a job whose queueing failed 10 minutes ago, one made a minute ago, and one a
+    # worker holds right now (another connection has its lock)
+    lost, fresh, held = job(guests[:2], 10), job(guests[2:3], 1), job(guests[3:], 10)
+    holding, release = threading.Event(), threading.Event()
+
+    def worker():
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [BULK_LOCK_CLASS, held.pk])
+            holding.set()
+            release.wait(10)
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [BULK_LOCK_CLASS, held.pk])
+        connections.close_all()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        # when the sweep runs
+        queued = bulk_jobs_requeue()
+    finally:
+        release.set()
+        thread.join()
+    # then only the lost job was queued again, and it ran to the end
+    assert queued == [lost.pk]
+    states = dict(PersonaBulkJob.objects.values_list("pk", "state"))
+    assert (states[lost.pk], states[fresh.pk], states[held.pk]) == ("done", "queued", "queued")
+    assert Persona.objects.filter(pk__in=_ids(guests[:2]), is_member=True).count() == 2
+
+
 def test_bulk_audience_add_then_remove_static_audience(company, guests, static_audience):
     # given one guest already in the static audience
     bulk_job_start(company=company, action="audience_add", persona_ids=_ids(guests[:1]),
