@@ -73,21 +73,35 @@ def _queue_rows(store) -> list[dict]:
     return rows
 
 
-def _queue_context(store, access, *, note="", error=""):
+COUNTER_MODE_KEY = "queue_counter_mode"
+
+
+def _counter_mode(request) -> bool:
+    """The tablet at the counter: large type, a tap on a row opens the profile, no side
+    navigation. `?mode=counter` turns it on for this browser's session, `?mode=staff` off."""
+    mode = request.GET.get("mode")
+    if mode in ("counter", "staff"):
+        request.session[COUNTER_MODE_KEY] = mode == "counter"
+    return bool(request.session.get(COUNTER_MODE_KEY, False))
+
+
+def _queue_context(request, store, access, *, note="", error=""):
     return {"store": store, "rows": _queue_rows(store), "stores": access.stores,
-            "access_notice": access.notice, "note": note, "error": error}
+            "access_notice": access.notice, "note": note, "error": error,
+            "counter": _counter_mode(request)}
 
 
 @never_cache
 @company_view("queue.view")
 def queue_store(request, store_id):
     """Today's queue at one store. The list part of the page polls itself every few
-    seconds, so arrivals show up without a reload."""
+    seconds, so arrivals show up without a reload. In counter mode (see _counter_mode) it
+    fills the screen of the tablet at the counter."""
     store, access = _queue_store(request, store_id)
     template = "waitingroom/queue.html"
     if request.htmx and request.htmx.target == "queue-entries":
         template += "#entries"
-    response = render(request, template, _queue_context(store, access))
+    response = render(request, template, _queue_context(request, store, access))
     patch_vary_headers(response, ["HX-Request", "HX-Target"])
     return response
 
@@ -125,7 +139,7 @@ def queue_entry_action(request, store_id, entry_id, action):
             messages.success(request, note)
         return redirect("queue_store", store_id=store.pk)
     return render(request, "waitingroom/queue.html#entries",
-                  _queue_context(store, access, note=note, error=error))
+                  _queue_context(request, store, access, note=note, error=error))
 
 
 @company_view("queue.view")

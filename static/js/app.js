@@ -10,9 +10,76 @@
                                   (data-bulk-row), the page's (data-bulk-page) and "all
                                   matching" (data-bulk-all) stay in step, the count
                                   (data-bulk-count) says what is selected, and the action
-                                  buttons (data-bulk-action) wait for a selection. */
+                                  buttons (data-bulk-action) wait for a selection.
+   data-nav-toggle                on the top bar's Menu button (aria-controls names the nav):
+                                  opens and closes the navigation under 900 px; Escape, a
+                                  click outside it or widening the window closes it.
+   data-row-open                  on a tbody: a tap anywhere on a row follows the row's first
+                                  [data-row-link] (the queue's counter mode).
+   data-scroll-into-view          on an element htmx swaps in: brought on screen when it
+                                  lands below the fold (the queue's profile on a tablet). */
 (function () {
   "use strict";
+
+  // -- The navigation behind the Menu button --------------------------------------------------
+  var wide = window.matchMedia("(min-width: 901px)");
+
+  function navParts() {
+    var toggle = document.querySelector("[data-nav-toggle]");
+    var nav = toggle && document.getElementById(toggle.getAttribute("aria-controls"));
+    return nav ? { toggle: toggle, nav: nav } : null;
+  }
+
+  function setNav(open, returnFocus) {
+    var parts = navParts();
+    if (!parts) return;
+    parts.nav.classList.toggle("open", open);
+    parts.toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    if (!open && returnFocus) parts.toggle.focus();
+  }
+
+  function navOpen() {
+    var parts = navParts();
+    return Boolean(parts && parts.nav.classList.contains("open"));
+  }
+
+  // Capture: a click beside the open menu only closes it, it does not reach the page under it.
+  document.addEventListener("click", function (event) {
+    var toggle = event.target.closest("[data-nav-toggle]");
+    if (toggle) {
+      setNav(!navOpen(), false);
+      return;
+    }
+    if (navOpen() && !event.target.closest(".sidebar")) {
+      event.preventDefault();
+      event.stopPropagation();
+      setNav(false, false);
+    }
+  }, true);
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && navOpen()) setNav(false, true);
+  });
+
+  wide.addEventListener("change", function () { if (wide.matches) setNav(false, false); });
+
+  // -- Rows that open with one tap ---------------------------------------------------------------
+  document.addEventListener("click", function (event) {
+    var row = event.target.closest("[data-row-open] tr");
+    if (!row || event.target.closest("a, button, input, select, label, summary")) return;
+    var link = row.querySelector("[data-row-link]");
+    if (link) link.click();
+  });
+
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var target = event.detail.target;
+    var landed = target && target.isConnected ? target : document.getElementById(target && target.id);
+    if (!landed || !landed.matches("[data-scroll-into-view]")) return;
+    var top = landed.getBoundingClientRect().top;
+    if (top < 0 || top > window.innerHeight / 2) {
+      landed.scrollIntoView({ behavior: "smooth", block: "start" });
+    }
+  });
 
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-copy-target]");

@@ -203,6 +203,24 @@ def test_budtender_sees_their_stores_queue_in_arrival_order(client, login, store
     assert 'hx-trigger="every 2s"' in page
 
 
+def test_counter_mode_is_kept_in_the_session_through_the_polling_until_left(
+        client, login, admin_user, queue_store, regular):
+    queue_check_in(store=queue_store, phone=regular.phone)
+    login(client, admin_user)
+
+    page = client.get(queue_url(queue_store) + "?mode=counter").content.decode()
+    assert '<body class="counter-mode"' in page and "Leave counter mode" in page
+    # The list's own polling, without the parameter, keeps the rows that open with one tap.
+    poll = client.get(queue_url(queue_store), HTTP_HX_REQUEST="true",
+                      HTTP_HX_TARGET="queue-entries").content.decode()
+    assert "data-row-open" in poll
+    assert '<body class="counter-mode"' in client.get(queue_url(queue_store)).content.decode()
+
+    page = client.get(queue_url(queue_store) + "?mode=staff").content.decode()
+    assert '<body class=""' in page and ">Counter mode</a>" in page
+    assert "data-row-open" not in client.get(queue_url(queue_store)).content.decode()
+
+
 def test_members_show_enrolled_and_others_signup(client, login, admin_user, queue_store, regular):
     queue_check_in(store=queue_store, phone=regular.phone)
     queue_check_in(store=queue_store, phone="3035550161", first_name="Walk", last_name="In")
