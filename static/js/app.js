@@ -5,7 +5,11 @@
    data-select-all                on a read-only input: a click or focus selects all of it.
    data-autosubmit                on a select: choosing an option submits its form.
    data-confirm="<question>"      on a plain form: asks first; Cancel stops the submit
-                                  (htmx forms and buttons use hx-confirm). */
+                                  (htmx forms and buttons use hx-confirm).
+
+   A request htmx cancels itself, because a newer one replaces it (hx-sync "replace", as
+   the Analytics filters do when they change quickly), is not an error: htmx would still
+   write two console errors for it (htmx:afterRequest, htmx:sendAbort). */
 (function () {
   "use strict";
 
@@ -29,6 +33,18 @@
     var form = event.target;
     if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) event.preventDefault();
   });
+
+  // htmx cancels by dispatching htmx:abort; the request is aborted, and htmx logs, while
+  // that event is on its way (the XHR's abort is synchronous). Errors of any other kind,
+  // a failed network request included, are still written.
+  var cancelling = 0;
+  document.addEventListener("htmx:abort", function () { cancelling += 1; }, true);
+  document.addEventListener("htmx:abort", function () { cancelling -= 1; });
+  var consoleError = console.error;
+  console.error = function (message) {
+    if (cancelling > 0 && typeof message === "string" && /^htmx:(afterRequest|sendAbort)\b/.test(message)) return;
+    consoleError.apply(console, arguments);
+  };
 
   function copy(input, button) {
     if (!input) return;
