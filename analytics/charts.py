@@ -439,8 +439,21 @@ class PeriodText:
 
 
 def period_text(report: SalesReport) -> PeriodText:
-    period, previous = report.filters.period, report.filters.period.previous()
-    return PeriodText(_dates(period.start, period.end), _dates(previous.start, previous.end))
+    filters = report.filters
+    period, previous, until = filters.period, filters.previous, filters.previous_until
+    label = _dates(period.start, period.end)
+    if until is None:
+        return PeriodText(label, _dates(previous.start, previous.end))
+    clock = f"{until:%H:%M}"
+    if period.days == 1 and previous.days == 1:
+        yesterday = previous.end == period.start - dt.timedelta(days=1)
+        return PeriodText(label, f"yesterday to {clock}" if yesterday
+                          else f"{_dates(previous.start, previous.end)} to {clock}")
+    if period.start.weekday() == 0 and period.start - previous.start == dt.timedelta(days=7):
+        return PeriodText(label, f"last week to {until:%a} {clock}")
+    if period.start.day == 1 and previous.start.day == 1 and previous.end.month != period.end.month:
+        return PeriodText(label, f"last month to {until:%b %-d}, {clock}")
+    return PeriodText(label, f"{_dates(previous.start, previous.end)} (the last day to {clock})")
 
 
 def _dates(start: dt.date, end: dt.date) -> str:

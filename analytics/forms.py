@@ -13,6 +13,8 @@ from .selectors import Filters, Period
 
 RANGES = [
     ("today", "Today"),
+    ("week", "This week"),
+    ("month", "This month"),
     ("7d", "Last 7 days"),
     ("30d", "Last 30 days"),
     ("90d", "Last 90 days"),
@@ -33,9 +35,34 @@ def year_before(day: dt.date) -> dt.date:
 
 
 def preset_period(preset: str, today: dt.date) -> Period:
+    if preset == "week":  # from Monday
+        return Period(today - dt.timedelta(days=today.weekday()), today)
+    if preset == "month":
+        return Period(today.replace(day=1), today)
     if preset == "12m":
         return Period(year_before(today) + dt.timedelta(days=1), today)
     return Period(today - dt.timedelta(days=PRESET_DAYS[preset] - 1), today)
+
+
+def comparison(preset: str, period: Period, now: dt.datetime) -> tuple[Period, dt.datetime | None]:
+    """What `period` is compared with: the same number of days just before ("This month":
+    last month from its first day). A period that ends today is still going on: it is
+    compared with the previous one up to the same point, `now`'s time on its last day
+    (yesterday to 12:00, last week to the same weekday and time, last month to the same
+    day and time); that moment is returned with the period."""
+    if preset == "month":
+        last_of_before = period.start - dt.timedelta(days=1)
+        first = last_of_before.replace(day=1)
+        if period.end.day > last_of_before.day:  # March 31st against February: all of it
+            return Period(first, last_of_before), None
+        previous = Period(first, first.replace(day=period.end.day))
+    elif preset == "week":
+        previous = Period(period.start - dt.timedelta(days=7), period.end - dt.timedelta(days=7))
+    else:
+        previous = period.previous()
+    if period.end != now.date():
+        return previous, None
+    return previous, dt.datetime.combine(previous.end, now.time(), tzinfo=now.tzinfo)
 
 
 class AnalyticsFilterForm(forms.Form):
@@ -55,10 +82,11 @@ class AnalyticsFilterForm(forms.Form):
         choices=[("", "All customers"), ("members", "Loyalty members"), ("others", "Everyone else")],
         error_messages={"invalid_choice": "“%(value)s” is not a group of customers."})
 
-    def __init__(self, data, *, stores: dict[int, str], today: dt.date):
-        """`stores`: the company's stores by id (`selectors.store_names`)."""
+    def __init__(self, data, *, stores: dict[int, str], now: dt.datetime):
+        """`stores`: the company's stores by id (`selectors.store_names`); `now` on the
+        company's clock."""
         super().__init__(data)
-        self.today = today
+        self.now, self.today = now, now.date()
         self.fields["store"].choices = [(str(pk), name) for pk, name in stores.items()]
 
     def clean(self):
@@ -86,8 +114,10 @@ class AnalyticsFilterForm(forms.Form):
 
     def filters(self) -> Filters:
         data = self.cleaned_data
+        previous, until = comparison(data["range"], data["period"], self.now)
         return Filters(period=data["period"], store_ids=tuple(sorted(int(s) for s in data["store"])),
-                       fulfillment=data["fulfillment"], customers=data["customers"])
+                       fulfillment=data["fulfillment"], customers=data["customers"],
+                       previous_period=previous, previous_until=until)
 
     def messages(self) -> list[str]:
         """Every problem, in words, for the top of the page."""

@@ -55,6 +55,16 @@ class Filters:
     store_ids: tuple[int, ...] = ()
     fulfillment: str = ""  # "", or a Fulfillment value
     customers: str = ""  # "", "members" or "others"
+    # What the period is compared with: by default the same number of days just before,
+    # whole. A period that ends today compares like for like: `previous_until` is the same
+    # moment on the previous period's last day (yesterday at this time), and its sales
+    # after it are left out.
+    previous_period: Period | None = None
+    previous_until: dt.datetime | None = None
+
+    @property
+    def previous(self) -> Period:
+        return self.previous_period or self.period.previous()
 
     @property
     def narrowed(self) -> bool:
@@ -275,11 +285,28 @@ SELECT x.is_current, x.bucket, x.store_id, x.fulfillment, x.member,
        sum(x.returns_value), sum(x.points_earned), sum(x.points_redeemed)
 FROM (SELECT r.*, r.day >= %(start)s::date AS is_current,
              date_trunc(%(bucket)s::text, r.day)::date AS bucket
-      FROM {rel} r WHERE {where}) x
+      FROM {rel} r
+      WHERE {where} AND (r.day >= %(start)s::date
+                         OR r.day BETWEEN %(prev_start)s::date AND %(prev_whole_end)s::date)) x
 GROUP BY GROUPING SETS ((x.is_current), (x.is_current, x.bucket), (x.is_current, x.store_id),
                         (x.is_current, x.fulfillment), (x.is_current, x.member))"""
 
 GROUP_ALL, GROUP_BUCKET, GROUP_STORE, GROUP_FULFILLMENT, GROUP_MEMBER = 15, 7, 11, 13, 14
+
+# The previous period's last day up to `previous_until`, straight from the sales tables
+# (the rollup has whole days): all of it, and its members' part.
+CUT_DAY_SQL = """
+SELECT GROUPING(r.member) AS grouping, r.member,
+       sum(r.orders), sum(r.gross_sales), sum(r.discounts), sum(r.tax), sum(r.items), sum(r.returns),
+       sum(r.returns_value), sum(r.points_earned), sum(r.points_redeemed)
+FROM ({sales_day}) r
+WHERE {where}
+GROUP BY GROUPING SETS ((), (r.member))"""
+
+# The customers who ordered on the previous period's last day before `previous_until`.
+CUT_DAY_CUSTOMERS_SQL = """
+SELECT DISTINCT r.persona_id FROM {sales} r
+WHERE r.is_order AND r.persona_id IS NOT NULL AND {where}"""
 
 HOURS_SQL = """
 SELECT extract(isodow FROM r.day)::int AS weekday, r.hour, sum(r.orders), sum(r.net_sales)
@@ -311,11 +338,13 @@ FROM (SELECT {per_customer}
       {group}) x"""
 
 ONE_ROW_EACH = """r.first_day, r.order_days && daterange(%(start)s::date, %(end)s::date, '[]') AS now,
-       r.order_days && daterange(%(prev_start)s::date, %(prev_end)s::date, '[]') AS before"""
+       (r.order_days && daterange(%(prev_start)s::date, %(prev_whole_end)s::date + 1, '[)')
+        OR r.persona_id = ANY(%(cut_personas)s::bigint[])) AS before"""
 
 ROWS_FOLDED = """min(r.first_day) AS first_day,
        bool_or(r.order_days && daterange(%(start)s::date, %(end)s::date, '[]')) AS now,
-       bool_or(r.order_days && daterange(%(prev_start)s::date, %(prev_end)s::date, '[]')) AS before"""
+       bool_or(r.order_days && daterange(%(prev_start)s::date, %(prev_whole_end)s::date + 1, '[)')
+               OR r.persona_id = ANY(%(cut_personas)s::bigint[])) AS before"""
 
 
 def _run(sql: str, params: dict) -> list[tuple]:
@@ -329,10 +358,41 @@ def _totals(values) -> Totals:
 
 
 def _params(company, filters: Filters) -> tuple[dict, str]:
-    period, previous = filters.period, filters.period.previous()
+    period, previous = filters.period, filters.previous
     where, params = _filter_sql(filters)
+    until = filters.previous_until
+    # Whole days of the previous period; with `until` its last day is read on its own.
+    whole_end = previous.end - dt.timedelta(days=1) if until else previous.end
     return {**params, "company": company.pk, "tz": company.timezone, "start": period.start,
-            "end": period.end, "prev_start": previous.start, "prev_end": previous.end}, where
+            "end": period.end, "prev_start": previous.start, "prev_end": previous.end,
+            "prev_whole_end": whole_end, "until": until, "cut_personas": []}, where
+
+
+def _cut_day_sales(query: str) -> str:
+    """`query` over the sales of the previous period's last day before `until`."""
+    sales = facts.SALES.format(days="SELECT %(prev_end)s::date AS day").replace(
+        "WHERE t.status IN", "WHERE t.occurred_at < %(until)s AND t.status IN")
+    return f"WITH sales AS ({sales})\n" + query.format(sales="sales")
+
+
+def _cut_day(params: dict, where: str, out: _Sales) -> None:
+    """Adds the previous period's last day, up to `until`, to its totals."""
+    sql = _cut_day_sales(CUT_DAY_SQL.replace("{where}", where).replace("{sales_day}", facts.SALES_DAY))
+    for grouping, member, *values in _run(sql, params):
+        totals = _totals(0 if value is None else value for value in values)  # no sales: NULL sums
+        if grouping == 1:
+            out.previous = _added(out.previous, totals)
+        elif member:
+            out.previous_member_sales += totals.net_sales
+
+
+def _cut_day_customers(params: dict, where: str) -> list[int]:
+    sql = _cut_day_sales(CUT_DAY_CUSTOMERS_SQL.replace("{where}", where))
+    return [persona_id for (persona_id,) in _run(sql, params)]
+
+
+def _added(a: Totals, b: Totals) -> Totals:
+    return Totals(**{name: getattr(a, name) + getattr(b, name) for name in Totals.MEASURES})
 
 
 @dataclass
@@ -374,6 +434,8 @@ def _sales(path: str, params: dict, where: str, bucket: str) -> _Sales:
             out.by_fulfillment[fulfillment] = totals
         elif grouping == GROUP_MEMBER:
             out.by_member[member] = totals
+    if params["until"] is not None:
+        _cut_day(params, where, out)
     return out
 
 
@@ -408,6 +470,8 @@ def _customer_counts(filters: Filters, path: str, params: dict, where: str) -> t
              .replace("{group}", "GROUP BY r.persona_id" if narrowed else "")
              .replace("{where}", where))
     sql = _customers(path, query, narrowed=narrowed)
+    if params["until"] is not None:
+        params = {**params, "cut_personas": _cut_day_customers(params, where)}
     unique, new, prev_unique, prev_new = _run(sql, params)[0]
     return Customers(unique, new), Customers(prev_unique, prev_new)
 

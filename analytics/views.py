@@ -18,7 +18,7 @@ from stores.tenancy import company_view, role_can
 from waitingroom.selectors import queue_access, queue_waiting_counts
 
 from . import charts, selectors
-from .forms import RANGES, AnalyticsFilterForm, preset_period
+from .forms import RANGES, AnalyticsFilterForm, comparison, preset_period
 from .services import rollup_ensure_current
 
 TEMPLATE = "analytics/page.html"
@@ -27,7 +27,7 @@ DASHBOARD_KPIS = ("net_sales", "orders", "average_order_value", "customers", "me
 
 def _form(request, stores: dict[int, str]) -> AnalyticsFilterForm:
     # Requests run in the company's time zone (CurrentCompanyMiddleware): today is theirs.
-    return AnalyticsFilterForm(request.GET, stores=stores, today=timezone.localdate())
+    return AnalyticsFilterForm(request.GET, stores=stores, now=timezone.localtime())
 
 
 def _query(form: AnalyticsFilterForm) -> str:
@@ -109,7 +109,10 @@ def home(request):
     context = {"can_sales": role_can(role, "analytics.view"),
                "can_integrations": role_can(role, "integrations.manage")}
     if context["can_sales"]:
-        filters = selectors.Filters(period=preset_period("30d", timezone.localdate()))
+        now = timezone.localtime()
+        period = preset_period("30d", now.date())
+        previous, until = comparison("30d", period, now)
+        filters = selectors.Filters(period=period, previous_period=previous, previous_until=until)
         rollup_ensure_current(company=company)
         report = selectors.headline(company=company, filters=filters)
         context.update(kpis=charts.kpis(report, company.currency, only=DASHBOARD_KPIS),

@@ -424,13 +424,16 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     # request_id: the request's X-Request-ID ("-" outside a request), as API errors show it.
-    "filters": {"request_id": {"()": "stores.requestid.RequestIdFilter"}},
+    "filters": {"request_id": {"()": "stores.requestid.RequestIdFilter"},
+                "forbidden": {"()": "stores.logs.ForbiddenFilter"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"},
                    "json": {"()": "stores.logs.JsonFormatter"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT,
                              "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"},
+                # A 403 is the access line alone, not a warning with a traceback as well.
+                "django.request": {"filters": ["forbidden"]},
                 # A failing check is in the /readyz answer; no traceback per probe in the log.
                 "health_check": {"level": "ERROR"}},
 }

@@ -17,8 +17,9 @@ class RetailStoreInline(admin.TabularInline):
 class CompanyAdmin(admin.ModelAdmin):
     list_display = ["name", "slug", "timezone", "currency", "country", "created_at"]
     search_fields = ["name", "slug"]
-    # Two-factor is required or not on Settings › Security, through its service only.
-    readonly_fields = ["account_uid", "require_two_factor"]
+    # Two-factor is required or not on Settings › Security, and branding set on Settings ›
+    # Branding, through their services only (they are audited there).
+    readonly_fields = ["account_uid", "require_two_factor", "accent_color"]
     inlines = [RetailStoreInline]
 
 

@@ -43,6 +43,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+class ForbiddenFilter(logging.Filter):
+    """Drops Django's "Forbidden (Permission denied)" record (a warning with the whole
+    traceback of the PermissionDenied): the access line already says the request got a 403,
+    and a refusal is not a fault to debug."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, "status_code", None) != 403
+
+
 def request_caller(request) -> dict:
     """Who made the request, for the access line: the company (id and slug), and the
     staff user's id or the POS's API key id. Read after the view ran: DRF's authentication

@@ -19,6 +19,16 @@ def validate_timezone(value: str) -> None:
         raise ValidationError(f"'{value}' is not a known time zone (e.g. America/Denver).")
 
 
+ACCENT_PATTERN = r"^#[0-9a-f]{6}$"
+LOGO_MAX_BYTES = 512 * 1024
+LOGO_TYPES = ("image/png", "image/jpeg", "image/webp")
+
+
+def validate_accent_color(value: str) -> None:
+    if value and not re.fullmatch(ACCENT_PATTERN, value):
+        raise ValidationError(f"“{value}” is not a colour: use a hex colour like #1f6f4a.")
+
+
 def new_account_uid() -> str:
     return uuid.uuid4().hex
 
@@ -42,12 +52,21 @@ class Company(models.Model):
                                help_text="ISO country code; phone numbers default to it.")
     # Every member signs in with a code from an authenticator app as well as a password.
     require_two_factor = models.BooleanField("require two-factor authentication", default=False)
+    # Branding, on the staff pages and the waiting-room kiosk: an accent colour (blank: the
+    # platform's own) and a logo (CompanyLogo); logo_version changes with each new logo so
+    # its URL does too (blank: no logo).
+    accent_color = models.CharField("accent colour", max_length=7, blank=True,
+                                    validators=[validate_accent_color],
+                                    help_text="A hex colour like #1f6f4a; blank for the default.")
+    logo_version = models.CharField(max_length=16, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         verbose_name_plural = "companies"
         ordering = ["name"]
         constraints = [
+            models.CheckConstraint(condition=Q(accent_color="") | Q(accent_color__regex=ACCENT_PATTERN),
+                                   name="company_accent_color_hex"),
             models.CheckConstraint(condition=Q(currency__regex=r"^[A-Z]{3}$"),
                                    name="company_currency_iso"),
             models.CheckConstraint(condition=Q(country__regex=r"^[A-Z]{2}$"),
@@ -56,6 +75,28 @@ class Company(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class CompanyLogo(models.Model):
+    """The company's logo: a PNG, JPEG or WebP image of at most 512 KB, kept in the database
+    (every web server and every backup has it) and served only through the company's
+    own pages (stores/branding.py)."""
+
+    company = models.OneToOneField(Company, on_delete=models.CASCADE, primary_key=True, related_name="logo")
+    content_type = models.CharField(max_length=16)
+    data = models.BinaryField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(content_type__in=LOGO_TYPES), name="company_logo_type"),
+            models.CheckConstraint(condition=models.lookups.LessThanOrEqual(models.functions.Length("data"),
+                                                                            LOGO_MAX_BYTES),
+                                   name="company_logo_size"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.company} logo ({self.content_type})"
 
 
 class RetailStore(models.Model):

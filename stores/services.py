@@ -14,6 +14,7 @@ from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from .audit import AuditContext, audit_changes, audit_record, audit_snapshot
+from .branding import logo_content_type, logo_version
 from .crypto import token_is_current, token_rotate
 from .errors import CodeRefused, DomainError
 from .models import (
@@ -23,6 +24,7 @@ from .models import (
     API_RATE_MAX,
     ApiKey,
     Company,
+    CompanyLogo,
     Membership,
     RetailStore,
     new_checkin_token,
@@ -404,4 +406,34 @@ def company_two_factor_require(*, company: Company, required: bool, by,
             company.save(update_fields=["require_two_factor"])
             audit_record(audit=audit, company=company, kind="company.two_factor_required", obj=company,
                          changes=audit_changes(before, audit_snapshot(company, ["require_two_factor"])))
+    return company
+
+
+# -- Branding ----------------------------------------------------------------------------------
+
+BRANDING_FIELDS = ["accent_color", "logo_version"]
+
+
+def company_branding_update(*, company: Company, accent_color: str, logo: bytes | None = None,
+                            remove_logo: bool = False, audit: AuditContext | None = None) -> Company:
+    """Set the company's accent colour (blank: the default) and, given `logo`'s bytes, its
+    logo (a PNG, JPEG or WebP image, checked here); `remove_logo` takes the logo away."""
+    accent_color = accent_color.strip().lower()
+    content_type = logo_content_type(logo) if logo is not None else None
+    with db.atomic(durable=True):
+        company = Company.objects.select_for_update().get(pk=company.pk)
+        before = audit_snapshot(company, BRANDING_FIELDS)
+        company.accent_color = accent_color
+        if logo is not None:
+            CompanyLogo.objects.update_or_create(company=company,
+                                                 defaults={"content_type": content_type, "data": logo})
+            company.logo_version = logo_version(logo)
+        elif remove_logo:
+            CompanyLogo.objects.filter(company=company).delete()
+            company.logo_version = ""
+        company.full_clean(validate_unique=False, validate_constraints=False)
+        company.save(update_fields=BRANDING_FIELDS)
+        audit_record(audit=audit, company=company, kind="company.branding_changed", obj=company,
+                     changes=audit_changes(before, audit_snapshot(company, BRANDING_FIELDS)),
+                     if_changed=True)
     return company

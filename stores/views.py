@@ -13,14 +13,25 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from .api_usage import API_ERRORS_KEPT, USAGE_DAYS, api_key_usage_flush
 from .audit import audit_context
+from .branding import branding_css_response, logo_response
 from .errors import DomainError
 from .extensions import store_mappings_form, store_mappings_save
-from .models import API_BURST_DEFAULT, API_BURST_MAX, API_RATE_DEFAULT, API_RATE_MAX, ApiKey, RetailStore
+from .models import (
+    API_BURST_DEFAULT,
+    API_BURST_MAX,
+    API_RATE_DEFAULT,
+    API_RATE_MAX,
+    LOGO_MAX_BYTES,
+    ApiKey,
+    RetailStore,
+    validate_accent_color,
+)
 from .selectors import api_key_get, api_key_usage, members_two_factor, store_get
 from .services import (
     api_key_create,
     api_key_limits_update,
     api_key_revoke,
+    company_branding_update,
     company_two_factor_require,
     store_create,
     store_update,
@@ -296,3 +307,70 @@ def security_settings(request):
                   {"form": form, "members": members,
                    "members_without": sum(1 for m in members if not m.two_factor_on)},
                   status=400 if form.errors else 200)
+
+
+# -- Settings › Branding -----------------------------------------------------------------------
+
+class BrandingForm(forms.Form):
+    logo = forms.FileField(
+        required=False, label="Logo",
+        help_text=f"A PNG, JPEG or WebP image, at most {LOGO_MAX_BYTES // 1024} KB. It is shown in the "
+                  "top bar of every staff page and on the waiting-room tablet.")
+    remove_logo = forms.BooleanField(required=False, label="Remove the logo")
+    accent_color = forms.CharField(
+        required=False, max_length=7, label="Accent colour",
+        help_text="A hex colour like #1f6f4a, for the top bar and the tablet's buttons; text on it "
+                  "is black or white, whichever reads better. Leave it empty for the default.",
+        widget=forms.TextInput(attrs={"placeholder": "#1f6f4a", "autocomplete": "off",
+                                      "spellcheck": "false"}))
+
+    def clean_accent_color(self):
+        value = self.cleaned_data["accent_color"].strip().lower()
+        if value and not value.startswith("#"):
+            value = "#" + value
+        validate_accent_color(value)
+        return value
+
+    def clean_logo(self):
+        upload = self.cleaned_data["logo"]
+        if upload and upload.size > LOGO_MAX_BYTES:
+            raise forms.ValidationError(f"The logo is {upload.size // 1024} KB: it can be at most "
+                                        f"{LOGO_MAX_BYTES // 1024} KB.")
+        return upload
+
+
+@company_view("settings.manage")
+def branding_settings(request):
+    """The company's logo and accent colour."""
+    company = request.company
+    form = BrandingForm(request.POST or None, request.FILES or None,
+                        initial={"accent_color": company.accent_color})
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["logo"]
+        try:
+            company_branding_update(company=company, accent_color=form.cleaned_data["accent_color"],
+                                    logo=upload.read() if upload else None,
+                                    remove_logo=form.cleaned_data["remove_logo"],
+                                    audit=audit_context(request))
+        except DomainError as exc:
+            form.add_error("logo" if exc.code.startswith("logo") else None, exc.message)
+        else:
+            messages.success(request, "Branding saved.")
+            return redirect("branding_settings")
+    return render(request, "stores/branding.html", {"form": form}, status=400 if form.errors else 200)
+
+
+@login_required
+def branding_logo(request):
+    """The current company's logo: only its own members see it here."""
+    if request.company is None:
+        raise Http404("No company.")
+    return logo_response(company=request.company, version=request.GET.get("v", ""))
+
+
+@login_required
+def branding_css(request):
+    """The current company's accent colour, as CSS custom properties."""
+    if request.company is None:
+        raise Http404("No company.")
+    return branding_css_response(company=request.company, version=request.GET.get("v", ""))

@@ -12,6 +12,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from stores.audit import audit_context
+from stores.branding import branding_css_response, logo_response
 from stores.errors import DomainError
 from stores.http import client_address
 from stores.models import RetailStore
@@ -212,3 +213,15 @@ def queue_check_in(request, token):
                 return render(request, "waitingroom/kiosk.html", context)
         return render(request, "waitingroom/kiosk.html", context, status=400)
     return render(request, "waitingroom/kiosk.html", context)
+
+
+# The tablet's branding, by the store's check-in link (it has no signed-in company).
+
+def kiosk_logo(request, token):
+    store = selectors.checkin_store_get(token=token)
+    return logo_response(company=store.company, version=request.GET.get("v", ""))
+
+
+def kiosk_branding_css(request, token):
+    store = selectors.checkin_store_get(token=token)
+    return branding_css_response(company=store.company, version=request.GET.get("v", ""))

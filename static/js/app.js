@@ -17,7 +17,11 @@
    data-row-open                  on a tbody: a tap anywhere on a row follows the row's first
                                   [data-row-link] (the queue's counter mode).
    data-scroll-into-view          on an element htmx swaps in: brought on screen when it
-                                  lands below the fold (the queue's profile on a tablet). */
+                                  lands below the fold (the queue's profile on a tablet).
+
+   A request htmx cancels itself, because a newer one replaces it (hx-sync "replace", as
+   the Analytics filters do when they change quickly), is not an error: htmx would still
+   write two console errors for it (htmx:afterRequest, htmx:sendAbort). */
 (function () {
   "use strict";
 
@@ -147,6 +151,17 @@
 
   document.addEventListener("DOMContentLoaded", bulkSync);
   document.addEventListener("htmx:afterSettle", bulkSync);
+  // htmx cancels by dispatching htmx:abort; the request is aborted, and htmx logs, while
+  // that event is on its way (the XHR's abort is synchronous). Errors of any other kind,
+  // a failed network request included, are still written.
+  var cancelling = 0;
+  document.addEventListener("htmx:abort", function () { cancelling += 1; }, true);
+  document.addEventListener("htmx:abort", function () { cancelling -= 1; });
+  var consoleError = console.error;
+  console.error = function (message) {
+    if (cancelling > 0 && typeof message === "string" && /^htmx:(afterRequest|sendAbort)\b/.test(message)) return;
+    consoleError.apply(console, arguments);
+  };
 
   function copy(input, button) {
     if (!input) return;

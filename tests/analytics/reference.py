@@ -28,6 +28,7 @@ class Line:
 class Sale:
     day: dt.date
     hour: int
+    occurred_at: dt.datetime
     store_id: int | None
     fulfillment: str
     member: bool
@@ -73,7 +74,8 @@ def load(company) -> list[Sale]:
         persona = t.persona
         member = bool(persona and persona.is_member and persona.enrolled_at <= t.occurred_at)
         sales.append(Sale(
-            day=local.date(), hour=local.hour, store_id=t.store_id, fulfillment=t.fulfillment, member=member,
+            day=local.date(), hour=local.hour, occurred_at=t.occurred_at, store_id=t.store_id,
+            fulfillment=t.fulfillment, member=member,
             persona_id=t.persona_id, is_order=t.status == "completed", subtotal=t.subtotal,
             discount=t.discount_total, tax=t.tax_total,
             items=sum((line.quantity for line in lines[t.pk]), ZERO), points_earned=earned[t.pk],
@@ -119,11 +121,12 @@ def expected(company, filters, bucket: str) -> dict:
     """Every number of the report for `filters`, as a dict the tests compare."""
     everything = load(company)
     start, end = filters.period.start, filters.period.end
-    length = end - start + dt.timedelta(days=1)
-    prev_start, prev_end = start - length, start - dt.timedelta(days=1)
+    prev_start, prev_end = filters.previous.start, filters.previous.end
+    until = filters.previous_until  # the previous period's last day counts up to then
     scoped = [s for s in everything if _matches(s, filters)]
     current = [s for s in scoped if start <= s.day <= end]
-    previous = [s for s in scoped if prev_start <= s.day <= prev_end]
+    previous = [s for s in scoped if prev_start <= s.day <= prev_end
+                and (until is None or s.day < prev_end or s.occurred_at < until)]
 
     first_order = {}
     for s in everything:

@@ -18,6 +18,7 @@ from analytics.models import ChangedHour
 from integrations.models import Connection, SyncRun
 from integrations.signals import sync_completed
 from loyalty.models import Transaction
+from loyalty.services import source_get_or_create
 from loyalty.services.pos import PosTransaction, pos_transaction_send
 from stores.models import Role
 from tests.analytics.conftest import line, local, record
@@ -102,6 +103,34 @@ def test_analytics_page_presets(client, login, shop, marketer_user):
     assert "Jan 1 – Mar 31, 2026" in page(client, "?range=90d").content.decode()
     html = page(client, "?range=12m").content.decode()
     assert "Apr 1, 2025 – Mar 31, 2026" in html and kpi(html, "orders") == "9"
+
+
+@pytest.mark.parametrize("preset, today, before, label", [
+    ("today", (2026, 3, 31), (2026, 3, 30), "compared with yesterday to 12:00"),
+    ("week", (2026, 3, 31), (2026, 3, 24), "compared with last week to Tue 12:00"),
+    ("month", (2026, 3, 28), (2026, 2, 28), "compared with last month to Feb 28, 12:00"),
+])
+def test_analytics_periods_that_end_today_compare_with_the_period_before_up_to_the_same_time(
+        client, login, company, marketer_user, preset, today, before, label):
+    # given sales on the day one period back, in its morning and afternoon, and this morning
+    client = login(client, marketer_user)
+    source = source_get_or_create(company=company, kind="pos_api")
+    customer = PersonaFactory(company=company)
+    record(company, source, "before-am", local(*before, 9), [line("Flower", "B", "P", 1, "10.00")],
+           persona=customer)
+    record(company, source, "before-pm", local(*before, 15), [line("Flower", "B", "P", 1, "100.00")],
+           persona=PersonaFactory(company=company))
+    record(company, source, "today-am", local(*today, 9), [line("Flower", "B", "P", 1, "20.00")],
+           persona=customer)
+    # when the page is opened at noon
+    with time_machine.travel(local(*today, 12), tick=False):
+        html = page(client, f"?range={preset}").content.decode()
+    # then this morning's $20 is compared with that morning's $10 alone, and the page says so
+    assert kpi(html, "net_sales") == "$20.00" and kpi(html, "orders") == "1"
+    assert re.search(r'data-testid="kpi-net_sales-change">[^<]*100', html)
+    assert 'title="The period before: $10.00"' in html
+    assert 'title="The period before: 1"' in html  # one customer then: the morning's
+    assert label in html
 
 
 def test_analytics_page_filters_by_store_fulfillment_and_customers(client, login, shop, marketer_user):

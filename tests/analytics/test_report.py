@@ -2,6 +2,7 @@
 over the same rows (tests/analytics/reference.py), on both paths: the daily rollup and the
 sales tables read directly."""
 
+import dataclasses
 import datetime as dt
 from decimal import Decimal
 
@@ -10,6 +11,7 @@ import pytest
 from analytics import selectors
 from analytics.selectors import Filters, Period
 from analytics.services import rollup_refresh
+from tests.analytics.conftest import local
 from tests.analytics.reference import expected, observed
 
 D = dt.date
@@ -61,6 +63,27 @@ def test_report_matches_python_on_both_paths(shop, company, period_name, filter_
     # then both say what the Python says, to the cent
     assert from_rollup == want
     assert from_tables == want
+
+
+@pytest.mark.parametrize("until", [(1, 5, 23, 0), (1, 6, 0, 30), (1, 6, 12, 0), (3, 8, 2, 30)],
+                         ids=["jan-5-23h", "jan-6-00h30", "jan-6-noon", "spring-forward-02h30"])
+@pytest.mark.parametrize("filter_name", FILTERS)
+def test_report_compares_up_to_the_same_moment_on_both_paths(shop, company, until, filter_name):
+    """A period compared with the days before it, its last day only up to a moment: the
+    late sale of Jan 5 and the sales of Jan 6 and Mar 8 fall either side of it."""
+    rollup_refresh(company=company)
+    month, day, hour, minute = until
+    moment = local(2026, month, day, hour, minute)
+    previous = Period(moment.date() - dt.timedelta(days=6), moment.date())
+    filters = dataclasses.replace(make_filters(shop, Period(previous.end + dt.timedelta(days=7),
+                                                             previous.end + dt.timedelta(days=13)),
+                                               **FILTERS[filter_name]),
+                                  previous_period=previous, previous_until=moment)
+    want = expected(company, filters, selectors.bucket_for(filters.period))
+    for path in ("rollup", "raw"):
+        got = observed(selectors.sales_report(company=company, filters=filters, path=path))
+        assert (got["previous"], got["previous_member_sales"], got["previous_customers"]) == (
+            want["previous"], want["previous_member_sales"], want["previous_customers"]), path
 
 
 def test_report_everything_by_hand(shop, company):

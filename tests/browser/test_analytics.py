@@ -124,3 +124,32 @@ def test_bad_filter_in_a_shared_link_is_explained(page, live_server, shop):
     expect(errors).to_contain_text("is before the start date")
     page.get_by_role("link", name="Show the last 30 days instead").click()
     expect(net_sales(page)).to_have_text("$230.00")
+
+
+def test_quick_date_changes_cancel_the_older_requests_quietly(page, live_server, shop):
+    # given the analytics page, watched for errors
+    marketer, _, _ = shop
+    problems, aborted = [], []
+    page.on("console", lambda m: m.type in ("error", "warning") and problems.append(m.text))
+    page.on("pageerror", lambda e: problems.append(f"script error {e}"))
+    page.on("requestfailed", lambda r: "/analytics/" in r.url and aborted.append(r.url))
+    log_in(page, live_server, marketer.username)
+    page.goto(f"{live_server.url}/analytics/")
+    expect(net_sales(page)).to_have_text("$230.00")
+    page.evaluate("window.__noReload = true")
+    # when the dates change four times in a row, faster than the answers come
+    page.evaluate("""() => {
+        const select = document.getElementById("id_range");
+        for (const value of ["today", "7d", "90d", "12m"]) {
+            select.value = value;
+            select.dispatchEvent(new Event("change", {bubbles: true}));
+        }
+    }""")
+    # then the last choice is shown, the older requests were dropped, and nothing complained
+    expect(page).to_have_url(re.compile(r"range=12m"))
+    expect(net_sales(page)).to_have_text("$350.00")
+    expect(page.get_by_test_id("chart-sales-over-time").locator(".main-svg").first).to_be_visible()
+    page.wait_for_timeout(300)
+    assert aborted, "the superseded requests were not cancelled"
+    assert problems == []
+    assert page.evaluate("window.__noReload") is True

@@ -83,3 +83,52 @@ def test_check_in_shows_up_live_signup_turns_enrolled_and_profile_shows_history(
     assert budtender.evaluate("window.__noReload") is True
     staff.close()
     door.close()
+
+
+def test_enrolled_is_a_status_badge_like_the_persona_cards_not_a_red_button(
+        page, live_server, company, queue_store, admin_user, regular):  # noqa: F811
+    from waitingroom.services import queue_check_in
+
+    queue_check_in(store=queue_store, phone=regular.phone)
+    queue_check_in(store=queue_store, phone="+17205550100", first_name="Walk", last_name="In")
+    log_in(page, live_server, admin_user.username)
+    page.goto(f"{live_server.url}/queue/{queue_store.pk}/")
+    enrolled = page.get_by_test_id("queue-entry").filter(has_text="Rita Regular").get_by_test_id("enrolled")
+    expect(enrolled).to_have_text("Enrolled")
+    # a status, not something to press, and not the colour of an error
+    assert enrolled.evaluate("e => e.tagName") == "SPAN"
+    expect(page.get_by_role("button", name="Enrolled")).to_have_count(0)
+    expect(page.get_by_test_id("signup")).to_have_text("Signup")
+    queue_badge = enrolled.evaluate("e => [getComputedStyle(e).backgroundColor, getComputedStyle(e).color]")
+    page.goto(f"{live_server.url}/personas/{regular.pk}/")
+    card_badge = page.locator(".badge-member").first
+    expect(card_badge).to_be_visible()
+    assert queue_badge == card_badge.evaluate(
+        "e => [getComputedStyle(e).backgroundColor, getComputedStyle(e).color]")
+
+
+def test_the_profile_opened_as_a_page_shows_every_section_to_the_last_order(
+        page, live_server, company, queue_store, admin_user, regular):  # noqa: F811
+    import datetime as dt
+
+    from tests.waitingroom.conftest import sale
+    from waitingroom.services import queue_check_in
+
+    now = dt.datetime.now(dt.UTC)
+    for n in range(8):  # ten orders in all, the most the profile lists
+        sale(regular, queue_store, f"R-more-{n}", now - dt.timedelta(days=40 + n),
+             [("Sour Gummies", "Wana", "Edibles", "1", "18.00"),
+              ("Pre-roll", "Lazercat", "Pre-Rolls", "2", "8.00")])
+    entry = queue_check_in(store=queue_store, phone=regular.phone)
+    page.set_viewport_size({"width": 1280, "height": 640})
+    log_in(page, live_server, admin_user.username)
+    page.goto(f"{live_server.url}/queue/{queue_store.pk}/entries/{entry.pk}/profile/")
+    panel = page.get_by_test_id("profile-panel")
+    expect(panel.get_by_test_id("profile-name")).to_have_text("Rita Regular")
+    expect(panel.get_by_role("heading", name="Recent orders")).to_be_visible()
+    # nothing is cut off inside the panel: it is as tall as what it holds
+    assert panel.evaluate("e => e.scrollHeight - e.clientHeight") <= 1
+    last = panel.locator("details.order").last
+    last.scroll_into_view_if_needed()
+    expect(last).to_be_in_viewport()
+    assert panel.locator("details.order").count() == 10

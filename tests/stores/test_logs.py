@@ -13,8 +13,10 @@ from django.conf import settings
 from django.urls import reverse
 
 from stores.logs import JsonFormatter
+from stores.models import Role
 from stores.requestid import RequestIdFilter
 from stores.services import api_key_create
+from tests.factories import MembershipFactory
 
 
 class Lines(logging.Handler):
@@ -111,3 +113,22 @@ def test_log_format_is_json_in_production_and_plain_in_development():
     chosen = start(DEBUG="1", LOG_FORMAT="json")
     assert chosen.stdout.strip() == "json"
     assert start(DEBUG="1", LOG_FORMAT="xml").returncode != 0
+
+
+def test_a_forbidden_page_logs_one_line_without_a_traceback(client, company, caplog, capsys):
+    # given a budtender, whose role may not manage settings
+    user = MembershipFactory(company=company, role=Role.BUDTENDER).user
+    client.force_login(user)
+    caplog.set_level(logging.INFO)
+    caplog.clear()
+    capsys.readouterr()
+    # when they open a settings page
+    response = client.get(reverse("store_list"))
+    assert response.status_code == 403
+    # then the log has one line for it, the access line, and no traceback anywhere
+    records = [r for r in caplog.records if not r.name.startswith("axes")]
+    assert [(r.name, r.levelname) for r in records] == [("loyalty.access", "INFO")]
+    assert records[0].status == 403 and records[0].exc_info is None
+    written = capsys.readouterr()
+    assert "Traceback" not in written.err + written.out
+    assert "Traceback" not in caplog.text
