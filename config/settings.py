@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "waitingroom",
     "analytics",
     "ops",
+    "members",
 ]
 
 MIDDLEWARE = [

@@ -36,6 +36,7 @@ urlpatterns = [
     path("audiences/", include("audiences.urls")),
     path("analytics/", include("analytics.urls")),
     path("queue/", include("waitingroom.urls")),
+    path("c/<slug:slug>/", include("members.urls")),
     path("api/pos/v1/", include("loyalty.urls_api")),
     path("api/v1/audiences/", include("audiences.urls_api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),

@@ -1,0 +1,58 @@
+"""Customers' own sign-ins and the text messages sent to them."""
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from loyalty.models import Persona
+from stores.models import Company
+
+
+class CustomerSession(models.Model):
+    """A customer signed in to their company's loyalty page: its own cookie, apart from staff
+    sessions. Only the token's SHA-256 is stored; revoking sets revoked_at."""
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="customer_sessions")
+    persona = models.ForeignKey(Persona, on_delete=models.CASCADE, related_name="customer_sessions")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    user_agent = models.CharField(max_length=200, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["persona", "-last_seen_at"], name="customer_session_recent_idx")]
+        constraints = [models.CheckConstraint(condition=Q(expires_at__gt=models.F("created_at")),
+                                              name="customer_session_expires_after_created")]
+
+    def __str__(self):
+        return f"{self.persona_id} since {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class SentMessage(models.Model):
+    """Every text message the platform sent (or tried to) for a company: the operator's
+    "Sent messages" page in Django admin, and what the local provider delivers to."""
+
+    class State(models.TextChoices):
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="sent_messages")
+    to = models.CharField(max_length=20)
+    body = models.TextField()
+    purpose = models.CharField(max_length=32, help_text="sign_in, join, test, ...")
+    provider = models.CharField(max_length=20)
+    provider_id = models.CharField(max_length=64, blank=True, help_text="The provider's message id.")
+    state = models.CharField(max_length=8, choices=State.choices)
+    error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.CheckConstraint(condition=Q(state__in=["sent", "failed"]),
+                                              name="sent_message_state_valid")]
+
+    def __str__(self):
+        return f"{self.to}: {self.body[:40]}"

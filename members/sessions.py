@@ -1,0 +1,92 @@
+"""Customer sign-in sessions: a cookie of their own (CUSTOMER_COOKIE), apart from the staff
+session, valid CUSTOMER_SESSION_DAYS, revocable (signing out, or the staff from the card)."""
+
+import functools
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
+from django.utils import timezone
+
+from stores.models import Company
+
+from .models import CustomerSession
+
+CUSTOMER_COOKIE = "loyalty_member"
+CUSTOMER_SESSION_DAYS = 30
+# last_seen_at is written at most this often per session (not on every page).
+SEEN_EVERY = timedelta(minutes=5)
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def customer_session_start(*, company, persona, request, response) -> CustomerSession:
+    """Sign the persona in on this browser: a new session and its cookie on `response`."""
+    token = secrets.token_urlsafe(32)
+    now = timezone.now()
+    session = CustomerSession.objects.create(
+        company=company, persona=persona, token_hash=_hash(token), created_at=now, last_seen_at=now,
+        expires_at=now + timedelta(days=CUSTOMER_SESSION_DAYS),
+        user_agent=request.headers.get("User-Agent", "")[:200], ip=request.META.get("REMOTE_ADDR") or None)
+    response.set_cookie(CUSTOMER_COOKIE, token, max_age=CUSTOMER_SESSION_DAYS * 86400, httponly=True,
+                        secure=request.is_secure(), samesite="Lax", path=f"/c/{company.slug}/")
+    return session
+
+
+def customer_session_of(request, company) -> CustomerSession | None:
+    """The live session this browser holds for `company`, or None (another company's cookie,
+    an expired or revoked one)."""
+    token = request.COOKIES.get(CUSTOMER_COOKIE)
+    if not token:
+        return None
+    now = timezone.now()
+    session = (CustomerSession.objects.select_related("persona")
+               .filter(token_hash=_hash(token), company=company, revoked_at__isnull=True, expires_at__gt=now,
+                       persona__company=company).first())
+    if session and now - session.last_seen_at > SEEN_EVERY:
+        CustomerSession.objects.filter(pk=session.pk).update(last_seen_at=now)
+    return session
+
+
+def customer_session_end(*, request, response, company) -> None:
+    session = customer_session_of(request, company)
+    if session:
+        CustomerSession.objects.filter(pk=session.pk).update(revoked_at=timezone.now())
+    response.delete_cookie(CUSTOMER_COOKIE, path=f"/c/{company.slug}/")
+
+
+def customer_sessions_revoke(*, persona) -> int:
+    """Sign the persona out everywhere (erasure, or staff acting on a request)."""
+    now = timezone.now()
+    live = CustomerSession.objects.filter(persona=persona, revoked_at__isnull=True, expires_at__gt=now)
+    return live.update(revoked_at=now)
+
+
+def company_page(slug: str) -> Company:
+    """The company whose loyalty page this is; 404 when there is none."""
+    return get_object_or_404(Company, slug=slug)
+
+
+def customer_required(view):
+    """For views under /c/<slug>/ that need a signed-in customer: sets request.company,
+    request.customer_session and request.persona, or sends the browser to sign in."""
+
+    @functools.wraps(view)
+    def wrapper(request, slug, *args, **kwargs):
+        company = company_page(slug)
+        session = customer_session_of(request, company)
+        if session is None:
+            try:
+                url = reverse("members:sign_in", args=[slug])
+            except Exception:  # the sign-in page is not routed yet
+                raise Http404("Sign in first.") from None
+            return redirect(f"{url}?next={request.path}")
+        request.company, request.customer_session, request.persona = company, session, session.persona
+        return view(request, slug, *args, **kwargs)
+
+    return wrapper
