@@ -5,7 +5,12 @@
    data-select-all                on a read-only input: a click or focus selects all of it.
    data-autosubmit                on a select: choosing an option submits its form.
    data-confirm="<question>"      on a plain form: asks first; Cancel stops the submit
-                                  (htmx forms and buttons use hx-confirm). */
+                                  (htmx forms and buttons use hx-confirm).
+   data-announce="<region id>"    on an element htmx redraws: its text is copied into that
+                                  aria-live region (which stays put) when it changes, so a
+                                  screen reader hears the new count once, not every redraw.
+   data-focus-on-swap             on an element htmx brings in (a heading with tabindex="-1"):
+                                  it takes the focus once, so the keyboard follows the user. */
 (function () {
   "use strict";
 
@@ -28,6 +33,34 @@
   document.addEventListener("submit", function (event) {
     var form = event.target;
     if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) event.preventDefault();
+  });
+
+  function announce() {
+    document.querySelectorAll("[data-announce]").forEach(function (source) {
+      var region = document.getElementById(source.dataset.announce);
+      var text = source.textContent.replace(/\s+/g, " ").trim();
+      if (region && region.textContent !== text) region.textContent = text;
+    });
+  }
+
+  function focusSwapped() {
+    var target = document.querySelector("[data-focus-on-swap]");
+    if (!target) return;
+    target.removeAttribute("data-focus-on-swap");
+    target.focus();
+  }
+
+  document.addEventListener("htmx:afterSettle", function () {
+    announce();
+    focusSwapped();
+  });
+  document.addEventListener("htmx:oobAfterSwap", announce);
+  document.addEventListener("DOMContentLoaded", function () {
+    announce();
+    // The side navigation's highlighted link is the current page for screen readers too.
+    document.querySelectorAll(".sidebar a.active").forEach(function (link) {
+      link.setAttribute("aria-current", "page");
+    });
   });
 
   function copy(input, button) {
