@@ -215,6 +215,16 @@ def tab_to(page, matches: str, limit: int = 60) -> None:
     raise AssertionError(f"Tab never reached {matches}")
 
 
+BRAND = "rgb(31, 111, 74)"  # --brand: 6:1 on white
+
+
+def assert_focus_ring(locator) -> None:
+    """The focused control shows a solid outline of the brand colour, at least 2px wide."""
+    ring = locator.evaluate("el => { const s = getComputedStyle(el); return {style: s.outlineStyle, "
+                            "width: parseFloat(s.outlineWidth), color: s.outlineColor}; }")
+    assert ring["style"] == "solid" and ring["width"] >= 2 and ring["color"] == BRAND, ring
+
+
 def watch_region(page, selector: str) -> None:
     """Mark the live region and count the changes made to it from now on."""
     page.locator(selector).evaluate("""region => {
@@ -260,6 +270,7 @@ def test_audience_builder_by_keyboard_and_its_count_is_announced(page, live_serv
     page.keyboard.press("Enter")
     trait = page.get_by_label("Condition 1 trait")
     expect(trait).to_be_focused()
+    assert_focus_ring(trait)
     expect(status).to_have_text("Not counted yet Condition 1: pick a trait")
 
     # Typing picks the trait; the count follows, is announced, and the focus stays on the trait.
@@ -310,6 +321,7 @@ def test_queue_by_keyboard_and_only_its_count_is_live(page, live_server, company
     page.wait_for_timeout(4500)  # two polls at least
     name = page.get_by_test_id("queue-entry").filter(has_text="Rita Regular").get_by_test_id("queue-name")
     expect(name).to_be_focused()
+    assert_focus_ring(name)
     state = region_state(page, "#queue-status")
     assert state == {"same": True, "changes": 0, "text": "2 in line"}, state
 
@@ -330,3 +342,49 @@ def test_queue_by_keyboard_and_only_its_count_is_live(page, live_server, company
     assert state["same"] and state["text"] == "3 in line", state
     assert state["changes"] == 1, state
     expect(status).to_have_attribute("aria-live", "polite")
+
+
+def test_axe_finds_nothing_serious_after_htmx_changes_and_on_a_phone(page, live_server, demo):
+    """The states htmx draws (a half-made audience, an open profile, filtered personas) and
+    the pages a budtender opens on a phone."""
+    report: dict = {}
+    found: list[str] = []
+    page.set_viewport_size({"width": 1360, "height": 900})
+    log_in_demo(page, live_server, "admin")
+
+    page.goto(f"{live_server.url}{reverse('audience_new')}")
+    page.get_by_role("button", name="+ Add condition").click()
+    expect(page.get_by_test_id("audience-error")).to_have_text("Condition 1: pick a trait")
+    found += blocking_violations(page, "audience builder (half-made condition)", report)
+    page.get_by_label("Condition 1 trait").select_option(label="Lifetime spend")
+    expect(page.get_by_label("Condition 1 value")).to_be_visible()
+    page.wait_for_function("() => !document.querySelector('#rules-editor.htmx-request')")
+    page.get_by_role("button", name="+ Add group").first.click()
+    expect(page.get_by_role("group", name="Group 1")).to_be_visible()
+    found += blocking_violations(page, "audience builder (condition and group)", report)
+
+    entry = QueueEntry.objects.filter(store__company=demo).order_by("id").first()
+    page.goto(f"{live_server.url}{reverse('queue_store', args=[entry.store_id])}")
+    page.get_by_test_id("queue-name").first.click()
+    expect(page.get_by_test_id("profile-panel").get_by_test_id("profile-name")).to_be_visible()
+    found += blocking_violations(page, "queue (profile open)", report)
+
+    page.goto(f"{live_server.url}{reverse('persona_list')}")
+    page.get_by_label("Search").fill("a")
+    page.wait_for_function("() => !document.querySelector('#persona-results.htmx-request')")
+    found += blocking_violations(page, "personas list (searched)", report)
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    for label, path in (("dashboard", reverse("home")),
+                        ("queue", reverse("queue_store", args=[entry.store_id])),
+                        ("queue profile", reverse("queue_profile", args=[entry.store_id, entry.pk])),
+                        ("personas list", reverse("persona_list")),
+                        ("audience builder", reverse("audience_new"))):
+        page.goto(f"{live_server.url}{path}")
+        found += blocking_violations(page, f"{label} (phone)", report)
+    page.context.clear_cookies()
+    store = demo.stores.filter(opt_in_queue_enabled=True).first()
+    page.goto(f"{live_server.url}{reverse('queue_check_in', args=[store.checkin_token])}")
+    found += blocking_violations(page, "kiosk check-in (phone)", report)
+
+    assert not found, "\n".join(found)
