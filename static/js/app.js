@@ -50,13 +50,22 @@
     target.focus();
   }
 
+  // A code block that scrolls sideways can be reached and scrolled from the keyboard.
+  function focusableCode() {
+    document.querySelectorAll("pre.code-block:not([tabindex])").forEach(function (pre) {
+      pre.tabIndex = 0;
+    });
+  }
+
   document.addEventListener("htmx:afterSettle", function () {
     announce();
     focusSwapped();
+    focusableCode();
   });
   document.addEventListener("htmx:oobAfterSwap", announce);
   document.addEventListener("DOMContentLoaded", function () {
     announce();
+    focusableCode();
     // The side navigation's highlighted link is the current page for screen readers too.
     document.querySelectorAll(".sidebar a.active").forEach(function (link) {
       link.setAttribute("aria-current", "page");
