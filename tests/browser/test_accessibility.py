@@ -18,7 +18,7 @@ from loyalty.services.webhooks import webhook_endpoint_create
 from stores.models import ApiKey, Company, Role
 from stores.services import api_key_create
 from tests.browser.pages import log_in
-from tests.factories import MembershipFactory, PersonaFactory
+from tests.factories import PASSWORD, MembershipFactory, PersonaFactory
 from tests.waitingroom.conftest import queue_store, regular  # noqa: F401 - fixtures
 from waitingroom.models import QueueEntry
 from waitingroom.services import queue_check_in
@@ -144,7 +144,7 @@ def blocking_violations(page, label: str, report: dict) -> list[str]:
 def assert_described_by_error(page, selector: str) -> None:
     """The field names, in aria-describedby, an element on the page that holds its error."""
     ids = (page.locator(selector).get_attribute("aria-describedby") or "").split()
-    errors = [i for i in ids if i.endswith("_error")]
+    errors = [i for i in ids if i.endswith(("_error", "-error"))]
     assert errors, f"{selector} is described by {ids}: no error"
     expect(page.locator(f"#{errors[0]}").locator(".field-error, .form-error").first).not_to_be_empty()
 
@@ -386,5 +386,47 @@ def test_axe_finds_nothing_serious_after_htmx_changes_and_on_a_phone(page, live_
     store = demo.stores.filter(opt_in_queue_enabled=True).first()
     page.goto(f"{live_server.url}{reverse('queue_check_in', args=[store.checkin_token])}")
     found += blocking_violations(page, "kiosk check-in (phone)", report)
+
+    assert not found, "\n".join(found)
+
+
+def test_axe_finds_nothing_serious_on_the_two_factor_steps(page, live_server, company):
+    """The pages only a POST or a second factor leads to: the recovery codes, the code step
+    (with a wrong code), two-factor on."""
+    from tests.browser.test_two_factor_browser import app_code
+
+    MembershipFactory(company=company, role=Role.ADMIN, user__username="tf-admin")
+    report: dict = {}
+    found: list[str] = []
+    log_in(page, live_server, "tf-admin")
+    page.goto(f"{live_server.url}{reverse('two_factor')}")
+    secret = page.get_by_test_id("totp-secret").inner_text()
+    page.get_by_label("Code").fill("000000" if app_code(secret) != "000000" else "111111")
+    page.get_by_role("button", name="Turn on two-factor").click()
+    expect(page.get_by_test_id("code-error")).to_be_visible()
+    expect(page.get_by_label("Code")).to_have_attribute("aria-invalid", "true")
+    assert_described_by_error(page, "#enrol-code")
+    found += blocking_violations(page, "two-factor set-up (wrong code)", report)
+    page.wait_for_timeout(2100)  # a wrong code makes the next one wait
+    page.get_by_label("Code").fill(app_code(secret))
+    page.get_by_role("button", name="Turn on two-factor").click()
+    expect(page.get_by_test_id("recovery-code")).to_have_count(10)
+    found += blocking_violations(page, "two-factor recovery codes", report)
+    page.get_by_role("link", name="I have saved them").click()
+    expect(page.get_by_test_id("codes-left")).to_be_visible()
+    found += blocking_violations(page, "two-factor on", report)
+
+    page.get_by_role("button", name="Log out").click()
+    page.fill("#id_username", "tf-admin")
+    page.fill("#id_password", PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Two-factor code")).to_be_visible()
+    found += blocking_violations(page, "sign-in code step", report)
+    page.get_by_label("Code").fill(f"{(int(app_code(secret)) + 1) % 1_000_000:06d}")
+    page.get_by_role("button", name="Verify").click()
+    expect(page.get_by_test_id("code-error")).to_be_visible()
+    expect(page.get_by_label("Code")).to_have_attribute("aria-invalid", "true")
+    assert_described_by_error(page, "#id_code")
+    found += blocking_violations(page, "sign-in code step (wrong code)", report)
 
     assert not found, "\n".join(found)
