@@ -66,7 +66,7 @@ def _queue_rows(store) -> list[dict]:
     for entry in selectors.queue_today(store=store):
         arrived = timezone.localtime(entry.checked_in_at)
         rows.append({
-            "url": f"{base}{entry.pk}/", "name": entry.persona.display_name,
+            "id": entry.pk, "url": f"{base}{entry.pk}/", "name": entry.persona.display_name,
             "member": entry.persona.is_member, "serving": entry.state == QueueState.SERVING,
             "served_by": entry.served_by.get_username() if entry.served_by else "",
             "arrived": f"{arrived:%-I:%M %p}", "waited": _waited(entry.checked_in_at),

@@ -18,6 +18,11 @@
                                   [data-row-link] (the queue's counter mode).
    data-scroll-into-view          on an element htmx swaps in: brought on screen when it
                                   lands below the fold (the queue's profile on a tablet).
+   data-announce="<region id>"    on an element htmx redraws: its text is copied into that
+                                  aria-live region (which stays put) when it changes, so a
+                                  screen reader hears the new count once, not every redraw.
+   data-focus-on-swap             on an element htmx brings in (a heading with tabindex="-1"):
+                                  it takes the focus once, so the keyboard follows the user.
 
    A request htmx cancels itself, because a newer one replaces it (hx-sync "replace", as
    the Analytics filters do when they change quickly), is not an error: htmx would still
@@ -162,6 +167,43 @@
     if (cancelling > 0 && typeof message === "string" && /^htmx:(afterRequest|sendAbort)\b/.test(message)) return;
     consoleError.apply(console, arguments);
   };
+
+  function announce() {
+    document.querySelectorAll("[data-announce]").forEach(function (source) {
+      var region = document.getElementById(source.dataset.announce);
+      var text = source.textContent.replace(/\s+/g, " ").trim();
+      if (region && region.textContent !== text) region.textContent = text;
+    });
+  }
+
+  function focusSwapped() {
+    var target = document.querySelector("[data-focus-on-swap]");
+    if (!target) return;
+    target.removeAttribute("data-focus-on-swap");
+    target.focus();
+  }
+
+  // A code block that scrolls sideways can be reached and scrolled from the keyboard.
+  function focusableCode() {
+    document.querySelectorAll("pre.code-block:not([tabindex])").forEach(function (pre) {
+      pre.tabIndex = 0;
+    });
+  }
+
+  document.addEventListener("htmx:afterSettle", function () {
+    announce();
+    focusSwapped();
+    focusableCode();
+  });
+  document.addEventListener("htmx:oobAfterSwap", announce);
+  document.addEventListener("DOMContentLoaded", function () {
+    announce();
+    focusableCode();
+    // The side navigation's highlighted link is the current page for screen readers too.
+    document.querySelectorAll(".sidebar a.active").forEach(function (link) {
+      link.setAttribute("aria-current", "page");
+    });
+  });
 
   function copy(input, button) {
     if (!input) return;
