@@ -109,6 +109,9 @@ def staff_pages(company) -> list[tuple[str, str]]:
         ("two-factor", url("two_factor")),
         ("activity", url("audit_activity")),
         ("api guide", url("api_guide")),
+        ("branding", url("branding_settings")),
+        ("bulk enrol confirmation", url("persona_bulk") + f"?action=enrol&persona={persona.pk}"),
+        ("queue counter mode", url("queue_store", entry.store_id) + "?mode=counter"),
     ]
 
 
