@@ -7,3 +7,8 @@ class MembersConfig(AppConfig):
 
     default_auto_field = "django.db.models.BigAutoField"
     name = "members"
+
+    def ready(self):
+        from stores.crypto import encrypted_field_register
+
+        encrypted_field_register("members.LoyaltyPageSettings", "twilio_auth_token_encrypted")

@@ -8,6 +8,45 @@ from loyalty.models import Persona
 from stores.models import Company
 
 
+class LoyaltyPageSettings(models.Model):
+    """Settings › Loyalty page: whether the company's customer page is open, the minimum age
+    to join per market, and how its text messages are sent. One per company (made on first
+    read by `members.selectors.page_settings`)."""
+
+    class SmsProvider(models.TextChoices):
+        PLATFORM = "platform", "The platform's (SMS_PROVIDER setting)"
+        TWILIO = "twilio", "Our Twilio account"
+
+    company = models.OneToOneField(Company, on_delete=models.CASCADE, related_name="loyalty_page")
+    enabled = models.BooleanField("loyalty page on", default=False)
+    minimum_age = models.PositiveSmallIntegerField(default=21,
+                                                   help_text="To join, unless the market says otherwise.")
+    # {"CO": 21, "MI": 18}: the market's (state's) minimum age to join, over minimum_age.
+    minimum_ages = models.JSONField(default=dict, blank=True)
+    sms_provider = models.CharField(max_length=12, choices=SmsProvider.choices, default=SmsProvider.PLATFORM)
+    twilio_account_sid = models.CharField(max_length=64, blank=True)
+    # The sender: a phone number in E.164, or a Messaging Service SID (MG...).
+    twilio_sender = models.CharField(max_length=64, blank=True)
+    twilio_auth_token_encrypted = models.TextField(blank=True)
+    twilio_auth_token_last4 = models.CharField(max_length=4, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "loyalty page settings"
+        constraints = [
+            models.CheckConstraint(condition=Q(minimum_age__gte=13) & Q(minimum_age__lte=99),
+                                   name="loyalty_page_minimum_age_range"),
+            models.CheckConstraint(condition=Q(sms_provider__in=["platform", "twilio"]),
+                                   name="loyalty_page_sms_provider_valid"),
+        ]
+
+    def __str__(self):
+        return f"Loyalty page of {self.company_id}"
+
+    def minimum_age_for(self, market: str) -> int:
+        return int(self.minimum_ages.get((market or "").upper(), self.minimum_age))
+
+
 class CustomerSession(models.Model):
     """A customer signed in to their company's loyalty page: its own cookie, apart from staff
     sessions. Only the token's SHA-256 is stored; revoking sets revoked_at."""
