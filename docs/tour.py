@@ -89,7 +89,11 @@ def take(base: str) -> None:
         counter.goto(f"{base}/queue/")
         counter.locator("main a[href*='/queue/']").first.click()
         counter.wait_for_url("**/queue/*/**")
+        counter.get_by_role("link", name="Counter mode").click()
+        counter.locator("[data-testid=queue-name]").first.click()
+        counter.locator("[data-testid=profile-name]").wait_for()
         shoot(counter, "4-queue-tablet")
+        counter.get_by_role("link", name="Leave counter mode").click()
         browser.close()
 
 

@@ -30,8 +30,11 @@ def shop(company, other_company):
 
 
 def settled(page):
-    """Wait until no builder request is on its way."""
-    page.wait_for_function("() => !document.querySelector('#rules-editor.htmx-request')")
+    """Wait until no builder request is on its way and htmx has taken over the buttons it
+    drew (a click on one before that is a plain form post: the whole page again)."""
+    page.wait_for_function("() => !document.querySelector('#rules-editor.htmx-request')"
+                           " && [...document.querySelectorAll('#rules-editor [hx-post]')]"
+                           ".every(b => b['htmx-internal-data'])")
 
 
 def test_marketer_builds_saves_and_exports_an_audience(page, live_server, shop, tmp_path):

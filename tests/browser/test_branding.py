@@ -30,6 +30,7 @@ def test_an_admin_brands_the_top_bar_and_the_tablet(page, browser, live_server, 
     page.get_by_label("Accent colour").fill("#ffd60a")  # a light yellow: dark text on it
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_role("status")).to_contain_text("Branding saved.")
+    page.wait_for_load_state("load")
 
     topbar = page.locator("header.topbar")
     expect(page.get_by_test_id("brand-logo")).to_be_visible()
@@ -41,6 +42,7 @@ def test_an_admin_brands_the_top_bar_and_the_tablet(page, browser, live_server, 
     page.get_by_label("Accent colour").fill("#1f3a8a")
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_role("status")).to_contain_text("Branding saved.")
+    page.wait_for_load_state("load")  # the new branding stylesheet, not only the page's text
     assert topbar.evaluate(BACKGROUND_AND_TEXT) == ["rgb(31, 58, 138)", "rgb(255, 255, 255)"]
 
     # The tablet at the door, signed in as nobody.
