@@ -24,7 +24,7 @@ from config.launcher import load_demo  # noqa: E402
 OUT = ROOT / "docs" / "tour"
 PASSWORD = "demo-pass-2026"
 DESKTOP = {"width": 1280, "height": 800}
-TABLET = {"width": 820, "height": 1180}
+TABLET = {"width": 1180, "height": 820}  # landscape, mounted at the counter
 
 
 def free_port() -> int:
