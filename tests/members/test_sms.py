@@ -158,3 +158,12 @@ def test_a_company_twilio_without_credentials_is_not_sent(company, twilio_server
         sms_send(company=company, to=TO, body="hi", purpose="test")
     assert SentMessage.objects.get().error.startswith("not_configured: ")
     assert twilio_server.requests == []
+
+
+def test_the_operators_sent_messages_page_lists_twilio_messages(client, company, twilio_server,
+                                                                 django_user_model):
+    operator = django_user_model.objects.create_superuser("operator", "op@example.com", "x-Pass-12345")
+    sms_send(company=company, to=TO, body="Your code is 654321", purpose="sign_in")
+    client.force_login(operator)
+    html = client.get("/admin/members/sentmessage/").content.decode()
+    assert "Your code is 654321" in html and "twilio" in html
