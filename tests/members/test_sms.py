@@ -167,3 +167,14 @@ def test_the_operators_sent_messages_page_lists_twilio_messages(client, company,
     client.force_login(operator)
     html = client.get("/admin/members/sentmessage/").content.decode()
     assert "Your code is 654321" in html and "twilio" in html
+
+
+def test_a_company_token_that_no_longer_decrypts_is_not_sent(company, twilio_server):
+    LoyaltyPageSettings.objects.create(
+        company=company, sms_provider="twilio", twilio_account_sid="AC" + "12" * 16,
+        twilio_sender="+17205550199", twilio_auth_token_encrypted="not-a-fernet-token")
+    with pytest.raises(SmsNotSent) as refused:
+        sms_send(company=company, to=TO, body="hi", purpose="test")
+    assert refused.value.message == NOT_SENT_MESSAGE
+    assert SentMessage.objects.get().error.startswith("secret_unreadable: ")
+    assert twilio_server.requests == []
