@@ -30,6 +30,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
 DATABASE_NAME = "loyalty"
 DEMO_OUTBOUND_ALLOW_HOSTS = "127.0.0.1:8765"
+# `run` sends the demo's text messages through Twilio's API to a local fake on this port.
+DEMO_TWILIO_PORT = 8766
 MANAGE = str(BASE_DIR / "manage.py")
 SERVE_ROLES = ("all", "web", "worker", "beat", "migrate")
 # Each gunicorn worker is a whole Django process (~100 MB): more than this rarely pays.
@@ -168,18 +170,40 @@ def supervise(commands: dict[str, list[str]], env: dict, ready: str, stop_timeou
         stop_all(procs, timeout=stop_timeout)
 
 
+def demo_sms_env(env: dict) -> list[str] | None:
+    """For `run`: unless SMS_PROVIDER is set, text messages go through the real Twilio client
+    to the local fake (members/twilio_fake.py), allow-listed; the command that starts the
+    fake, or None. Django admin's Sent messages page shows them either way."""
+    if env.get("SMS_PROVIDER"):
+        return None
+    from members.twilio_fake import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DEFAULT_FROM
+
+    fake = f"127.0.0.1:{DEMO_TWILIO_PORT}"
+    env.update(SMS_PROVIDER="twilio", TWILIO_ACCOUNT_SID=DEFAULT_ACCOUNT_SID,
+               TWILIO_AUTH_TOKEN=DEFAULT_AUTH_TOKEN, TWILIO_FROM=DEFAULT_FROM,
+               TWILIO_API_BASE=f"http://{fake}")
+    allowed = [entry.strip() for entry in env.get("OUTBOUND_ALLOW_HOSTS", "").split(",") if entry.strip()]
+    if fake not in allowed:
+        env["OUTBOUND_ALLOW_HOSTS"] = ",".join([*allowed, fake])
+    return [sys.executable, "-m", "members.twilio_fake", "--host", "127.0.0.1",
+            "--port", str(DEMO_TWILIO_PORT)]
+
+
 def cmd_run() -> int:
     stop_on_signals()
     python = sys.executable
     host = os.environ.get("HOST", "127.0.0.1")
     port = os.environ.get("PORT", "8000")
     with services(redis_name="run") as env:
-        # The demo's one local stand-in the server may call: the Cova fake the README
-        # suggests (tests/integrations/cova_fake.py, port 8765). Nothing else private.
+        # The demo's local stand-ins the server may call: the Cova fake the README suggests
+        # (tests/integrations/cova_fake.py, port 8765) and the Twilio fake started below
+        # (members/twilio_fake.py, port 8766, added by demo_sms_env). Nothing else private.
         env.setdefault("OUTBOUND_ALLOW_HOSTS", DEMO_OUTBOUND_ALLOW_HOSTS)
+        twilio_fake = demo_sms_env(env)
         subprocess.run([python, MANAGE, "migrate", "--no-input"], env=env, check=True)
         load_demo(env, f"http://{host}:{port}")
         commands = {
+            **({"twilio-fake": twilio_fake} if twilio_fake else {}),
             "web": [python, MANAGE, "runserver", f"{host}:{port}"],
             "worker": [python, "-m", "celery", "-A", "config", "worker", "-l", "info",
                        "--concurrency", "2"],

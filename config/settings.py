@@ -358,6 +358,22 @@ for _entry in OUTBOUND_ALLOW_HOSTS:
         raise ImproperlyConfigured(
             f"OUTBOUND_ALLOW_HOSTS entry '{_entry}' is not host:port, e.g. 127.0.0.1:8765.")
 
+# Text messages to customers (members/sms.py): "outbox" only records them (the operator's
+# Sent messages page in Django admin), "twilio" sends through Twilio's Messages API with
+# the TWILIO_* account below. A company can use its own Twilio account instead (Settings ›
+# Loyalty page). TWILIO_API_BASE points the client at another host (the local fake in
+# tests and `make run`: members/twilio_fake.py); it must then be in OUTBOUND_ALLOW_HOSTS.
+SMS_PROVIDER = os.environ.get("SMS_PROVIDER", "outbox").strip() or "outbox"
+if SMS_PROVIDER not in ("outbox", "twilio"):
+    raise ImproperlyConfigured(f"SMS_PROVIDER must be outbox or twilio, not '{SMS_PROVIDER}'.")
+TWILIO_ACCOUNT_SID = os.environ.get("TWILIO_ACCOUNT_SID", "").strip()
+TWILIO_AUTH_TOKEN = os.environ.get("TWILIO_AUTH_TOKEN", "").strip()
+# The sender: a phone number in E.164 (+13035550100) or a Messaging Service SID (MG...).
+TWILIO_FROM = os.environ.get("TWILIO_FROM", "").strip()
+TWILIO_API_BASE = os.environ.get("TWILIO_API_BASE", "").strip().rstrip("/") or "https://api.twilio.com"
+# Seconds to connect, and again to wait for the answer, before a message counts as not sent.
+SMS_TIMEOUT_SECONDS = float(os.environ.get("SMS_TIMEOUT_SECONDS", "5"))
+
 # The broker: Redis (the cache's server) unless CELERY_BROKER_URL names another, e.g.
 # RabbitMQ (amqp://user:pass@host:5672/vhost). Redis stays the cache either way.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "").strip() or REDIS_URL

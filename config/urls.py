@@ -33,6 +33,7 @@ urlpatterns = [
     path("", include("loyalty.urls")),
     path("settings/integrations/", include("integrations.urls")),
     path("settings/webhooks/", include("loyalty.urls_webhooks")),
+    path("settings/loyalty-page/", include("members.urls_settings")),
     path("audiences/", include("audiences.urls")),
     path("analytics/", include("analytics.urls")),
     path("queue/", include("waitingroom.urls")),
