@@ -18,6 +18,7 @@ PAGES = [
     ("branding_settings", [], [("Settings", None), ("Branding", "")]),
     ("audit_activity", [], [("Settings", None), ("Activity", "")]),
     ("loyalty_program", [], [("Settings", None), ("Loyalty program", "")]),
+    ("loyalty_page_settings", [], [("Settings", None), ("Loyalty page", "")]),
     ("offer_list", [], [("Settings", None), ("Offers", "")]),
     ("offer_create", [], [("Settings", None), ("Offers", "offer_list"), ("Add an offer", "")]),
     ("prompt_list", [], [("Settings", None), ("POS prompts", "")]),

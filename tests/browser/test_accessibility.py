@@ -110,6 +110,7 @@ def staff_pages(company) -> list[tuple[str, str]]:
         ("activity", url("audit_activity")),
         ("api guide", url("api_guide")),
         ("branding", url("branding_settings")),
+        ("loyalty page settings", url("loyalty_page_settings")),
         ("bulk enrol confirmation", url("persona_bulk") + f"?action=enrol&persona={persona.pk}"),
         ("queue counter mode", url("queue_store", entry.store_id) + "?mode=counter"),
     ]
