@@ -172,3 +172,19 @@ def test_wallet_lists_used_items_apart_and_every_new_item_gets_a_code(client, co
 def test_rewards_page_needs_a_signed_in_customer(client, company):
     response = client.get(reverse("members:rewards", args=[company.slug]))
     assert response.status_code in (302, 404)
+
+
+def test_persona_card_marks_items_bought_on_the_loyalty_page_with_their_code(client, admin_client, company):
+    # given an item bought on the loyalty page and one at the POS
+    persona = member(company, 500)
+    offer = ten_off(company)
+    buy(signed_in(client, company, persona), company, offer, "t-1")
+    at_pos = offer_purchase(company=company, persona_id=persona.pk, offer_id=offer.pk)
+    online = WalletItem.objects.get(persona=persona, source="loyalty_page")
+
+    # when staff open the persona card
+    page = admin_client.get(reverse("persona_detail", args=[persona.pk])).content.decode()
+
+    # then both codes show, and the loyalty page's purchase says so
+    assert online.code in page and at_pos.code in page
+    assert page.count("Bought on the loyalty page") == 1
