@@ -1,8 +1,11 @@
 """The POS looks a customer up by the code of a wallet item (typed, or scanned off the QR
 code on their loyalty page) and gets that item back as `scanned`."""
 
+import datetime as dt
+
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from loyalty.models import Offer, WalletItem
 from loyalty.services.redemptions import offer_purchase
@@ -75,3 +78,17 @@ def test_schema_lists_wallet_code_on_lookup():
     assert "scanned" in schema["components"]["schemas"]["LookupResponse"]["properties"]
     operation = schema["paths"]["/api/pos/v1/lookup"]["post"]
     assert "wallet_code" in operation["description"]
+
+
+def test_lookup_by_wallet_code_of_an_ended_offer_is_not_applicable(counter, company):  # noqa: F811
+    # given an item whose offer has since ended
+    client, _, persona = counter
+    ended = Offer.objects.create(company=company, name="Summer $5", kind="flat", amount=5, points_cost=0,
+                                 starts_at=timezone.now() - dt.timedelta(days=30),
+                                 ends_at=timezone.now() - dt.timedelta(days=1))
+    item = WalletItem.objects.create(company=company, persona=persona, offer=ended)
+
+    # when its code is scanned, then the customer is found and the item is not applicable
+    body = post(client, "lookup", {"wallet_code": item.code}).json()
+    assert body["persona"]["id"] == persona.pk
+    assert body["scanned"]["applicable"] is False and "expired" in body["scanned"]["reason"]

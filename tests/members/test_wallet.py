@@ -188,3 +188,20 @@ def test_persona_card_marks_items_bought_on_the_loyalty_page_with_their_code(cli
     # then both codes show, and the loyalty page's purchase says so
     assert online.code in page and at_pos.code in page
     assert page.count("Bought on the loyalty page") == 1
+
+
+def test_wallet_shows_an_item_whose_offer_ended_as_expired(client, company):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    # given an item whose offer ended yesterday
+    persona = member(company, 0)
+    ended = ten_off(company, name="Summer", points_cost=0, starts_at=timezone.now() - dt.timedelta(days=9),
+                    ends_at=timezone.now() - dt.timedelta(days=1))
+    WalletItem.objects.create(company=company, persona=persona, offer=ended)
+
+    # then the wallet lists it apart, as expired, without a QR code
+    page = signed_in(client, company, persona).get(reverse("members:wallet", args=[company.slug]))
+    assert page.context["wallet"].available == [] and page.context["wallet"].past[0].shown_state == "Expired"
+    assert 'data-testid="wallet-qr"' not in page.content.decode()
