@@ -4,7 +4,8 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import OpClass
-from django.db import models
+from django.db import IntegrityError, models
+from django.db import transaction as db
 from django.db.models import F, Q
 from django.db.models.functions import Lower, Upper
 from django.utils import timezone
@@ -527,6 +528,20 @@ class WalletItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.offer} for {self.persona}"
+
+    def save(self, *args, **kwargs):
+        """A new item whose random code another of the company's items already has (about one
+        in 10**12) draws another, in a savepoint so the caller's transaction goes on."""
+        if not self._state.adding:
+            return super().save(*args, **kwargs)
+        for attempt in range(5):
+            try:
+                with db.atomic():
+                    return super().save(*args, **kwargs)
+            except IntegrityError as exc:
+                if "wallet_item_code_unique" not in str(exc) or attempt == 4:
+                    raise
+                self.code = wallet_code_new()
 
 
 class Redemption(models.Model):

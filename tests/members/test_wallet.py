@@ -205,3 +205,14 @@ def test_wallet_shows_an_item_whose_offer_ended_as_expired(client, company):
     page = signed_in(client, company, persona).get(reverse("members:wallet", args=[company.slug]))
     assert page.context["wallet"].available == [] and page.context["wallet"].past[0].shown_state == "Expired"
     assert 'data-testid="wallet-qr"' not in page.content.decode()
+
+
+def test_wallet_item_code_taken_draws_another(company):
+    # given an item, and a new one drawn with the same code
+    persona, offer = member(company, 0), ten_off(company, points_cost=0)
+    first = WalletItem.objects.create(company=company, persona=persona, offer=offer)
+    second = WalletItem(company=company, persona=persona, offer=offer, code=first.code)
+
+    # when it is saved, then it gets a code of its own
+    second.save()
+    assert second.pk and second.code != first.code and len(second.code) == 8
