@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 from loyalty.models import LoyaltyProgram, WalletItem
 from members.sessions import CUSTOMER_COOKIE, customer_session_start
 from stores.services import api_key_create
-from tests.members.test_wallet import member, ten_off
+from tests.members.test_wallet import member, page_on, ten_off
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -40,6 +40,7 @@ def test_customer_buys_a_reward_and_the_pos_finds_them_by_its_code(browser, live
     persona = member(company, 250, first_name="Dana")
     ten_off(company)
     ten_off(company, name="Big treat", points_cost=400)
+    page_on(company)
     response = HttpResponse()
     customer_session_start(company=company, persona=persona, request=RequestFactory().get("/"),
                            response=response)
@@ -73,7 +74,8 @@ def test_customer_buys_a_reward_and_the_pos_finds_them_by_its_code(browser, live
     expect(page.get_by_test_id("wallet-code")).to_have_text(item.code)
     qr = page.get_by_test_id("wallet-qr")
     expect(qr).to_be_visible()
-    assert page.evaluate("img => img.complete && img.naturalWidth > 0", qr.element_handle())
+    page.wait_for_function("() => { const img = document.querySelector('[data-testid=wallet-qr]');"
+                           " return img.complete && img.naturalWidth > 0; }", timeout=5000)
     assert serious(page) == []
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     shot(page, "wallet")

@@ -13,6 +13,7 @@ from loyalty.models import WALLET_CODE_ALPHABET, Offer, PointsEntry, Tier, Walle
 from loyalty.services import points_adjust
 from loyalty.services.offers import wallet_grant
 from loyalty.services.redemptions import offer_purchase
+from members.selectors import page_settings
 from members.sessions import CUSTOMER_COOKIE, customer_session_start
 from stores.models import Role
 from tests.factories import MembershipFactory, PersonaFactory, RetailStoreFactory
@@ -20,7 +21,15 @@ from tests.factories import MembershipFactory, PersonaFactory, RetailStoreFactor
 pytestmark = pytest.mark.django_db
 
 
+def page_on(company):
+    """The company's loyalty page is open (it is off until the merchant turns it on)."""
+    settings = page_settings(company)
+    settings.enabled = True
+    settings.save(update_fields=["enabled"])
+
+
 def signed_in(client, company, persona):
+    page_on(company)
     response = HttpResponse()
     customer_session_start(company=company, persona=persona, request=RequestFactory().get("/"),
                            response=response)

@@ -14,13 +14,14 @@ from django.urls import reverse
 from loyalty.models import PointsEntry, WalletItem
 from members.sessions import CUSTOMER_COOKIE, customer_session_start
 from tests.factories import CompanyFactory
-from tests.members.test_wallet import member, ten_off
+from tests.members.test_wallet import member, page_on, ten_off
 
 THREADS = 20
 
 
 def session_for(live_server, company, persona, offer):
     """A browser session signed in as `persona`, with the confirmation form's CSRF token."""
+    page_on(company)
     response = HttpResponse()
     customer_session_start(company=company, persona=persona, request=RequestFactory().get("/"),
                            response=response)
