@@ -42,16 +42,18 @@ from .api_schema import (
 )
 from .bounds import MONEY_MAX, QUANTITY_MAX, derived_money_check, line_total
 from .catalog import catalog_for
-from .models import Persona, PointsEntry, Redemption, Tier
+from .models import Persona, PointsEntry, Redemption, Tier, WalletItem, wallet_code_clean
 from .phone import phone_looks_stored, phone_normalize
 from .selectors import persona_get, persona_merged_into, personas_at_counter
 from .services import idempotency
 from .services.idempotency import idempotency_claim, idempotency_complete, idempotency_release
+from .services.offers import offer_is_current
 from .services.pos import PosTransaction, pos_transaction_send, return_points_reversed
 from .services.redemptions import (
     Basket,
     BasketItem,
     locks_expire,
+    offer_discount,
     offer_purchase,
     redemption_apply,
     redemption_reinstate,
@@ -266,6 +268,9 @@ def basket_from(data: dict | None) -> Basket | None:
         subtotal=data.get("subtotal"), tax_total=data.get("tax_total") or 0, store_id=data.get("store_id"))
 
 
+LOOKUP_BY = ("phone", "email", "persona_id", "external_id", "wallet_code")
+
+
 class LookupSerializer(serializers.Serializer):
     phone = TextField(required=False, max_length=40)
     email = serializers.EmailField(required=False, max_length=254)
@@ -274,13 +279,18 @@ class LookupSerializer(serializers.Serializer):
         help_text="A persona id. The id of a persona since merged into another finds that one; "
                   "the answer's persona.id is the id to use from then on.")
     external_id = TextField(required=False, max_length=200)
+    wallet_code = TextField(
+        required=False, max_length=40,
+        help_text="The code of a wallet item, as the customer's loyalty page shows it (8 characters, "
+                  "in its QR code too; case, spaces and dashes ignored). The answer's `scanned` is that "
+                  "item: `applicable` false when it was used, has expired or does not fit the basket.")
     basket = BasketSerializer(required=False)
 
     def validate(self, attrs):
-        given = [k for k in ("phone", "email", "persona_id", "external_id") if attrs.get(k) not in (None, "")]
+        given = [k for k in LOOKUP_BY if attrs.get(k) not in (None, "")]
         if len(given) != 1:
             raise serializers.ValidationError(
-                {"non_field_errors": ["Send exactly one of phone, email, persona_id, external_id."]})
+                {"non_field_errors": [f"Send exactly one of {', '.join(LOOKUP_BY)}."]})
         return attrs
 
 
@@ -382,7 +392,7 @@ def _persona_body(persona: Persona, basket: Basket | None, company) -> dict:
         "next_tier": upcoming.name if upcoming else None,
         "to_next_tier": str(to_next) if to_next is not None else None,
         "wallet": [{"wallet_item_id": r.wallet_item.pk, "offer_id": r.offer.pk, "name": r.offer.name,
-                    "discount": str(r.discount) if basket else None}
+                    "code": r.wallet_item.code, "discount": str(r.discount) if basket else None}
                    for r in rewards if r.wallet_item is not None],
         "rewards": [{"offer_id": r.offer.pk, "wallet_item_id": r.wallet_item.pk if r.wallet_item else None,
                      "name": r.offer.name, "points_cost": r.points, "affordable": r.affordable,
@@ -390,6 +400,23 @@ def _persona_body(persona: Persona, basket: Basket | None, company) -> dict:
                     for r in rewards],
         "prompts": [{"id": p.pk, "message": p.message, "suggested_sku": p.suggested_sku} for p in prompts],
     }
+
+
+def _scanned_body(company, persona: Persona, code: str, basket: Basket | None) -> dict:
+    """The wallet item whose code was scanned: usable now (and on the basket sent), or why not."""
+    item = WalletItem.objects.select_related("offer").get(company=company, persona=persona, code=code)
+    offer = next((o for o in catalog_for(company).offers if o.pk == item.offer_id), None)
+    if item.state != WalletItem.State.AVAILABLE:
+        applicable, reason = False, f"This reward was already {item.get_state_display().lower()}."
+    elif offer is None or not offer_is_current(offer):
+        applicable, reason = False, "This reward has expired or is no longer offered."
+    else:
+        discount = offer_discount(offer=offer, program=catalog_for(company).program,
+                                  basket=basket or Basket(), persona=persona)
+        applicable = basket is None or discount is not None
+        reason = "" if applicable else "This reward does not apply to this basket."
+    return {"wallet_item_id": item.pk, "offer_id": item.offer_id, "name": item.offer.name, "code": item.code,
+            "state": item.state, "applicable": applicable, "reason": reason}
 
 
 def _redemption_body(redemption: Redemption, persona: Persona | None = None) -> dict:
@@ -428,6 +455,7 @@ BASKET_EXAMPLE = {"store_id": 1, "tax_total": "6.75", "items": [
     {"line_id": "1", "sku": "FLO-1", "product": "Blue Dream 3.5g", "brand": "Green Dot", "category": "Flower",
      "quantity": "1", "unit_price": "45.00"}]}
 LOOKUP_REQUEST = {"phone": "(720) 902-6752", "basket": BASKET_EXAMPLE}
+LOOKUP_BY_CODE_REQUEST = {"wallet_code": "7KQ4-MZ2P", "basket": BASKET_EXAMPLE}
 LOOKUP_ANSWER = {
     "persona": {"id": 123, "first_name": "Dana", "last_name": "Reyes", "phone": "+17209026752",
                 "email": "dana@example.com", "is_member": True},
@@ -498,12 +526,16 @@ class LookupView(LookupTimed, PosActionView):
     @extend_schema(**operation(
         level=1, idempotent=True, body=True, request=LookupSerializer,
         summary="Find a customer; with a basket, the rewards and prompts for it",
-        description="Send exactly one of phone, email, persona_id, external_id. With a basket, each "
-                    "reward's `discount` is what it takes off that basket.",
+        description="Send exactly one of phone, email, persona_id, external_id, wallet_code. With a "
+                    "basket, each reward's `discount` is what it takes off that basket. By `wallet_code` "
+                    "(the code or QR on the customer's loyalty page): the customer holding that item, "
+                    "with the item in `scanned`; a used or expired item still finds the customer, with "
+                    "`scanned.applicable` false; another company's code is a 404 `not_found`.",
         responses={200: LookupResponse}, invalid=["out_of_range"], not_found=["not_found"],
         conflict=["several_matches"],
         examples=[
             example("By phone, with a basket", LOOKUP_REQUEST, request=True),
+            example("By wallet code, with a basket", LOOKUP_BY_CODE_REQUEST, request=True),
             example("A member", LOOKUP_ANSWER),
         ]))
     def post(self, request, *args, **kwargs):
@@ -511,10 +543,12 @@ class LookupView(LookupTimed, PosActionView):
 
     def handle(self, request):
         data = self.valid(LookupSerializer)
-        by = next(k for k in ("phone", "email", "persona_id", "external_id") if data.get(k) not in (None, ""))
+        by = next(k for k in LOOKUP_BY if data.get(k) not in (None, ""))
         value = data[by]
         if by in ("phone", "email", "external_id"):
             value = value.strip()
+        if by == "wallet_code":
+            value = wallet_code_clean(value)
         # Per-customer limits need each offer's times held, tiers on spend the last 12
         # months' spend; most programs have neither.
         catalog = catalog_for(self.company)
@@ -547,7 +581,11 @@ class LookupView(LookupTimed, PosActionView):
         if persona.has_overdue_lock and locks_expire(company=self.company, persona_id=persona.pk):
             persona = personas_at_counter(company=self.company, by="persona_id", value=persona.pk,
                                           **extras)[0]
-        return Response(_persona_body(persona, basket_from(data.get("basket")), self.company))
+        basket = basket_from(data.get("basket"))
+        body = _persona_body(persona, basket, self.company)
+        if by == "wallet_code":
+            body["scanned"] = _scanned_body(self.company, persona, value, basket)
+        return Response(body)
 
 
 class OfferPurchaseView(PosActionView):
@@ -555,7 +593,7 @@ class OfferPurchaseView(PosActionView):
         level=1, idempotent=True, body=True, request=PurchaseSerializer,
         summary="Spend points to put an offer in the customer's wallet",
         responses={201: OfferPurchaseResponse}, invalid=["points_out_of_range"], not_found=["not_found"],
-        conflict=REFUSED_CODES,
+        conflict=REFUSED_CODES + ["offer_tier"],
         examples=[
             example("Buy an offer", {"persona_id": 123, "offer_id": 7}, request=True),
             example("In the wallet", {"wallet_item_id": 55, "offer_id": 7, "points_paid": 100,

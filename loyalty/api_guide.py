@@ -60,9 +60,11 @@ COUNTER_FLOW = [
         body={"external_id": DEMO_EXTERNAL_ID, "basket": _cart(Var("STORE_ID"))},
         captures={"PERSONA_ID": ["persona", "id"],
                   "OFFER_ID": ["rewards", {"name": DEMO_OFFER_NAME}, "offer_id"]},
-        note="Look up by exactly one of `phone`, `email`, `persona_id` or `external_id` (the card "
-             "number). The answer has the balance, the tier, the wallet and each reward with "
-             "`affordable` and, with a basket, its `discount`. Use `persona.id` from then on.",
+        note="Look up by exactly one of `phone`, `email`, `persona_id`, `external_id` (the card "
+             "number) or `wallet_code` (the code, or its QR code, on the customer's loyalty page; "
+             "the answer's `scanned` is that wallet item, with `applicable`). The answer has the "
+             "balance, the tier, the wallet and each reward with `affordable` and, with a basket, "
+             "its `discount`. Use `persona.id` from then on.",
     ),
     Step(
         title="2. Lock a reward on the cart",

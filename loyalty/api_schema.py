@@ -220,6 +220,7 @@ class WalletEntry(serializers.Serializer):
     wallet_item_id = serializers.IntegerField()
     offer_id = serializers.IntegerField()
     name = serializers.CharField()
+    code = serializers.CharField(help_text="The code the customer shows (their loyalty page, as text and QR)")
     discount = _money(allow_null=True, help_text="The discount on the basket sent; null without one")
 
 
@@ -238,6 +239,18 @@ class PromptEntry(serializers.Serializer):
     suggested_sku = serializers.CharField(allow_blank=True)
 
 
+class ScannedEntry(serializers.Serializer):
+    wallet_item_id = serializers.IntegerField()
+    offer_id = serializers.IntegerField()
+    name = serializers.CharField()
+    code = serializers.CharField()
+    state = serializers.CharField(help_text="available, used or expired")
+    applicable = serializers.BooleanField(
+        help_text="False when the item was used, its offer ended or was switched off, or (with a "
+                  "basket) it does not apply to that basket; the customer is found all the same")
+    reason = serializers.CharField(allow_blank=True, help_text="Why it is not applicable; blank when it is")
+
+
 class LookupResponse(serializers.Serializer):
     persona = PersonaBrief()
     points_balance = serializers.IntegerField()
@@ -248,6 +261,7 @@ class LookupResponse(serializers.Serializer):
     wallet = WalletEntry(many=True)
     rewards = RewardEntry(many=True)
     prompts = PromptEntry(many=True)
+    scanned = ScannedEntry(required=False, help_text="Only for a lookup by wallet_code: that wallet item")
 
 
 class OfferPurchaseResponse(serializers.Serializer):

@@ -58,7 +58,7 @@ def counter_flow_links(result, generator, request, public):
 # (`x-one-of-required`, `x-any-of-required`) and `json_schema_rules` turns it into JSON
 # Schema for tools that generate data from it (tests/loyalty/test_pos_api_contract.py).
 CROSS_FIELD = {
-    "Lookup": ("oneOf", [["phone"], ["email"], ["persona_id"], ["external_id"]]),
+    "Lookup": ("oneOf", [["phone"], ["email"], ["persona_id"], ["external_id"], ["wallet_code"]]),
     "Apply": ("oneOf", [["offer_id"], ["wallet_item_id"]]),
     "Release": ("anyOf", [["redemption_id"], ["cart_id"]]),
 }

@@ -1,9 +1,11 @@
+import secrets
 from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import OpClass
-from django.db import models
+from django.db import IntegrityError, models
+from django.db import transaction as db
 from django.db.models import F, Q
 from django.db.models.functions import Lower, Upper
 from django.utils import timezone
@@ -467,13 +469,34 @@ class Offer(models.Model):
         return self.name
 
 
+# Wallet codes: what the customer shows at the counter (typed or scanned). No 0/O or 1/I,
+# so a code read aloud or off a cracked screen is not mistaken; 32**8 codes per company.
+WALLET_CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+WALLET_CODE_LENGTH = 8
+
+
+def wallet_code_new() -> str:
+    return "".join(secrets.choice(WALLET_CODE_ALPHABET) for _ in range(WALLET_CODE_LENGTH))
+
+
+def wallet_code_clean(value: str) -> str:
+    """A code as typed or scanned ("7kq4-mz2p", "7KQ4 MZ2P"): its letters and digits, upper case."""
+    return "".join(ch for ch in (value or "").upper() if ch.isalnum())
+
+
 class WalletItem(models.Model):
-    """An offer a persona holds: bought with points or granted by staff."""
+    """An offer a persona holds: bought with points (at the POS or on the loyalty page) or
+    granted by staff. Its `code` (unique per company) finds it at the counter."""
 
     class State(models.TextChoices):
         AVAILABLE = "available", "Available"
         USED = "used", "Used"
         EXPIRED = "expired", "Expired"
+
+    class Source(models.TextChoices):
+        POS = "pos", "Bought at the POS"
+        STAFF = "staff", "Granted by staff"
+        LOYALTY_PAGE = "loyalty_page", "Bought on the loyalty page"
 
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
     persona = models.ForeignKey(Persona, on_delete=models.CASCADE, related_name="wallet")
@@ -484,16 +507,41 @@ class WalletItem(models.Model):
                                    on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     used_at = models.DateTimeField(null=True, blank=True)
+    code = models.CharField(max_length=WALLET_CODE_LENGTH, default=wallet_code_new, editable=False)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.POS)
+    # The loyalty page's buy form carries a token per render: a second submission of the same
+    # form finds the item the first one bought instead of buying again.
+    purchase_token = models.CharField(max_length=64, null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(condition=Q(state__in=["available", "used", "expired"]),
                                    name="wallet_item_state_valid"),
+            models.CheckConstraint(condition=Q(source__in=["pos", "staff", "loyalty_page"]),
+                                   name="wallet_item_source_valid"),
+            models.UniqueConstraint(fields=["company", "code"], name="wallet_item_code_unique"),
+            models.UniqueConstraint(fields=["persona", "purchase_token"],
+                                    name="wallet_item_purchase_token_unique",
+                                    condition=Q(purchase_token__isnull=False)),
         ]
 
     def __str__(self) -> str:
         return f"{self.offer} for {self.persona}"
+
+    def save(self, *args, **kwargs):
+        """A new item whose random code another of the company's items already has (about one
+        in 10**12) draws another, in a savepoint so the caller's transaction goes on."""
+        if not self._state.adding:
+            return super().save(*args, **kwargs)
+        for attempt in range(5):
+            try:
+                with db.atomic():
+                    return super().save(*args, **kwargs)
+            except IntegrityError as exc:
+                if "wallet_item_code_unique" not in str(exc) or attempt == 4:
+                    raise
+                self.code = wallet_code_new()
 
 
 class Redemption(models.Model):

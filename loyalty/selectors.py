@@ -243,7 +243,7 @@ _COUNTER_SQL = """
 SELECT {columns},
   EXISTS (SELECT 1 FROM loyalty_redemption r WHERE r.persona_id = p.id AND r.state = 'locked'
           AND r.locked_until <= now()) AS has_overdue_lock,
-  (SELECT coalesce(json_agg(json_build_object('id', w.id, 'offer_id', w.offer_id)
+  (SELECT coalesce(json_agg(json_build_object('id', w.id, 'offer_id', w.offer_id, 'code', w.code)
                             ORDER BY w.created_at DESC, w.id DESC), '[]'::json)
      FROM loyalty_walletitem w WHERE w.persona_id = p.id AND w.state = 'available') AS wallet_available,
   {held} AS offers_held,
@@ -270,6 +270,8 @@ _COUNTER_MATCH = {
     "persona_id": "p.id = %(value)s::bigint",
     "external_id": "p.id IN (SELECT i.persona_id FROM loyalty_personaidentity i "
                    "WHERE i.company_id = %(company)s AND i.external_id = %(value)s::text)",
+    "wallet_code": "p.id IN (SELECT w.persona_id FROM loyalty_walletitem w "
+                   "WHERE w.company_id = %(company)s AND w.code = %(value)s::text)",
 }
 # What the counter shows and decides on, in the model's order (as from_db reads them);
 # the other fields load on first use.
@@ -285,10 +287,10 @@ _COUNTER_QUERIES = {
 
 def personas_at_counter(*, company, by: str, value, limit: int = 6, with_offers_held: bool = True,
                         with_spend_12m: bool = False) -> list[Persona]:
-    """Personas matching `by` (phone, email, persona_id or external_id) exactly, with the
+    """Personas matching `by` (phone, email, persona_id, external_id or wallet_code) exactly, with the
     fields the counter shows (the others load on first use), each with has_overdue_lock,
-    wallet_items (available, newest first, unsaved WalletItem objects carrying id and
-    offer_id), with_offers_held offers_held ({offer id: times held}) and with_spend_12m
+    wallet_items (available, newest first, unsaved WalletItem objects carrying id,
+    offer_id and code), with_offers_held offers_held ({offer id: times held}) and with_spend_12m
     spend_12m (for tiers on spend)."""
     from .models import Redemption, WalletItem
     from .services.program import SPEND_WINDOW_DAYS
@@ -310,7 +312,7 @@ def personas_at_counter(*, company, by: str, value, limit: int = 6, with_offers_
             persona.spend_12m = spend_12m
         persona.wallet_items = [
             WalletItem(pk=w["id"], offer_id=w["offer_id"], persona_id=persona.pk, company_id=company.pk,
-                       state=WalletItem.State.AVAILABLE) for w in wallet_available]
+                       state=WalletItem.State.AVAILABLE, code=w["code"]) for w in wallet_available]
         if offers_held is not None:
             persona.offers_held = {int(k): n for k, n in offers_held.items()}
         personas.append(persona)

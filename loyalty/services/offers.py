@@ -213,7 +213,7 @@ def wallet_grant(*, company, persona_id: int, offer_id: int, staff_user,
                     f"the limit is {offer.limit_per_persona}.",
                     code="offer_limit_reached", extra={"field": "offer", "limit": offer.limit_per_persona})
         item = WalletItem.objects.create(company=company, persona=persona, offer=offer, points_paid=0,
-                                         granted_by=staff_user)
+                                         granted_by=staff_user, source=WalletItem.Source.STAFF)
         webhook_event_emit(company=company, event="offer.issued", payload={
             "persona_id": persona.pk, "wallet_item_id": item.pk, "offer_id": offer.pk,
             "offer_name": offer.name, "points_paid": 0, "granted": True})

@@ -227,10 +227,17 @@ def _give_back_locked(persona: Persona, redemption: Redemption, *, reason: str) 
                         idempotency_key=f"redemption:{redemption.pk}:back", reason=reason)
 
 
-def offer_purchase(*, company, persona_id: int, offer_id: int) -> WalletItem:
-    """Spend points to put an offer in the persona's wallet."""
+def offer_purchase(*, company, persona_id: int, offer_id: int, source: str = WalletItem.Source.POS,
+                   purchase_token: str | None = None) -> WalletItem:
+    """Spend points to put an offer in the persona's wallet. With `purchase_token` (one per
+    buy form shown on the loyalty page), the same token again returns the item it bought,
+    charging nothing more: the check runs under the persona's lock."""
     with db.atomic(durable=True):
         persona = persona_lock(company=company, persona_id=persona_id)
+        if purchase_token:
+            bought = WalletItem.objects.filter(persona=persona, purchase_token=purchase_token).first()
+            if bought is not None:
+                return bought
         offer = _offer_get(company, offer_id)
         if not offer.is_active:
             raise RedemptionRefused(f"Offer '{offer.name}' is not active.", code="offer_inactive")
@@ -238,11 +245,17 @@ def offer_purchase(*, company, persona_id: int, offer_id: int) -> WalletItem:
         if (offer.starts_at and now < offer.starts_at) or (offer.ends_at and now >= offer.ends_at):
             raise RedemptionRefused(f"Offer '{offer.name}' is outside its validity window.",
                                     code="offer_not_valid_now")
+        tier_names = {t.name for t in offer.tiers.all()}
+        if tier_names and persona.tier not in tier_names:
+            raise RedemptionRefused(f"Offer '{offer.name}' is for the {', '.join(sorted(tier_names))} "
+                                    f"tier{'s' * (len(tier_names) > 1)} only.", code="offer_tier",
+                                    extra={"tiers": sorted(tier_names)})
         if offer_limit_reached(persona, offer):
             raise RedemptionRefused(f"This customer already used offer '{offer.name}' "
                                     f"{offer.limit_per_persona} time(s), its limit.", code="offer_limit")
         item = WalletItem.objects.create(company=company, persona=persona, offer=offer,
-                                         points_paid=offer.points_cost)
+                                         points_paid=offer.points_cost, source=source,
+                                         purchase_token=purchase_token or None)
         _spend_locked(persona, offer.points_cost, key=f"wallet:{item.pk}:purchase",
                       reason=f"Bought offer '{offer.name}'")
         personas_save_derived_locked([persona])
