@@ -2,9 +2,12 @@
 
 from datetime import timedelta
 
+from django.db.models import Max
+from django.utils import timezone
+
 from loyalty.models import PointsEntry
 
-from .models import LoyaltyPageSettings
+from .models import CustomerSession, LoyaltyPageSettings
 
 
 def page_settings(company) -> LoyaltyPageSettings:
@@ -45,3 +48,12 @@ def points_expiry(*, persona, program, last_entry_at=None):
     if last is None:
         return None
     return last + timedelta(days=round(program.expiry_months * 30.44))
+
+
+def last_signed_in_fact(persona) -> list[tuple[str, str]]:
+    """For the persona card: when the customer last used the loyalty page."""
+    last = CustomerSession.objects.filter(persona=persona).aggregate(last=Max("last_seen_at"))["last"]
+    if last is None:
+        return []
+    when = timezone.localtime(last)
+    return [("Loyalty page", f"Signed in to the loyalty page: last {when:%b} {when.day}, {when:%Y %H:%M}")]
