@@ -220,3 +220,24 @@ def test_sign_out_ends_the_session(client, company):
 
 def test_sms_not_sent_is_a_domain_error():
     assert issubclass(sms.SmsNotSent, DomainError)
+
+
+def test_page_wears_the_companys_logo_and_colour_in_a_fixed_box(client, company):
+    # given a company with a logo and an accent colour
+    from stores.services import company_branding_update
+    from tests.stores.test_branding import png
+
+    company = company_branding_update(company=company, accent_color="#7a3e9d", logo=png(width=8, height=8))
+    page_on(company)
+    page = text(client.get(f"/c/{company.slug}/sign-in/"))
+    # then the logo sits in a box of fixed size (no layout shift) and the colour comes from a stylesheet
+    assert f'src="/c/{company.slug}/logo?v={company.logo_version}" width="40" height="40"' in page
+    assert f'href="/c/{company.slug}/branding.css?v=7a3e9d"' in page
+    assert "style=" not in page and "<script" not in page
+    assert client.get(f"/c/{company.slug}/logo?v={company.logo_version}")["Content-Type"] == "image/png"
+    assert "--accent: #7a3e9d" in client.get(f"/c/{company.slug}/branding.css").content.decode()
+    # no staff chrome
+    assert "/login/" not in page and 'aria-label="Main"' not in page
+    # and with the page off, its logo is not served either
+    page_on(company, enabled=False)
+    assert client.get(f"/c/{company.slug}/logo").status_code == 404
