@@ -5,7 +5,8 @@ from datetime import timedelta
 from django.db.models import Max
 from django.utils import timezone
 
-from loyalty.models import PointsEntry
+from loyalty.models import LoyaltyProgram, PointsEntry
+from stores.models import Company
 
 from .models import CustomerSession, LoyaltyPageSettings
 
@@ -14,6 +15,26 @@ def page_settings(company) -> LoyaltyPageSettings:
     """The company's loyalty page settings (defaults until saved once)."""
     settings, _ = LoyaltyPageSettings.objects.get_or_create(company=company)
     return settings
+
+
+def open_page_company(slug: str):
+    """The company whose loyalty page is open at `slug`, with its page settings and loyalty
+    program read in the same query (company.loyalty_page, company.program_or_none); None
+    for an unknown company or a page that is off."""
+    company = (Company.objects.select_related("loyalty_page", "loyalty_program")
+               .filter(slug=slug).first())
+    if company is None:
+        return None
+    try:
+        if not company.loyalty_page.enabled:
+            return None
+    except LoyaltyPageSettings.DoesNotExist:
+        return None
+    try:
+        company.program_or_none = company.loyalty_program
+    except LoyaltyProgram.DoesNotExist:
+        company.program_or_none = None
+    return company
 
 
 # --- My points -----------------------------------------------------------------------------------

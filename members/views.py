@@ -10,7 +10,6 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from loyalty.models import LoyaltyProgram
 from loyalty.services.program import tier_progress, tiers_ranked
 from stores.branding import branding_css_response, branding_version, logo_response
 from stores.errors import DomainError
@@ -29,8 +28,8 @@ VERIFIED_COOKIE, VERIFIED_SALT, VERIFIED_SECONDS = "loyalty_verified", "members.
 def _page(slug: str):
     """The company whose page is open at this slug; 404 for an unknown company or a page
     that is off."""
-    company = company_page(slug)
-    if not selectors.page_settings(company).enabled:
+    company = selectors.open_page_company(slug)
+    if company is None:
         raise Http404("No loyalty page here.")
     return company
 
@@ -183,7 +182,7 @@ def points(request, slug):
     entries, has_next = selectors.points_history(persona=persona, page=page)
     for entry in entries:
         entry.amount = abs(entry.delta)
-    program = LoyaltyProgram.objects.filter(company=company).first()
+    program = company.program_or_none
     latest = entries[0].created_at if page == 1 and entries else None
     expires_at = selectors.points_expiry(persona=persona, program=program, last_entry_at=latest)
     soon = expires_at is not None and expires_at - timezone.now() <= timedelta(
