@@ -86,7 +86,7 @@ RAW = [
     "SELECT s.*, p.* FROM members_customersession s JOIN loyalty_persona p ON p.id = s.persona_id "
     "WHERE s.token_hash = %(token_hash)s AND s.company_id = %(c)s AND s.revoked_at IS NULL "
     "AND s.expires_at > now() AND p.company_id = %(c)s",
-    "SELECT e.id, e.delta, e.kind, e.reason, e.created_at, e.balance_after, t.occurred_at, s.name "
+    "SELECT e.id, e.delta, e.kind, e.reason, e.created_at, e.balance_after, s.name "
     "FROM loyalty_pointsentry e LEFT JOIN loyalty_transaction t ON t.id = e.transaction_id "
     "LEFT JOIN stores_retailstore s ON s.id = t.store_id WHERE e.persona_id = %(p)s "
     "ORDER BY e.created_at DESC, e.id DESC LIMIT 21",

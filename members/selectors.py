@@ -51,7 +51,7 @@ def points_history(*, persona, page: int = 1, size: int = HISTORY_PAGE_SIZE):
     rows = list(PointsEntry.objects.filter(persona=persona)
                 .select_related("transaction__store").only(
                     "delta", "kind", "reason", "created_at", "balance_after",
-                    "transaction__occurred_at", "transaction__store__name")
+                    "transaction__store__name")
                 .order_by("-created_at", "-id")[start:start + size + 1])
     return rows[:size], len(rows) > size
 

@@ -137,6 +137,13 @@ def test_sign_in_join_and_see_points_on_a_phone(browser, live_server, demo_page)
     expect(page.get_by_test_id("history")).to_be_visible()
     phone.check("7-points-member")
 
+    # the smallest common phone: still no sideways scrolling
+    page.set_viewport_size({"width": 360, "height": 740})
+    page.reload()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    logo_box = page.locator(".m-logo").bounding_box()
+    assert (logo_box["width"], logo_box["height"]) == (40, 40)
+
     assert phone.axe == [], "\n".join(phone.axe)
     assert phone.problems == [], "\n".join(phone.problems)
     # each page, with its stylesheets, well under 100 KB before images
