@@ -144,7 +144,8 @@ def load_demo(env: dict, base_url: str) -> None:
     """The demo company and everything `make run` shows with it (idempotent)."""
     python = sys.executable
     for command in (["load_demo"], ["load_demo_reports"], ["load_demo_audiences"],
-                    ["analytics_rebuild"], ["load_demo_queue", "--base-url", base_url]):
+                    ["analytics_rebuild"], ["load_demo_queue", "--base-url", base_url],
+                    ["load_demo_members", "--base-url", base_url]):
         subprocess.run([python, MANAGE, *command], env=env, check=True)
 
 

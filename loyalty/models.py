@@ -27,6 +27,7 @@ class SourceKind(models.TextChoices):
     WAITING_ROOM = "waiting_room", "Waiting room"
     STAFF = "staff", "Staff"
     DEMO = "demo", "Demo data"
+    LOYALTY_PAGE = "loyalty_page", "Loyalty page"
 
 
 class Source(models.Model):
@@ -115,6 +116,36 @@ class Persona(models.Model):
     def display_name(self) -> str:
         name = f"{self.first_name} {self.last_name}".strip()
         return name or self.email or self.phone or f"Persona #{self.pk}"
+
+
+class ConsentRecord(models.Model):
+    """A consent the customer gave or withdrew themselves (the loyalty page's boxes): what
+    they were shown, word for word, when, from which address and page. Append-only: the
+    persona's sms_opt_in / email_opt_in say where it stands now, these rows how it got there."""
+
+    class Channel(models.TextChoices):
+        SMS = "sms", "SMS"
+        EMAIL = "email", "Email"
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
+    persona = models.ForeignKey(Persona, on_delete=models.CASCADE, related_name="consents", db_index=False)
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    granted = models.BooleanField()
+    wording = models.TextField(help_text="The exact text the customer was shown.")
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    page_url = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(channel__in=["sms", "email"]), name="consent_channel_valid"),
+            models.CheckConstraint(condition=~Q(wording=""), name="consent_has_wording"),
+        ]
+        indexes = [models.Index(fields=["persona", "-created_at"], name="consent_persona_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.persona_id} {self.channel} {'granted' if self.granted else 'withdrawn'}"
 
 
 class PersonaIdentity(models.Model):

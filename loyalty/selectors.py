@@ -100,6 +100,11 @@ def persona_identities(*, persona: Persona) -> QuerySet[PersonaIdentity]:
     return persona.identities.select_related("source").order_by("source__name", "external_id")
 
 
+def persona_consents(*, persona: Persona):
+    """The consents the customer gave or withdrew themselves, newest first."""
+    return persona.consents.order_by("-created_at", "-id")[:50]
+
+
 def persona_merged_into(*, company, persona_id) -> int | None:
     """The persona a merged-away persona lives on in (its records follow later merges)."""
     return (PersonaMerge.objects.filter(company=company, merged_persona_id=persona_id)

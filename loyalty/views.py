@@ -14,6 +14,7 @@ from stores.errors import DomainError
 from stores.tenancy import company_view, role_can
 
 from . import selectors
+from .card import persona_card_facts
 from .errors import InsufficientPoints, PointsOutOfRange
 from .forms import PointsAdjustForm, WalletGrantForm
 from .models import Source
@@ -149,6 +150,8 @@ def _card_context(request, persona) -> dict:
     """Everything on the persona card besides the points block."""
     return _wallet_context(request, persona) | {
         "identities": selectors.persona_identities(persona=persona),
+        "consents": selectors.persona_consents(persona=persona),
+        "card_facts": persona_card_facts(persona),
         "merged_in": selectors.persona_merged_in(persona=persona),
         "orders": selectors.persona_orders(persona=persona),
         "program": selectors.loyalty_program_get(company=request.company),

@@ -12,3 +12,9 @@ class MembersConfig(AppConfig):
         from stores.crypto import encrypted_field_register
 
         encrypted_field_register("members.LoyaltyPageSettings", "twilio_auth_token_encrypted")
+
+        from loyalty.card import persona_card_facts_register
+
+        from .selectors import last_signed_in_fact
+
+        persona_card_facts_register(last_signed_in_fact)

@@ -70,6 +70,33 @@ class CustomerSession(models.Model):
         return f"{self.persona_id} since {self.created_at:%Y-%m-%d %H:%M}"
 
 
+class LoginCode(models.Model):
+    """A one-time sign-in code sent by SMS to a phone for one company's page. Only its
+    HMAC is stored; it expires, counts wrong tries and is used once."""
+
+    MAX_TRIES = 5
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
+    phone = models.CharField(max_length=20, help_text="E.164")
+    code_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    attempts = models.PositiveSmallIntegerField(default=0)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["company", "phone", "-created_at"], name="login_code_phone_idx")]
+        constraints = [
+            models.CheckConstraint(condition=Q(expires_at__gt=models.F("created_at")),
+                                   name="login_code_expires_after_created"),
+            models.CheckConstraint(condition=Q(attempts__lte=5), name="login_code_attempts_max"),
+            models.CheckConstraint(condition=~Q(phone="") & ~Q(code_hash=""), name="login_code_filled"),
+        ]
+
+    def __str__(self):
+        return f"Code for {self.phone} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
 class SentMessage(models.Model):
     """Every text message the platform sent (or tried to) for a company: the operator's
     "Sent messages" page in Django admin, and what the local provider delivers to."""

@@ -78,14 +78,14 @@ def customer_required(view):
 
     @functools.wraps(view)
     def wrapper(request, slug, *args, **kwargs):
-        company = company_page(slug)
+        from .selectors import open_page_company
+
+        company = open_page_company(slug)
+        if company is None:  # no such company, or its page is off
+            raise Http404("No loyalty page here.")
         session = customer_session_of(request, company)
         if session is None:
-            try:
-                url = reverse("members:sign_in", args=[slug])
-            except Exception:  # the sign-in page is not routed yet
-                raise Http404("Sign in first.") from None
-            return redirect(f"{url}?next={request.path}")
+            return redirect(reverse("members:sign_in", args=[slug]))
         request.company, request.customer_session, request.persona = company, session, session.persona
         return view(request, slug, *args, **kwargs)
 

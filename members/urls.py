@@ -1,14 +1,20 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from . import views, views_wallet
 
 app_name = "members"
 
 # Under /c/<company slug>/ (config/urls.py); each view takes `slug` first.
-urlpatterns: list = []
-
-# The customer's rewards and wallet (members/views_wallet.py).
-from . import views_wallet  # noqa: E402
-
-urlpatterns += [
+urlpatterns: list = [
+    path("", views.home, name="home"),
+    path("sign-in/", views.sign_in, name="sign_in"),
+    path("sign-in/code/", views.code, name="code"),
+    path("sign-out/", views.sign_out, name="sign_out"),
+    path("join/", views.join, name="join"),
+    path("points/", views.points, name="points"),
+    path("logo", views.page_logo, name="logo"),
+    path("branding.css", views.page_branding_css, name="branding_css"),
+    # The customer's rewards and wallet (members/views_wallet.py).
     path("rewards/", views_wallet.rewards, name="rewards"),
     path("rewards/<int:offer_id>/", views_wallet.reward_confirm, name="reward_confirm"),
     path("wallet/", views_wallet.wallet, name="wallet"),

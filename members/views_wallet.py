@@ -5,7 +5,7 @@ import io
 
 import segno
 from django.http import HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
@@ -21,15 +21,16 @@ from .services_wallet import (
     wallet_of,
 )
 from .sessions import customer_required
+from .views import page_render
 
 
 @require_GET
 @customer_required
 def rewards(request, slug):
     persona = request.persona
-    return render(request, "members/rewards.html", {
-        "company": request.company, "persona": persona,
-        "rewards": rewards_on_sale(company=request.company, persona=persona)})
+    return page_render(request, request.company, "rewards.html", {
+        "persona": persona, "rewards": rewards_on_sale(company=request.company, persona=persona)},
+        signed_in=True)
 
 
 @never_cache
@@ -53,9 +54,9 @@ def reward_confirm(request, slug, offer_id):
         reward = reward_refused(company=company, persona=persona, offer_id=offer_id)
     else:
         reward = reward_on_sale(company=company, persona=persona, offer_id=offer_id)
-    return render(request, "members/rewards.html", {
-        "company": company, "persona": persona, "confirm": reward, "purchase_token": token,
-        "error": error}, status=409 if error else 200)
+    return page_render(request, company, "rewards.html", {
+        "persona": persona, "confirm": reward, "purchase_token": token, "error": error},
+        status=409 if error else 200, signed_in=True)
 
 
 @require_GET
@@ -63,9 +64,9 @@ def reward_confirm(request, slug, offer_id):
 def wallet(request, slug):
     held = wallet_of(company=request.company, persona=request.persona)
     added = request.GET.get("added", "")
-    return render(request, "members/wallet.html", {
-        "company": request.company, "persona": request.persona, "wallet": held,
-        "added": next((i for i in held.available if i.code == added), None)})
+    return page_render(request, request.company, "wallet.html", {
+        "persona": request.persona, "wallet": held,
+        "added": next((i for i in held.available if i.code == added), None)}, signed_in=True)
 
 
 @require_GET

@@ -114,8 +114,9 @@ def test_persona_card_shows_profile_ledger_and_orders(admin_client, company, sto
     # an admin can grant; 1 for a failed Cova signup, 1 for the layout's unmapped-stores
     # notification, 2 for the personas merged in and possible duplicates (admins), 1 for
     # whether the member has two-factor on (asked until a session gives a code), 1 for its
-    # activity. None of them grows with rows.
-    with django_assert_max_num_queries(23):
+    # activity, 2 for the consent history and the last sign-in to the loyalty page. None of
+    # them grows with rows.
+    with django_assert_max_num_queries(25):
         response = admin_client.get(reverse("persona_detail", kwargs={"persona_id": persona.pk}))
     page = response.content.decode()
     for text in ("Dana", "(303) 555-0199", "Cova", "C-77", "CovaPricingGroup", "Medical",
