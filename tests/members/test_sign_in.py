@@ -14,6 +14,7 @@ from members.sessions import CUSTOMER_COOKIE
 from stores.errors import DomainError
 from tests.factories import PersonaFactory
 
+from . import sms_fixtures
 from .sign_in_helpers import ask_code, enter_code, last_code, page_on, sign_in, text
 
 pytestmark = pytest.mark.django_db
@@ -185,13 +186,9 @@ def test_send_limits_let_codes_through_when_redis_is_away(client, company, setti
     assert SentMessage.objects.filter(to=PHONE).exists()
 
 
-def test_provider_down_says_so_and_changes_nothing(client, company, settings, monkeypatch):
-    # given a provider that refuses every message
-    def down(*, company, to, body):
-        raise sms.SmsNotSent("The SMS provider did not answer.")
-
-    monkeypatch.setitem(sms.PROVIDERS, "down", down)
-    settings.SMS_PROVIDER = "down"
+def test_provider_down_says_so_and_changes_nothing(client, company, settings, twilio_server):
+    # given Twilio answering 503 (an outage) to the next message
+    twilio_server.fail_next(status=503, code=20503, message="Service Unavailable")
     PersonaFactory(company=company, phone=PHONE)
     page_on(company)
     # when a code is asked for
@@ -202,7 +199,6 @@ def test_provider_down_says_so_and_changes_nothing(client, company, settings, mo
     assert not LoginCode.objects.exists()
     assert SentMessage.objects.get().state == SentMessage.State.FAILED
     # and the failed send does not count towards the number's limit
-    settings.SMS_PROVIDER = "outbox"
     for _ in range(3):
         assert ask_code(client, company, PHONE).status_code == 302
 
@@ -241,3 +237,6 @@ def test_page_wears_the_companys_logo_and_colour_in_a_fixed_box(client, company)
     # and with the page off, its logo is not served either
     page_on(company, enabled=False)
     assert client.get(f"/c/{company.slug}/logo").status_code == 404
+
+
+twilio_server = sms_fixtures.twilio_server
