@@ -31,8 +31,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
+
+from stores.fake_server import ThreadedFakeServer
 
 # Made-up credentials for the demo and the tests (the shape of real ones, no real account).
 DEFAULT_ACCOUNT_SID = "AC" + "5ea1" * 8
@@ -59,7 +61,7 @@ class Fault:
 
 
 @dataclass
-class FakeTwilio:
+class FakeTwilio(ThreadedFakeServer):
     account_sid: str = DEFAULT_ACCOUNT_SID
     auth_token: str = DEFAULT_AUTH_TOKEN
     delay_seconds: float = 0.0  # sleep before answering, to provoke client timeouts
@@ -71,35 +73,6 @@ class FakeTwilio:
     # More accounts it accepts: {account SID: auth token}.
     accounts: dict[str, str] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
-    url: str = ""
-    _server: ThreadingHTTPServer | None = field(default=None, repr=False)
-
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> FakeTwilio:
-        fake = self
-
-        class Handler(_Handler):
-            pass
-
-        Handler.fake = fake
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
-        bound_host, bound_port = self._server.server_address[:2]
-        self.url = f"http://{bound_host}:{bound_port}"
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                         daemon=True).start()
-        return self
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeTwilio:
-        return self if self._server else self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def add_account(self, account_sid: str, auth_token: str) -> None:
         with self.lock:
@@ -248,5 +221,9 @@ def main(argv: list[str] | None = None) -> None:
         fake.close()
 
 
+FakeTwilio.handler_class = _Handler
+
+
 if __name__ == "__main__":
     main()
+

@@ -37,6 +37,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
 
+from stores.fake_server import ThreadedFakeServer
+
 DEFAULT_COMPANY_ID = 4455
 DEFAULT_CLIENT_ID = "GREENLEAF.AIQ"
 DEFAULT_CLIENT_SECRET = "cS3cr3t-Fake.Cova_9vQ2LmXw"
@@ -119,7 +121,7 @@ class Fault:
 
 
 @dataclass
-class FakeCova:
+class FakeCova(ThreadedFakeServer):
     """In-memory Cova. Change the public fields (under `lock` while the server runs, or
     through the helper methods) and read what the client sent from `requests`,
     `token_forms` and `created_customers`."""
@@ -150,39 +152,9 @@ class FakeCova:
     on_request: Callable[[str, dict], None] | None = field(default=None, repr=False)
     tokens: dict[str, float] = field(default_factory=dict)  # access token -> expiry (monotonic)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
-    url: str = ""
-    _server: ThreadingHTTPServer | None = field(default=None, repr=False)
     _sale_numbers: int = 0
 
-    # -- lifecycle -----------------------------------------------------------------------
-
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> FakeCova:
-        fake = self
-
-        class Handler(_Handler):
-            pass
-
-        Handler.fake = fake
-        self._server = _Server((host, port), Handler)
-        self._server.daemon_threads = True
-        bound_host, bound_port = self._server.server_address[:2]
-        self.url = f"http://{bound_host}:{bound_port}"
-        # A short poll interval keeps shutdown (and so each test's teardown) fast.
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                         daemon=True).start()
-        return self
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeCova:
-        return self if self._server else self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    # -- lifecycle (start, close: ThreadedFakeServer) -----------------------------------
 
     @property
     def accounts_url(self) -> str:
@@ -601,5 +573,10 @@ def serve_forever_main(argv: list[str] | None = None) -> None:
         fake.close()
 
 
+FakeCova.handler_class = _Handler
+FakeCova.server_class = _Server
+
+
 if __name__ == "__main__":
     serve_forever_main()
+
