@@ -400,6 +400,7 @@ CELERY_BEAT_SCHEDULE = {
                                    "schedule": 3 * 60.0},
     "requeue-persona-bulk-jobs": {"task": "loyalty.tasks.persona_bulk_jobs_requeue",
                                   "schedule": 3 * 60.0},
+    "purge-sign-in-records": {"task": "members.tasks.sign_in_records_purge", "schedule": 24 * 3600.0},
     "expire-points": {"task": "loyalty.tasks.points_expire_all", "schedule": 24 * 3600.0},
     "expire-idempotency-keys": {"task": "loyalty.tasks.idempotency_keys_expire", "schedule": 3600.0},
     "interrupt-lapsed-syncs": {"task": "integrations.tasks.sync_runs_interrupt_lapsed_all",
