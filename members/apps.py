@@ -18,3 +18,9 @@ class MembersConfig(AppConfig):
         from .selectors import last_signed_in_fact
 
         persona_card_facts_register(last_signed_in_fact)
+
+        from waitingroom.kiosk_offers import kiosk_offer_register
+
+        from .views_link import kiosk_link_offer
+
+        kiosk_offer_register(kiosk_link_offer)

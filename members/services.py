@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -78,10 +79,12 @@ def sign_in_phone(*, company, phone: str) -> str:
     return phone
 
 
-def sign_in_code_send(*, company, phone: str, address: str, now: datetime | None = None) -> LoginCode:
-    """Text a new 6-digit code to `phone` (already normalised) for this company's page.
-    Refused past the send limits; when the SMS provider fails nothing is kept but the
-    failed message in the outbox."""
+def sign_in_code_send(*, company, phone: str, address: str, now: datetime | None = None,
+                      link: Callable[[str], str] | None = None) -> LoginCode:
+    """Text a new 6-digit code to `phone` (already normalised) for this company's page, or,
+    with `link` (code -> sign-in URL), a link that carries it (sent from the kiosk, where
+    the customer is not on their own phone). Refused past the send limits; when the SMS
+    provider fails nothing is kept but the failed message in the outbox."""
     now = now or timezone.now()
     phone_key = f"members:send:phone:{company.pk}:{phone}"
     address_key = f"members:send:addr:{address}"
@@ -100,8 +103,11 @@ def sign_in_code_send(*, company, phone: str, address: str, now: datetime | None
             company=company, phone=phone, code_hash=_code_hash(company_id=company.pk, phone=phone, code=code),
             created_at=now, expires_at=now + timedelta(minutes=CODE_MINUTES))
     try:
-        sms_send(company=company, to=phone, purpose="sign_in",
-                 body=f"{code} is your {company.name} sign-in code. It expires in {CODE_MINUTES} minutes.")
+        if link is None:
+            body = f"{code} is your {company.name} sign-in code. It expires in {CODE_MINUTES} minutes."
+        else:
+            body = f"See your {company.name} rewards: {link(code)} (works for {CODE_MINUTES} minutes)"
+        sms_send(company=company, to=phone, purpose="sign_in" if link is None else "sign_in_link", body=body)
     except DomainError:
         LoginCode.objects.filter(pk=login_code.pk).delete()
         _limit_give_back(phone_key)

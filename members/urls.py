@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views, views_wallet
+from . import views, views_link, views_wallet
 
 app_name = "members"
 
@@ -9,6 +9,8 @@ urlpatterns: list = [
     path("", views.home, name="home"),
     path("sign-in/", views.sign_in, name="sign_in"),
     path("sign-in/code/", views.code, name="code"),
+    path("sign-in/link/<str:token>/", views_link.sign_in_link, name="sign_in_link"),
+    path("sign-in/from-kiosk/", views_link.kiosk_link, name="kiosk_link"),
     path("sign-out/", views.sign_out, name="sign_out"),
     path("join/", views.join, name="join"),
     path("points/", views.points, name="points"),

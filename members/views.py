@@ -116,17 +116,23 @@ def code(request, slug):
         except DomainError as exc:
             form.add_error("code", exc.message)
             return page_render(request, company, "code.html", context, status=400)
-        if checked.persona is None:
-            response = redirect("members:join", slug=slug)
-            _set_signed(response, request, company, VERIFIED_COOKIE, f"{company.pk}:{phone}",
-                        salt=VERIFIED_SALT, seconds=VERIFIED_SECONDS)
-        else:
-            response = redirect("members:points", slug=slug)
-            customer_session_start(company=company, persona=checked.persona, request=request,
-                                   response=response)
+        response = phone_proven_response(request, company, phone, checked.persona)
         response.delete_cookie(PENDING_COOKIE, path=_cookie_path(company))
         return response
     return page_render(request, company, "code.html", context, status=400 if form.errors else 200)
+
+
+def phone_proven_response(request, company, phone: str, persona):
+    """After a code proved the phone: its member signed in, on to their points; a number
+    without membership on to joining, the phone proven for a while."""
+    if persona is None:
+        response = redirect("members:join", slug=company.slug)
+        _set_signed(response, request, company, VERIFIED_COOKIE, f"{company.pk}:{phone}",
+                    salt=VERIFIED_SALT, seconds=VERIFIED_SECONDS)
+        return response
+    response = redirect("members:points", slug=company.slug)
+    customer_session_start(company=company, persona=persona, request=request, response=response)
+    return response
 
 
 @require_POST

@@ -23,6 +23,7 @@ from stores.tenancy import company_view
 
 from . import selectors, services
 from .forms import CheckInForm
+from .kiosk_offers import kiosk_offers
 from .models import QueueState
 
 # -- The budtender's queue ---------------------------------------------------------------------
@@ -209,7 +210,8 @@ def queue_check_in(request, token):
                 # Greet them by the name typed here, never the one on file: anyone can type
                 # any number, and the tablet must not tell whose it is.
                 context |= {"entry": entry, "position": selectors.queue_position(entry=entry),
-                            "greeting": form.cleaned_data["first_name"], "form": CheckInForm()}
+                            "greeting": form.cleaned_data["first_name"], "form": CheckInForm(),
+                            "offers": kiosk_offers(request, entry)}
                 return render(request, "waitingroom/kiosk.html", context)
         return render(request, "waitingroom/kiosk.html", context, status=400)
     return render(request, "waitingroom/kiosk.html", context)
