@@ -1,14 +1,13 @@
 """The customer's rewards (offers to buy with points) and wallet (what they hold, each with
 a code and its QR code to show at the counter)."""
 
-import io
-
-import segno
 from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
+
+from stores.qr import qr_svg
 
 from .services_wallet import (
     RewardNotBought,
@@ -74,9 +73,7 @@ def wallet(request, slug):
 def wallet_qr(request, slug, code):
     """The QR code of one of the customer's own wallet items, as SVG."""
     item = wallet_item_of(persona=request.persona, code=code)
-    out = io.BytesIO()
-    segno.make(item.code, error="m").save(out, kind="svg", scale=8, border=2, xmldecl=False,
-                                          title=f"QR code {item.code}")
-    response = HttpResponse(out.getvalue(), content_type="image/svg+xml")
+    response = HttpResponse(qr_svg(item.code, title=f"QR code {item.code}", scale=8),
+                            content_type="image/svg+xml")
     response["Cache-Control"] = "private, max-age=3600"
     return response
