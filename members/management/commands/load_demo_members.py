@@ -25,8 +25,11 @@ class Command(BaseCommand):
         LoyaltyPageSettings.objects.update_or_create(
             company=company,
             defaults={"enabled": True, "minimum_age": 21, "minimum_ages": {"CO": 21, "OR": 21}})
-        member = (Persona.objects.filter(company=company, is_member=True, points_balance__gt=0)
-                  .exclude(phone="").order_by("id").first())
+        # A member whose points buy a reward or two, so the demo reaches the wallet.
+        member = (Persona.objects.filter(company=company, is_member=True, points_balance__gte=500)
+                  .exclude(phone="").order_by("id").first()
+                  or Persona.objects.filter(company=company, is_member=True).exclude(phone="")
+                  .order_by("-points_balance", "id").first())
         self.stdout.write(f"Loyalty page: {options['base_url']}/c/{company.slug}/")
         if member:
             self.stdout.write(f"  sign in as {member.display_name}: {phone_display(member.phone)} "
