@@ -13,9 +13,12 @@ def task_lines():
 
     handler = Lines()
     logger = logging.getLogger("loyalty.tasks")
+    # At INFO whatever an earlier test of this process left the level of a parent logger at.
+    level, logger.level = logger.level, logging.INFO
     logger.addHandler(handler)
     yield handler
     logger.removeHandler(handler)
+    logger.setLevel(level)
 
 
 attempts: list[int] = []
