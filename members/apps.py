@@ -18,3 +18,5 @@ class MembersConfig(AppConfig):
         from .selectors import last_signed_in_fact
 
         persona_card_facts_register(last_signed_in_fact)
+
+        from . import receivers  # noqa: F401

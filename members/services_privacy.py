@@ -1,6 +1,6 @@
 """The customer's preferences and own data on the loyalty page: consents (each change a
-ConsentRecord with its exact wording), favourite store, "Stop SMS" and "Unsubscribe", and
-"Download my data"."""
+ConsentRecord with its exact wording), favourite store, "Stop SMS" and "Unsubscribe",
+"Download my data" and "Delete my account"."""
 
 from __future__ import annotations
 
@@ -13,11 +13,21 @@ from django.db.models import Prefetch
 from django.utils import timezone
 
 from loyalty.locks import persona_lock
-from loyalty.models import ConsentRecord, LineItem, Persona, PointsEntry, Transaction, WalletItem
+from loyalty.models import (
+    ConsentRecord,
+    ErasureRequest,
+    LineItem,
+    Persona,
+    PointsEntry,
+    Transaction,
+    WalletItem,
+)
+from loyalty.services.privacy import persona_erase
 from stores.errors import DomainError
 from stores.http import valid_ip
 
-from .services import consent_wording
+from .models import LoginCode
+from .services import consent_wording, sign_in_code_check, sign_in_code_send
 
 # What the "Stop SMS" and "Unsubscribe from email" buttons say, stored with their record.
 STOP_WORDING = {
@@ -145,3 +155,17 @@ def points_history_csv(export: dict) -> str:
         writer.writerow([row["at"], row["kind"], row["points"], row["balance_after"], row["reason"],
                          row["purchase"] or ""])
     return out.getvalue()
+
+
+# --- delete my account -----------------------------------------------------------------------------
+
+def account_delete_code_send(*, company, persona, address: str) -> None:
+    """Text the signed-in customer a code that confirms deleting their account."""
+    sign_in_code_send(company=company, phone=persona.phone, address=address, purpose=LoginCode.Purpose.ERASE)
+
+
+def account_delete(*, company, persona, code: str) -> ErasureRequest:
+    """The code is right: the customer's personal data is erased (loyalty.services.privacy),
+    which also ends their sign-in sessions. A wrong or expired code is a DomainError."""
+    sign_in_code_check(company=company, phone=persona.phone, code=code, purpose=LoginCode.Purpose.ERASE)
+    return persona_erase(company=company, persona_id=persona.pk, via=ErasureRequest.Via.PAGE)

@@ -23,4 +23,5 @@ urlpatterns: list = [
     path("preferences/", views_privacy.preferences, name="preferences"),
     path("preferences/stop/<str:channel>/", views_privacy.preferences_stop, name="preferences_stop"),
     path("preferences/my-data/", views_privacy.data_download, name="data_download"),
+    path("preferences/delete/", views_privacy.account_delete_view, name="account_delete"),
 ]

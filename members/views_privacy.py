@@ -1,5 +1,5 @@
 """The customer's preferences (consents, favourite store, "Stop SMS", "Unsubscribe") and
-"Download my data"."""
+"Download my data", "Delete my account"."""
 
 import json
 
@@ -13,9 +13,16 @@ from stores.errors import DomainError
 from stores.http import client_address
 
 from . import services
-from .forms import PreferencesForm
-from .services_privacy import consent_stop, persona_data_export, points_history_csv, preferences_update
-from .sessions import customer_required
+from .forms import CodeForm, PreferencesForm
+from .services_privacy import (
+    account_delete,
+    account_delete_code_send,
+    consent_stop,
+    persona_data_export,
+    points_history_csv,
+    preferences_update,
+)
+from .sessions import CUSTOMER_COOKIE, customer_required
 from .views import page_render
 
 SAVED_MESSAGES = {
@@ -81,3 +88,36 @@ def data_download(request, slug):
                             content_type="application/json; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{slug}-my-data.json"'
     return response
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@customer_required
+def account_delete_view(request, slug):
+    """"Delete my account": a code by SMS to the member's number, then the erasure. Step
+    "send" texts the code; step "confirm" checks it and erases."""
+    company, persona = request.company, request.persona
+    form = CodeForm(request.POST if request.POST.get("step") == "confirm" else None)
+    context = {"persona": persona, "form": form, "sent": False, "error": ""}
+    status = 200
+    if request.method == "POST" and request.POST.get("step") == "send":
+        try:
+            account_delete_code_send(company=company, persona=persona, address=client_address(request))
+        except DomainError as exc:
+            context["error"] = exc.message
+            status = 429 if exc.code.startswith("too_many") else 503
+        else:
+            context["sent"] = True
+    elif request.method == "POST" and form.is_valid():
+        try:
+            account_delete(company=company, persona=persona, code=form.cleaned_data["code"])
+        except DomainError as exc:
+            form.add_error("code", exc.message)
+            context["sent"], status = True, 400
+        else:
+            response = page_render(request, company, "account_deleted.html")
+            response.delete_cookie(CUSTOMER_COOKIE, path=f"/c/{company.slug}/")
+            return response
+    elif request.method == "POST":
+        context["sent"], status = True, 400
+    return page_render(request, company, "account_delete.html", context, status=status, signed_in=True)
