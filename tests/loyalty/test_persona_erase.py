@@ -133,3 +133,37 @@ def test_erasure_constraints(company, customer):
                                       requested_at=now, completed_at=now - timezone.timedelta(hours=1))
     with transaction.atomic(), pytest.raises(IntegrityError):
         ErasedIdentity.objects.create(company=company, kind="phone", digest="not-a-digest")
+
+
+# --- the persona card ---------------------------------------------------------------------------
+
+def test_an_admin_erases_from_the_persona_card(admin_client, company, customer, admin_user):
+    card = admin_client.get(f"/personas/{customer.pk}/")
+    assert 'data-testid="erase"' in card.content.decode()
+    unconfirmed = admin_client.post(f"/personas/{customer.pk}/erase/")
+    assert unconfirmed.status_code == 302
+    assert Persona.objects.get(pk=customer.pk).phone == PHONE
+    admin_client.post(f"/personas/{customer.pk}/erase/", {"confirm": "erase"}, REMOTE_ADDR="198.51.100.7")
+    persona = Persona.objects.get(pk=customer.pk)
+    assert persona.phone == "" and persona.first_name == ""
+    erasure = ErasureRequest.objects.get(persona=persona)
+    assert erasure.requested_via == "staff" and erasure.requested_by == admin_user
+    event = AuditEvent.objects.get(kind="persona.erased", object_id=persona.pk)
+    assert event.actor_id == admin_user.pk
+    page = admin_client.get(f"/personas/{customer.pk}/").content.decode()
+    assert 'data-testid="erased"' in page and 'data-testid="erase"' not in page
+
+
+@pytest.mark.parametrize("role_user", ["marketer_user", "budtender_user"])
+def test_only_admins_erase(client, company, customer, role_user, request):
+    client.force_login(request.getfixturevalue(role_user))
+    assert 'data-testid="erase"' not in client.get(f"/personas/{customer.pk}/").content.decode()
+    assert client.post(f"/personas/{customer.pk}/erase/", {"confirm": "erase"}).status_code == 403
+    assert Persona.objects.get(pk=customer.pk).phone == PHONE
+
+
+def test_another_companys_persona_card_is_a_404(admin_client, company, other_company):
+    twin = PersonaFactory(company=other_company, phone=PHONE)
+    assert admin_client.post(f"/personas/{twin.pk}/erase/", {"confirm": "erase"}).status_code == 404
+    twin.refresh_from_db()
+    assert twin.phone == PHONE
