@@ -89,3 +89,14 @@ def test_a_cova_sync_skips_erased_customers(company, cova, cova_server, sync, do
     sales = Transaction.objects.filter(company=company).order_by("occurred_at")
     assert [s.persona_id for s in sales] == [None, None]
     assert Persona.objects.filter(pk=persona.pk, phone="", first_name="").exists()
+
+
+def test_an_unsent_signup_push_is_dropped_on_erasure(company, cova):  # noqa: F811
+    from integrations.models import SignupPush
+    from integrations.tasks import signup_push
+
+    persona = PersonaFactory(company=company, phone=PHONE)
+    queued = SignupPush.objects.create(company=company, persona=persona, credential=cova)
+    persona_erase(company=company, persona_id=persona.pk, via="page")
+    assert not SignupPush.objects.filter(pk=queued.pk).exists()
+    signup_push.apply(args=[queued.pk])  # a delivery already on its way finds nothing to send
