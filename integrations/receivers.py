@@ -3,7 +3,7 @@
 from django.db import transaction as db
 from django.dispatch import receiver
 
-from loyalty.signals import persona_enrolled, persona_merging
+from loyalty.signals import persona_enrolled, persona_erasing, persona_merging
 
 
 @receiver(persona_enrolled)
@@ -24,3 +24,12 @@ def signup_pushes_follow_the_merge(sender, survivor, duplicate, **kwargs):
 
     own = SignupPush.objects.filter(persona=survivor).values("credential_id")
     SignupPush.objects.filter(persona=duplicate).exclude(credential_id__in=own).update(persona=survivor)
+
+
+@receiver(persona_erasing)
+def signup_pushes_dropped_on_erasure(sender, persona, **kwargs):
+    """A customer erased at their request is not created in Cova: pushes not yet sent go
+    (the task finds nothing to send)."""
+    from .models import SignupPush
+
+    SignupPush.objects.filter(persona=persona).exclude(state=SignupPush.State.SENT).delete()

@@ -196,6 +196,68 @@ class PersonaMerge(models.Model):
         return f"#{self.merged_persona_id} into {self.persona_id}"
 
 
+class ErasureRequest(models.Model):
+    """A customer's personal data erased at their request (from the loyalty page, or by an
+    admin for a request received by phone or mail). The persona stays as an anonymous id
+    so sales figures stay whole; this is the record of the request and its completion."""
+
+    class Via(models.TextChoices):
+        PAGE = "page", "Loyalty page"
+        STAFF = "staff", "Staff, on the persona card"
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
+    persona = models.OneToOneField(Persona, on_delete=models.CASCADE, related_name="erasure")
+    requested_via = models.CharField(max_length=8, choices=Via.choices)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                     on_delete=models.SET_NULL, related_name="+",
+                                     help_text="The staff member, for a request taken by staff.")
+    requested_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    points_forfeited = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(requested_via__in=["page", "staff"]),
+                                   name="erasure_via_valid"),
+            models.CheckConstraint(
+                condition=Q(completed_at__isnull=True) | Q(completed_at__gte=F("requested_at")),
+                name="erasure_completed_after_requested"),
+            models.CheckConstraint(condition=Q(points_forfeited__gte=0), name="erasure_points_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Erasure of {self.persona_id}"
+
+
+class ErasedIdentity(models.Model):
+    """A tombstone: the HMAC (SECRET_KEY) of an identity of an erased customer (phone, email,
+    or an id in one source), so an import or sync of the same identity doesn't bring them
+    back. Signing up again on the loyalty page with the phone clears it."""
+
+    class Kind(models.TextChoices):
+        PHONE = "phone", "Phone"
+        EMAIL = "email", "Email"
+        EXTERNAL_ID = "external_id", "Id in a source"
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    digest = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "erased identities"
+        constraints = [
+            models.UniqueConstraint(fields=["company", "kind", "digest"], name="erased_identity_unique"),
+            models.CheckConstraint(condition=Q(kind__in=["phone", "email", "external_id"]),
+                                   name="erased_identity_kind_valid"),
+            models.CheckConstraint(condition=Q(digest__regex=r"^[0-9a-f]{64}$"),
+                                   name="erased_identity_digest_hex"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.digest[:8]}"
+
+
 class Channel(models.TextChoices):
     IN_STORE = "in_store", "In store"
     ONLINE = "online", "Online"
@@ -328,6 +390,7 @@ class PointsKind(models.TextChoices):
     REINSTATE = "reinstate", "Reinstated"
     ADJUST = "adjust", "Adjusted by staff"
     EXPIRE = "expire", "Expired"
+    FORFEIT = "forfeit", "Forfeited"
 
 
 class PointsEntry(models.Model):

@@ -87,10 +87,18 @@ def persona_list(*, company, filters: PersonaFilters) -> QuerySet[Persona]:
     return qs.order_by(*order)
 
 
+def persona_erasure(*, persona: Persona):
+    """The persona's ErasureRequest, or None (read with persona_get: no query)."""
+    try:
+        return persona.erasure
+    except Persona.erasure.RelatedObjectDoesNotExist:
+        return None
+
+
 def persona_get(*, company, persona_id) -> Persona:
     """One persona of `company`; another company's id is a 404, as a missing one is."""
     try:
-        return (Persona.objects.select_related("favourite_store", "sourced_from")
+        return (Persona.objects.select_related("favourite_store", "sourced_from", "erasure__requested_by")
                 .get(company=company, pk=persona_id))
     except (Persona.DoesNotExist, ValueError, TypeError):
         raise Http404("No such persona.") from None

@@ -34,3 +34,8 @@ persona_merging = Signal()
 # Sent inside the transaction that recorded or changed a sale, with `company_id`: apps that
 # derive figures from sales (analytics) refresh them once it commits.
 sales_changed = Signal()
+
+
+# Sent inside the erasure's transaction, with `persona` (still holding its data) and `phone`:
+# apps that keep rows of the customer (sign-in sessions and codes) end or blank them.
+persona_erasing = Signal()

@@ -8,6 +8,7 @@ urlpatterns = [
     path("personas/<int:persona_id>/", views.persona_detail, name="persona_detail"),
     path("personas/<int:persona_id>/enroll/", views.persona_enroll_view, name="persona_enroll"),
     path("personas/<int:persona_id>/merge/", views.persona_merge_view, name="persona_merge"),
+    path("personas/<int:persona_id>/erase/", views.persona_erase_view, name="persona_erase"),
     path("personas/<int:persona_id>/points/adjust/", views.persona_points_adjust,
          name="persona_points_adjust"),
     path("personas/<int:persona_id>/wallet/grant/", views.persona_wallet_grant, name="persona_wallet_grant"),

@@ -17,10 +17,11 @@ from . import selectors
 from .card import persona_card_facts
 from .errors import InsufficientPoints, PointsOutOfRange
 from .forms import PointsAdjustForm, WalletGrantForm
-from .models import Source
+from .models import ErasureRequest, Source
 from .services import persona_enroll, points_adjust
 from .services.offers import wallet_grant
 from .services.personas import persona_merge
+from .services.privacy import persona_erase
 from .services.program import tier_progress, tiers_recompute
 
 PAGE_SIZE = 25
@@ -153,6 +154,7 @@ def _card_context(request, persona) -> dict:
         "consents": selectors.persona_consents(persona=persona),
         "card_facts": persona_card_facts(persona),
         "merged_in": selectors.persona_merged_in(persona=persona),
+        "erasure": selectors.persona_erasure(persona=persona),
         "orders": selectors.persona_orders(persona=persona),
         "program": selectors.loyalty_program_get(company=request.company),
         "redemptions": selectors.persona_redemptions(persona=persona),
@@ -215,6 +217,23 @@ def persona_merge_view(request, persona_id):
         else:
             messages.success(request, f"{duplicate.display_name} (#{duplicate.pk}) is merged into this "
                                       "persona: their sales, points and rewards are here now.")
+    if request.htmx:
+        return HttpResponseClientRedirect(reverse("persona_detail", args=[persona.pk]))
+    return redirect("persona_detail", persona_id=persona.pk)
+
+
+@require_POST
+@company_view("personas.erase")
+def persona_erase_view(request, persona_id):
+    """Erase the customer's personal data, for a request received by phone or mail."""
+    persona = selectors.persona_get(company=request.company, persona_id=persona_id)
+    if request.POST.get("confirm") != "erase":
+        messages.error(request, "Tick the box to confirm the customer asked for their data to be erased.")
+    else:
+        erasure = persona_erase(company=request.company, persona_id=persona.pk,
+                                via=ErasureRequest.Via.STAFF, audit=audit_context(request))
+        messages.success(request, f"Persona #{persona.pk}'s personal data is erased; "
+                                  f"{erasure.points_forfeited} points forfeited. Their sales stay.")
     if request.htmx:
         return HttpResponseClientRedirect(reverse("persona_detail", args=[persona.pk]))
     return redirect("persona_detail", persona_id=persona.pk)

@@ -21,6 +21,7 @@ class MembersConfig(AppConfig):
 
         from waitingroom.kiosk_offers import kiosk_offer_register
 
+        from . import receivers  # noqa: F401
         from .views_link import kiosk_link_offer
 
         kiosk_offer_register(kiosk_link_offer)

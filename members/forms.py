@@ -49,3 +49,16 @@ class JoinForm(CustomerForm):
         self.fields["favourite_store"].queryset = stores
         self.fields["sms_consent"].label = wording["sms"]
         self.fields["email_consent"].label = wording["email"]
+
+
+class PreferencesForm(CustomerForm):
+    sms_consent = forms.BooleanField(required=False)
+    email_consent = forms.BooleanField(required=False)
+    favourite_store = forms.ModelChoiceField(label="Favourite store", queryset=None, required=False,
+                                             empty_label="No favourite")
+
+    def __init__(self, *args, stores, wording, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["favourite_store"].queryset = stores
+        self.fields["sms_consent"].label = wording["sms"]
+        self.fields["email_consent"].label = wording["email"]

@@ -76,8 +76,13 @@ class LoginCode(models.Model):
 
     MAX_TRIES = 5
 
+    class Purpose(models.TextChoices):
+        SIGN_IN = "sign_in", "Sign in"
+        ERASE = "erase", "Delete the account"
+
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
     phone = models.CharField(max_length=20, help_text="E.164")
+    purpose = models.CharField(max_length=8, choices=Purpose.choices, default=Purpose.SIGN_IN)
     code_hash = models.CharField(max_length=64)
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
@@ -90,6 +95,8 @@ class LoginCode(models.Model):
             models.CheckConstraint(condition=Q(expires_at__gt=models.F("created_at")),
                                    name="login_code_expires_after_created"),
             models.CheckConstraint(condition=Q(attempts__lte=5), name="login_code_attempts_max"),
+            models.CheckConstraint(condition=Q(purpose__in=["sign_in", "erase"]),
+                                   name="login_code_purpose_valid"),
             models.CheckConstraint(condition=~Q(phone="") & ~Q(code_hash=""), name="login_code_filled"),
         ]
 

@@ -19,6 +19,7 @@ from django.utils import timezone
 from loyalty.models import ConsentRecord, Persona, Source
 from loyalty.phone import phone_normalize
 from loyalty.services.personas import persona_create, persona_enroll, source_get_or_create
+from loyalty.services.privacy import erased_phone_clear
 from stores.errors import DomainError
 from stores.http import valid_ip
 from stores.redis_guard import REDIS_ERRORS, redis_failed, redis_up
@@ -79,12 +80,21 @@ def sign_in_phone(*, company, phone: str) -> str:
     return phone
 
 
+CODE_TEXTS = {
+    LoginCode.Purpose.SIGN_IN: "{code} is your {company} sign-in code. It expires in {minutes} minutes.",
+    LoginCode.Purpose.ERASE: ("{code} is your code to delete your {company} Rewards account. It expires in "
+                              "{minutes} minutes. Didn't ask? Ignore this message."),
+}
+
+
 def sign_in_code_send(*, company, phone: str, address: str, now: datetime | None = None,
+                      purpose: str = LoginCode.Purpose.SIGN_IN,
                       link: Callable[[str], str] | None = None) -> LoginCode:
-    """Text a new 6-digit code to `phone` (already normalised) for this company's page, or,
-    with `link` (code -> sign-in URL), a link that carries it (sent from the kiosk, where
-    the customer is not on their own phone). Refused past the send limits; when the SMS
-    provider fails nothing is kept but the failed message in the outbox."""
+    """Text a new 6-digit code to `phone` (already normalised) for this company's page: to
+    sign in, or (purpose "erase") to confirm deleting the account. With `link` (code -> a
+    sign-in URL) the text carries a link instead (sent from the kiosk, where the customer is
+    not on their own phone). Refused past the send limits; when the SMS provider fails
+    nothing is kept but the failed message in the outbox."""
     now = now or timezone.now()
     phone_key = f"members:send:phone:{company.pk}:{phone}"
     address_key = f"members:send:addr:{address}"
@@ -101,13 +111,13 @@ def sign_in_code_send(*, company, phone: str, address: str, now: datetime | None
     with db.atomic():
         login_code = LoginCode.objects.create(
             company=company, phone=phone, code_hash=_code_hash(company_id=company.pk, phone=phone, code=code),
-            created_at=now, expires_at=now + timedelta(minutes=CODE_MINUTES))
+            purpose=purpose, created_at=now, expires_at=now + timedelta(minutes=CODE_MINUTES))
     try:
         if link is None:
-            body = f"{code} is your {company.name} sign-in code. It expires in {CODE_MINUTES} minutes."
+            body = CODE_TEXTS[purpose].format(code=code, company=company.name, minutes=CODE_MINUTES)
         else:
             body = f"See your {company.name} rewards: {link(code)} (works for {CODE_MINUTES} minutes)"
-        sms_send(company=company, to=phone, purpose="sign_in" if link is None else "sign_in_link", body=body)
+        sms_send(company=company, to=phone, purpose=purpose if link is None else "sign_in_link", body=body)
     except DomainError:
         LoginCode.objects.filter(pk=login_code.pk).delete()
         _limit_give_back(phone_key)
@@ -123,8 +133,9 @@ class CodeChecked:
     persona: Persona | None  # the member with this number, None when they have to join
 
 
-def sign_in_code_check(*, company, phone: str, code: str, now: datetime | None = None) -> CodeChecked:
-    """Check `code` against the latest code sent to `phone` for this company: at most
+def sign_in_code_check(*, company, phone: str, code: str, now: datetime | None = None,
+                       purpose: str = LoginCode.Purpose.SIGN_IN) -> CodeChecked:
+    """Check `code` against the latest code of `purpose` sent to `phone` for this company: at most
     LoginCode.MAX_TRIES tries, not expired, used once. Returns the member with this number
     (None: the number has to join first)."""
     now = now or timezone.now()
@@ -132,7 +143,8 @@ def sign_in_code_check(*, company, phone: str, code: str, now: datetime | None =
     refusal = None
     with db.atomic():
         login_code = (LoginCode.objects.select_for_update()
-                      .filter(company=company, phone=phone).order_by("-created_at", "-id").first())
+                      .filter(company=company, phone=phone, purpose=purpose)
+                      .order_by("-created_at", "-id").first())
         if login_code is None or login_code.used_at is not None:
             refusal = SignInRefused("Ask for a code first.", code="no_code")
         elif login_code.attempts >= LoginCode.MAX_TRIES:
@@ -157,6 +169,8 @@ def sign_in_code_check(*, company, phone: str, code: str, now: datetime | None =
             login_code.save(update_fields=["used_at"])
     if refusal is not None:  # the counted try is committed first
         raise refusal
+    if purpose != LoginCode.Purpose.SIGN_IN:
+        return CodeChecked(phone=phone, persona=None)
     member = (Persona.objects.filter(company=company, phone=phone, is_member=True)
               .order_by("enrolled_at", "id").first())
     return CodeChecked(phone=phone, persona=member)
@@ -210,6 +224,8 @@ def member_join(*, company, phone: str, first_name: str, last_name: str, birth_d
     wording = consent_wording(company)
     with db.atomic():
         _phone_lock(company_id=company.pk, phone=phone)
+        # Signing up again brings back a customer who had their data erased.
+        erased_phone_clear(company=company, phone=phone)
         persona = (Persona.objects.select_for_update().filter(company=company, phone=phone)
                    .order_by("-is_member", "id").first())
         if persona is None:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views, views_link, views_wallet
+from . import views, views_link, views_privacy, views_wallet
 
 app_name = "members"
 
@@ -21,4 +21,9 @@ urlpatterns: list = [
     path("rewards/<int:offer_id>/", views_wallet.reward_confirm, name="reward_confirm"),
     path("wallet/", views_wallet.wallet, name="wallet"),
     path("wallet/<str:code>/qr.svg", views_wallet.wallet_qr, name="wallet_qr"),
+    # Preferences and privacy (members/views_privacy.py).
+    path("preferences/", views_privacy.preferences, name="preferences"),
+    path("preferences/stop/<str:channel>/", views_privacy.preferences_stop, name="preferences_stop"),
+    path("preferences/my-data/", views_privacy.data_download, name="data_download"),
+    path("preferences/delete/", views_privacy.account_delete_view, name="account_delete"),
 ]

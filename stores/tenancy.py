@@ -22,6 +22,7 @@ PERMISSIONS: dict[str, set[str]] = {
     "points.adjust": {Role.ADMIN, Role.BUDTENDER},
     "personas.enroll": {Role.ADMIN, Role.BUDTENDER},
     "personas.merge": {Role.ADMIN},
+    "personas.erase": {Role.ADMIN},
     "personas.export": {Role.ADMIN},
     "settings.manage": {Role.ADMIN},
     "integrations.manage": {Role.ADMIN},

@@ -612,7 +612,7 @@ def _merge_staged(connection: Connection, staged: dict) -> dict:
         cursor.execute("ANALYZE cova_customers")
         cursor.execute("DROP TABLE IF EXISTS import_customers")
         cursor.execute(_CUSTOMERS_FROM_STAGE)
-    customers_merge(connection)
+    erased_skipped = customers_merge(connection)
     with db_connection.cursor() as cursor:
         cursor.execute(_TRAITS, params)
         while True:
@@ -643,7 +643,7 @@ def _merge_staged(connection: Connection, staged: dict) -> dict:
     rejected_lines = sum(len(rows) for _sale, rows, _column, _reason in too_large)
     return {"customers": staged["customers"], "sales": new_sales, "unmapped": staged["unmapped"],
             "lines": staged["lines"] - rejected_lines, "rejected_lines": rejected_lines,
-            "too_large": too_large}
+            "too_large": too_large, "erased_skipped": erased_skipped}
 
 
 COVA_FIELDS = {"line_total": "Total", "unit_price": "UnitPrice", "discount": "Discount", "tax": "Tax"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import logging
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,12 +20,15 @@ from loyalty.bounds import MONEY_MAX, POINTS_MAX
 from loyalty.models import Tier
 from loyalty.selectors import loyalty_program_get
 from loyalty.services.points_bulk import points_sync_for_transactions, signup_bonus_give_bulk
+from loyalty.services.privacy import SKIPPED_ERASED, erased_identities
 from stores.models import RetailStore
 
 from ..models import Connection, ImportedFile, RowError, StoreMapping, SyncRun
 from ..providers import ReportFile
 from ..reader import STAGE_COLUMNS, FileRejected, ReportReader, StoreResolver
 from ..reader import RowError as ReadRowError
+
+logger = logging.getLogger(__name__)
 
 HISTORY_DAYS = 365
 COPY_CHUNK_ROWS = 20_000
@@ -374,16 +378,36 @@ WHERE t.source_id = %(source_id)s AND t.source_file = %(file_key)s
 _NOTHING_DROPPED = "CREATE TEMP TABLE import_dropped (id bigint) ON COMMIT DROP"
 
 
-def customers_merge(connection: Connection, *, file_key: str = "") -> None:
+def _erased_customers_skip(cursor, connection: Connection) -> int:
+    """Take out of `import_customers` the customers whose phone, email or id in this source
+    belongs to a customer erased at their request (loyalty.services.privacy tombstones):
+    they are not brought back, and their sales land without a customer. Returns how many."""
+    erased = erased_identities(company=connection.company_id)
+    if not erased.digests:
+        return 0
+    cursor.execute("SELECT customer_id, phone, email FROM import_customers")
+    skipped = [customer_id for customer_id, phone, email in cursor.fetchall()
+               if erased.match(phone=phone or "", email=email or "", source_id=connection.source_id,
+                               external_id=customer_id)]
+    if skipped:
+        cursor.execute("DELETE FROM import_customers WHERE customer_id = ANY(%s)", [skipped])
+        logger.info("%s of %s: %d customer(s) skipped, %s", connection.company_id, connection.name,
+                    len(skipped), SKIPPED_ERASED)
+    return len(skipped)
+
+
+def customers_merge(connection: Connection, *, file_key: str = "") -> int:
     """Match the customers in temp table `import_customers` (customer_id, first_name,
     last_name, email, phone, birth_date, first_seen, persona_id, is_new) to personas: by
     this source's identity, else phone, else email; create the rest; record identities;
-    bring contact details up to date. Fills persona_id and is_new."""
+    bring contact details up to date. Fills persona_id and is_new. Customers erased at
+    their request are skipped (their sales stay anonymous); returns how many were."""
     params = {
         "company_id": connection.company_id, "source_id": connection.source_id,
         "file_key": file_key, "enroll": connection.enroll_new_customers,
     }
     with db_connection.cursor() as cursor:
+        skipped = _erased_customers_skip(cursor, connection)
         # Autovacuum never analyzes temporary tables: without statistics the planner takes
         # them for tiny and picks nested loops, which turn quadratic on big files.
         cursor.execute("CREATE INDEX ON import_customers (customer_id)")
@@ -403,6 +427,7 @@ def customers_merge(connection: Connection, *, file_key: str = "") -> None:
     if connection.enroll_new_customers:
         signup_bonus_give_bulk(company=connection.company,
                                personas_sql="SELECT persona_id FROM import_customers WHERE is_new")
+    return skipped
 
 
 def _merge(connection: Connection, *, file_key: str, drop_missing: bool = True) -> int:

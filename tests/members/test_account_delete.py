@@ -1,0 +1,90 @@
+"""Delete my account on the loyalty page: confirmed by a code texted to the member, then the
+data is erased, the customer signed out; signing up again with the number works."""
+
+import re
+
+import pytest
+from django.core.cache import cache
+
+from loyalty.models import ErasedIdentity, ErasureRequest, Persona, PointsEntry
+from loyalty.services.privacy import erased_identities
+from members.models import CustomerSession, LoginCode, SentMessage
+from tests.factories import PersonaFactory
+
+from .sign_in_helpers import page_on, sign_in, text
+
+pytestmark = pytest.mark.django_db
+
+PHONE = "+13035550142"
+
+
+@pytest.fixture(autouse=True)
+def fresh_limits():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def member(company, store, admin_user):
+    page_on(company)
+    persona = PersonaFactory(company=company, phone=PHONE, first_name="Maya", email="maya@example.com")
+    from loyalty.services import points_adjust
+    points_adjust(company=company, persona_id=persona.pk, delta=150, staff_user=admin_user, reason="Welcome")
+    return persona
+
+
+def delete_url(company):
+    return f"/c/{company.slug}/preferences/delete/"
+
+
+def erase_code(company):
+    message = SentMessage.objects.filter(company=company, purpose="erase").order_by("-id").first()
+    return re.search(r"\b(\d{6})\b", message.body).group(1)
+
+
+def test_delete_my_account_with_the_texted_code(client, company, member):
+    sign_in(client, company, PHONE)
+    page = client.get(delete_url(company))
+    assert "150 points" in text(page) and "cannot be undone" in text(page)
+    sent = client.post(delete_url(company), {"step": "send"})
+    assert sent.status_code == 200 and "Enter it to delete your account" in text(sent)
+    assert "delete your" in SentMessage.objects.get(purpose="erase").body
+    # A sign-in code isn't a deletion code.
+    wrong = client.post(delete_url(company), {"step": "confirm", "code": "000000"})
+    assert wrong.status_code == 400 and "isn't right" in text(wrong)
+    assert Persona.objects.get(pk=member.pk).phone == PHONE
+
+    done = client.post(delete_url(company), {"step": "confirm", "code": erase_code(company)})
+    assert done.status_code == 200 and "Your account is deleted" in text(done)
+    persona = Persona.objects.get(pk=member.pk)
+    assert persona.phone == "" and persona.first_name == "" and persona.points_balance == 0
+    assert PointsEntry.objects.get(persona=persona, kind="forfeit").delta == -150
+    assert ErasureRequest.objects.get(persona=persona).requested_via == "page"
+    assert not CustomerSession.objects.filter(persona=persona, revoked_at__isnull=True).exists()
+    # Signed out: the points page sends the browser to sign in.
+    assert client.get(f"/c/{company.slug}/points/").status_code == 302
+
+
+def test_signing_up_again_clears_the_phone_tombstone(client, company, member, store):
+    sign_in(client, company, PHONE)
+    client.post(delete_url(company), {"step": "send"})
+    client.post(delete_url(company), {"step": "confirm", "code": erase_code(company)})
+    assert erased_identities(company=company).match(phone=PHONE)
+    LoginCode.objects.all().delete()
+    cache.clear()
+    response = sign_in(client, company, PHONE)
+    assert response["Location"].endswith("/join/")  # not a member any more
+    joined = client.post(f"/c/{company.slug}/join/", {
+        "first_name": "Maya", "last_name": "Lopez", "birth_date": "1990-01-01", "email": "",
+        "favourite_store": store.pk})
+    assert joined.status_code == 302, text(joined)[:2000]
+    assert not erased_identities(company=company).match(phone=PHONE)
+    assert ErasedIdentity.objects.filter(company=company, kind="email").exists()
+    new = Persona.objects.get(company=company, phone=PHONE)
+    assert new.pk != member.pk and new.points_balance == 0
+
+
+def test_delete_needs_a_sign_in(client, company, member):
+    assert client.post(delete_url(company), {"step": "send"}).status_code == 302
+    assert not SentMessage.objects.filter(purpose="erase").exists()
