@@ -2,9 +2,6 @@
 request's id, so an operator goes from the click to the run's log lines. (That a request's
 X-Request-ID is the id current while it runs is tests/stores/test_logs.py's.)"""
 
-import os
-import subprocess
-import sys
 import time
 import uuid
 
@@ -15,7 +12,7 @@ from config.celery import app
 from integrations.models import SyncRun
 from integrations.services.sync import sync_run_create
 from stores.requestid import request_id_bind, request_id_reset
-from tests.childdb import database_url
+from tests.celery_worker import celery_worker_process
 from tests.stores.test_metrics_processes import json_lines
 
 HEADER = "ReceiptId,customerId,TransactionDate,Location,FirstName,ProductName,LineTotal,LineTax,PaymentMethod"
@@ -26,25 +23,9 @@ def worker(tmp_path, reports_root):
     """A real Celery worker process (JSON logs) on a queue of its own: no other test's
     worker takes its tasks, nor it theirs. Yields (queue, log file)."""
     queue = f"task-logs-{uuid.uuid4().hex[:8]}"
-    env = os.environ | {"DATABASE_URL": database_url(), "REDIS_URL": settings.REDIS_URL,
-                        "CELERY_BROKER_URL": app.conf.broker_url,
-                        "PYTHONPATH": str(settings.BASE_DIR), "LOG_FORMAT": "json",
-                        "REPORTS_ROOT": str(settings.REPORTS_ROOT)}
     log_path = tmp_path / "worker.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "solo",
-                                 "-Q", queue, "-l", "info", "--without-gossip", "--without-mingle",
-                                 "--without-heartbeat"],
-                                cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
+    with celery_worker_process(queue, log_path, LOG_FORMAT="json", REPORTS_ROOT=str(settings.REPORTS_ROOT)):
         yield queue, log_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.mark.django_db(transaction=True)

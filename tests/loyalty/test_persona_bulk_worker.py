@@ -2,21 +2,17 @@
 job, a real Celery worker (its own process) works through it in chunks, and the Personas
 page polls its progress ("2,000 of 5,000") until it is done."""
 
-import os
 import re
-import subprocess
-import sys
 import time
 import uuid
 
 import pytest
-from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
 from config.celery import app
 from loyalty.models import LoyaltyProgram, Persona, PersonaBulkJob, PointsEntry
-from tests.childdb import database_url
+from tests.celery_worker import celery_worker_process
 from tests.factories import PersonaFactory
 
 COUNT = 5000
@@ -28,25 +24,10 @@ def worker(tmp_path):
     task goes) and on a queue of its own (where the test sends it too, see below);
     leftovers of an earlier run are purged first."""
     own = f"bulk-{uuid.uuid4().hex[:8]}"
-    queues = f"{app.conf.task_default_queue},{own}"
     app.control.purge()
-    env = os.environ | {"DATABASE_URL": database_url(), "REDIS_URL": settings.REDIS_URL,
-                        "CELERY_BROKER_URL": app.conf.broker_url, "PYTHONPATH": str(settings.BASE_DIR)}
     log_path = tmp_path / "worker.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "solo",
-                                 "-Q", queues, "-l", "info", "--without-gossip", "--without-mingle",
-                                 "--without-heartbeat"],
-                                cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
+    with celery_worker_process(f"{app.conf.task_default_queue},{own}", log_path):
         yield log_path, own
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _seed(company, other_company):

@@ -18,13 +18,6 @@ pytestmark = pytest.mark.django_db
 PHONE = "+13035550142"
 
 
-@pytest.fixture(autouse=True)
-def fresh_limits():
-    cache.clear()
-    yield
-    cache.clear()
-
-
 @pytest.fixture
 def member(company, store, admin_user):
     page_on(company)

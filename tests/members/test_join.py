@@ -3,7 +3,6 @@
 import datetime as dt
 
 import pytest
-from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 
@@ -18,13 +17,6 @@ from .sign_in_helpers import page_on, sign_in, text
 pytestmark = pytest.mark.django_db
 
 PHONE = "+13035550142"
-
-
-@pytest.fixture(autouse=True)
-def fresh_limits():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def years_ago(years: int, days: int = 0) -> dt.date:

@@ -5,7 +5,6 @@ from decimal import Decimal
 
 import pytest
 import time_machine
-from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -22,13 +21,6 @@ from .sign_in_helpers import page_on, sign_in, text
 pytestmark = pytest.mark.django_db
 
 PHONE = "+13035550142"
-
-
-@pytest.fixture(autouse=True)
-def fresh_limits():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def sale(company, store, persona, ext, amount):

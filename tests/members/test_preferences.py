@@ -7,7 +7,6 @@ import json
 from decimal import Decimal
 
 import pytest
-from django.core.cache import cache
 from django.utils import timezone
 
 from loyalty.models import ConsentRecord
@@ -23,13 +22,6 @@ from .sign_in_helpers import page_on, sign_in, text
 pytestmark = pytest.mark.django_db
 
 PHONE = "+13035550142"
-
-
-@pytest.fixture(autouse=True)
-def fresh_limits():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

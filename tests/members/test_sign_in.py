@@ -4,7 +4,6 @@ import datetime as dt
 
 import pytest
 import time_machine
-from django.core.cache import cache
 from django.utils import timezone
 
 from members import sms
@@ -20,13 +19,6 @@ from .sign_in_helpers import ask_code, enter_code, last_code, page_on, sign_in, 
 pytestmark = pytest.mark.django_db
 
 PHONE = "+13035550142"
-
-
-@pytest.fixture(autouse=True)
-def fresh_limits():
-    cache.clear()  # this suite's own Redis db: the send limits start at zero
-    yield
-    cache.clear()
 
 
 def test_page_is_404_for_an_unknown_company_or_a_page_that_is_off(client, company):
