@@ -9,7 +9,6 @@ import re
 from pathlib import Path
 
 import pytest
-from django.core.cache import cache
 from django.core.management import call_command
 from playwright.sync_api import expect
 
@@ -19,6 +18,7 @@ from stores.models import Company
 from stores.services import company_branding_update
 from tests.browser.test_accessibility import blocking_violations
 from tests.browser.test_csp import WATCH_CSP
+from tests.members.sign_in_helpers import send_limits_reset
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -28,7 +28,7 @@ NEW_PHONE = "(720) 555-0199"
 
 @pytest.fixture
 def demo_page():
-    cache.clear()
+    send_limits_reset()
     call_command("load_demo", personas=40, transactions=300)
     call_command("load_demo_members")
     company = Company.objects.get(slug="green-leaf")

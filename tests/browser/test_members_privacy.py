@@ -7,14 +7,13 @@ import re
 from pathlib import Path
 
 import pytest
-from django.core.cache import cache
 from playwright.sync_api import expect
 
 from loyalty.models import ConsentRecord, ErasureRequest, Persona
 from members.models import SentMessage
 from tests.browser.test_members import Phone
 from tests.factories import PersonaFactory
-from tests.members.sign_in_helpers import page_on
+from tests.members.sign_in_helpers import page_on, send_limits_reset
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -27,7 +26,7 @@ def outbox_code(company, purpose):
 
 
 def test_preferences_download_and_delete_on_a_phone(browser, live_server, company, store):
-    cache.clear()
+    send_limits_reset()
     page_on(company)
     persona = PersonaFactory(company=company, phone=PHONE, first_name="Maya", sms_opt_in=True,
                              email_opt_in=False, favourite_store=store)

@@ -1,10 +1,11 @@
 import pytest
-from django.core.cache import cache
+
+from .sign_in_helpers import send_limits_reset
 
 
 @pytest.fixture(autouse=True)
 def fresh_limits():
-    """The sign-in send limits (kept in the cache) start at zero in every customer-page test."""
-    cache.clear()  # this suite's own Redis db
+    """The sign-in send limits start at zero in every customer-page test."""
+    send_limits_reset()
     yield
-    cache.clear()
+    send_limits_reset()

@@ -4,6 +4,8 @@ outbox (SentMessage), enter it."""
 import html
 import re
 
+from django.core.cache import cache
+
 from members.models import LoyaltyPageSettings, SentMessage
 
 
@@ -36,3 +38,12 @@ def sign_in(client, company, phone: str):
 def text(response) -> str:
     """The page as a person reads it (entities decoded)."""
     return html.unescape(response.content.decode())
+
+
+def send_limits_reset() -> None:
+    """Forget the sign-in send limits this test process counted, and nothing else: not
+    cache.clear(), which empties the whole Redis database, other test processes' keys and
+    the Celery broker's queues with it."""
+    client = cache._cache.get_client(None, write=True)
+    for key in client.scan_iter(match=cache.make_key("members:send:*")):
+        client.delete(key)
