@@ -7,11 +7,9 @@ import secrets
 from datetime import timedelta
 
 from django.http import Http404
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
-
-from stores.models import Company
 
 from .models import CustomerSession
 
@@ -66,10 +64,6 @@ def customer_sessions_revoke(*, persona) -> int:
     live = CustomerSession.objects.filter(persona=persona, revoked_at__isnull=True, expires_at__gt=now)
     return live.update(revoked_at=now)
 
-
-def company_page(slug: str) -> Company:
-    """The company whose loyalty page this is; 404 when there is none."""
-    return get_object_or_404(Company, slug=slug)
 
 
 def customer_required(view):

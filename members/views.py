@@ -17,7 +17,7 @@ from stores.http import client_address
 
 from . import selectors, services
 from .forms import CodeForm, JoinForm, PhoneForm
-from .sessions import company_page, customer_session_end, customer_session_of, customer_session_start
+from .sessions import customer_session_end, customer_session_of, customer_session_start
 
 # The number waiting for its code, and the number proven by a code but not yet a member:
 # signed cookies scoped to the company's pages.
@@ -137,7 +137,7 @@ def phone_proven_response(request, company, phone: str, persona):
 
 @require_POST
 def sign_out(request, slug):
-    company = company_page(slug)
+    company = _page(slug)
     response = redirect("members:sign_in", slug=slug)
     customer_session_end(request=request, response=response, company=company)
     return response

@@ -52,13 +52,13 @@ def kiosk_link(request, slug):
         token = signing.dumps([company.pk, phone, code], salt=LINK_SALT)
         return request.build_absolute_uri(reverse("members:sign_in_link", args=[slug, token]))
 
-    error = ""
     try:
         services.sign_in_code_send(company=company, phone=phone, address=client_address(request), link=link)
-    except DomainError as exc:
-        error = exc.message
-    return page_render(request, company, "kiosk_link.html", {"error": error, "back": back},
-                       status=429 if error and "codes" in error else 503 if error else 200)
+    except DomainError as exc:  # a send limit reached, or the SMS provider away: as on the sign-in page
+        status = 429 if exc.code.startswith("too_many") else 503
+        return page_render(request, company, "kiosk_link.html", {"error": exc.message, "back": back},
+                           status=status)
+    return page_render(request, company, "kiosk_link.html", {"error": "", "back": back})
 
 
 @never_cache

@@ -93,3 +93,14 @@ def test_a_tampered_or_foreign_link_is_expired(client, company, other_company, q
     assert client.post(foreign).status_code == 400
     assert client.post(path[:-2] + "x/").status_code == 400
     assert not CustomerSession.objects.exists()
+
+
+def test_past_the_send_limit_the_tablet_says_so_and_nothing_more_is_sent(client, company, queue_store):  # noqa: F811
+    page_on(company)
+    PersonaFactory(company=company, phone=PHONE)
+    action, token = offer_token(check_in(client, queue_store))
+    for _ in range(3):  # the number's limit: 3 codes in 10 minutes
+        assert client.post(action, {"token": token}).status_code == 200
+    refused = client.post(action, {"token": token})
+    assert refused.status_code == 429 and "We couldn't send it" in text(refused)
+    assert SentMessage.objects.filter(purpose="sign_in_link").count() == 3
