@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import zipfile
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 
 from django.db import transaction as db
 from django.db.models import Prefetch
@@ -146,15 +149,89 @@ def persona_data_export(*, company, persona_id: int) -> dict:
             "points_history": points, "wallet": wallet, "purchases": purchases, "consents": consents}
 
 
-def points_history_csv(export: dict) -> str:
-    """The points history of an export as CSV, for a spreadsheet."""
+# Rows held inside a section's rows, as a file of their own: a purchase's lines go to
+# purchase_lines.csv, each with its purchase's id in the "purchase" column.
+CSV_INNER_ROWS = {"purchases": ("lines", "purchase_lines", "purchase")}
+# A column's heading: its key in words ("balance_after": "balance after"), or this.
+CSV_HEADINGS = {"at": "date"}
+
+
+def _is_number(value: str) -> bool:
+    try:
+        Decimal(value)
+    except InvalidOperation:
+        return False
+    return True
+
+
+def _csv_cell(value) -> str | int:
+    """One value as a spreadsheet cell: blank for none, yes/no, JSON for a nested value; text
+    a spreadsheet would run as a formula (=, @, or + and - before anything but a number)
+    starts with a quote mark."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return value
+    if isinstance(value, (dict, list)):
+        value = json.dumps(value, ensure_ascii=False)
+    value = str(value)
+    if value[:1] in ("=", "@", "\t", "\r") or (value[:1] in ("+", "-") and not _is_number(value)):
+        return "'" + value
+    return value
+
+
+def _csv_file(header: list[str], rows: list[list]) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["date", "kind", "points", "balance after", "reason", "purchase"])
-    for row in export["points_history"]:
-        writer.writerow([row["at"], row["kind"], row["points"], row["balance_after"], row["reason"],
-                         row["purchase"] or ""])
-    return out.getvalue()
+    writer.writerow(header)
+    writer.writerows([[_csv_cell(value) for value in row] for row in rows])
+    return out.getvalue().encode("utf-8-sig")  # the mark tells spreadsheets it is UTF-8
+
+
+def _is_rows(value) -> bool:
+    return isinstance(value, list) and all(isinstance(row, dict) for row in value)
+
+
+def _csv_heading(key: str) -> str:
+    return CSV_HEADINGS.get(key, key.replace("_", " "))
+
+
+def _csv_table(rows: list[dict]) -> bytes:
+    """Rows as a table, a column per key (an empty list is an empty file)."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    if not columns:
+        return b""
+    return _csv_file([_csv_heading(c) for c in columns], [[row.get(c) for c in columns] for row in rows])
+
+
+def persona_data_zip(export: dict) -> bytes:
+    """The export of persona_data_export as a ZIP of CSV files for a spreadsheet, one per
+    section: profile.csv (field, value; with the company and the date of the export), a
+    table for each list in it (identities.csv), and one for each other section
+    (points_history.csv, wallet.csv, purchases.csv with purchase_lines.csv, consents.csv)."""
+    about = [[_csv_heading(key), value] for key, value in export.items()
+             if not isinstance(value, (dict, list))]
+    files: dict[str, bytes] = {}
+    for name, section in export.items():
+        if isinstance(section, dict):
+            tables = {key: value for key, value in section.items() if _is_rows(value)}
+            fields = [[_csv_heading(key), value] for key, value in section.items() if key not in tables]
+            files[f"{name}.csv"] = _csv_file(["field", "value"], about + fields)
+            files.update({f"{key}.csv": _csv_table(rows) for key, rows in tables.items()})
+        elif _is_rows(section):
+            inner_key, inner_name, parent_column = CSV_INNER_ROWS.get(name, (None, None, None))
+            files[f"{name}.csv"] = _csv_table([{k: v for k, v in row.items() if k != inner_key}
+                                               for row in section])
+            if inner_key:
+                files[f"{inner_name}.csv"] = _csv_table([{parent_column: row.get("id"), **line}
+                                                         for row in section for line in row[inner_key]])
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for filename, content in files.items():
+            archive.writestr(filename, content)
+    return buffer.getvalue()
 
 
 # --- delete my account -----------------------------------------------------------------------------

@@ -5,11 +5,13 @@ import functools
 import hashlib
 import secrets
 from datetime import timedelta
+from urllib.parse import unquote, urlencode, urlsplit
 
 from django.http import Http404
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from .models import CustomerSession
 
@@ -65,6 +67,33 @@ def customer_sessions_revoke(*, persona) -> int:
     return live.update(revoked_at=now)
 
 
+def sign_in_redirect(request, slug):
+    """To the sign-in page; a page opened (GET) comes back as its `next`, to land on after
+    signing in."""
+    url = reverse("members:sign_in", args=[slug])
+    if request.method == "GET":
+        url += "?" + urlencode({"next": request.get_full_path()})
+    return redirect(url)
+
+
+def next_path(request, company) -> str:
+    """The `next` a sign-in carries (form or query) when it is a page of this company's
+    loyalty page (a path under /c/<slug>/); "" for anything else: another company's page,
+    another site, a path that climbs out with "..", so the customer lands on the usual page."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if not target or not url_has_allowed_host_and_scheme(target, allowed_hosts=None,
+                                                          require_https=request.is_secure()):
+        return ""
+    parts = urlsplit(target)
+    path = unquote(parts.path)
+    if parts.scheme or parts.netloc or not path.startswith(f"/c/{company.slug}/"):
+        return ""
+    if "\\" in path or any(ord(c) < 32 or c == "\x7f" for c in unquote(target)):
+        return ""
+    if any(segment in (".", "..") for segment in path.split("/")):
+        return ""
+    return target
+
 
 def customer_required(view):
     """For views under /c/<slug>/ that need a signed-in customer: sets request.company,
@@ -79,7 +108,7 @@ def customer_required(view):
             raise Http404("No loyalty page here.")
         session = customer_session_of(request, company)
         if session is None:
-            return redirect(reverse("members:sign_in", args=[slug]))
+            return sign_in_redirect(request, slug)
         request.company, request.customer_session, request.persona = company, session, session.persona
         return view(request, slug, *args, **kwargs)
 

@@ -2,6 +2,7 @@
 points. Public, mobile first, without the staff shell; 404 while the company's page is off."""
 
 from datetime import timedelta
+from urllib.parse import urlencode
 
 from django.http import Http404
 from django.shortcuts import redirect, render
@@ -17,7 +18,13 @@ from stores.http import client_address
 
 from . import selectors, services
 from .forms import CodeForm, JoinForm, PhoneForm
-from .sessions import customer_session_end, customer_session_of, customer_session_start
+from .sessions import (
+    customer_session_end,
+    customer_session_of,
+    customer_session_start,
+    next_path,
+    sign_in_redirect,
+)
 
 # The number waiting for its code, and the number proven by a code but not yet a member:
 # signed cookies scoped to the company's pages.
@@ -48,6 +55,11 @@ def _cookie_path(company) -> str:
 def _set_signed(response, request, company, name, value, *, salt, seconds):
     response.set_signed_cookie(name, value, salt=salt, max_age=seconds, httponly=True,
                                secure=request.is_secure(), samesite="Lax", path=_cookie_path(company))
+
+
+def _with_next(url: str, target: str) -> str:
+    """`url` carrying the page to land on after signing in, when there is one."""
+    return f"{url}?{urlencode({'next': target})}" if target else url
 
 
 def _read_signed(request, company, name, *, salt, seconds) -> str | None:
@@ -81,9 +93,11 @@ def home(request, slug):
 def sign_in(request, slug):
     """Step 1: the customer's mobile number; a code goes to it by SMS."""
     company = _page(slug)
+    target = next_path(request, company)
     if request.method == "GET" and customer_session_of(request, company):
-        return redirect("members:points", slug=slug)
+        return redirect(target or reverse("members:points", args=[slug]))
     form = PhoneForm(request.POST or None)
+    context = {"form": form, "next": target}
     if request.method == "POST" and form.is_valid():
         try:
             phone = services.sign_in_phone(company=company, phone=form.cleaned_data["phone"])
@@ -91,12 +105,12 @@ def sign_in(request, slug):
         except DomainError as exc:
             form.add_error("phone" if exc.extra.get("field") == "phone" else None, exc.message)
             status = 429 if exc.code.startswith("too_many") else 503 if exc.code == "sms_not_sent" else 400
-            return page_render(request, company, "sign_in.html", {"form": form}, status=status)
-        response = redirect("members:code", slug=slug)
+            return page_render(request, company, "sign_in.html", context, status=status)
+        response = redirect(_with_next(reverse("members:code", args=[slug]), target))
         _set_signed(response, request, company, PENDING_COOKIE, f"{company.pk}:{phone}",
                     salt=PENDING_SALT, seconds=PENDING_SECONDS)
         return response
-    return page_render(request, company, "sign_in.html", {"form": form}, status=400 if form.errors else 200)
+    return page_render(request, company, "sign_in.html", context, status=400 if form.errors else 200)
 
 
 @never_cache
@@ -105,10 +119,11 @@ def code(request, slug):
     on to join, its phone proven."""
     company = _page(slug)
     phone = _read_signed(request, company, PENDING_COOKIE, salt=PENDING_SALT, seconds=PENDING_SECONDS)
+    target = next_path(request, company)
     if phone is None:
-        return redirect("members:sign_in", slug=slug)
+        return redirect(_with_next(reverse("members:sign_in", args=[slug]), target))
     form = CodeForm(request.POST or None)
-    context = {"form": form, "phone": phone}
+    context = {"form": form, "phone": phone, "next": target}
     if request.method == "POST" and form.is_valid():
         try:
             checked = services.sign_in_code_check(company=company, phone=phone,
@@ -123,14 +138,16 @@ def code(request, slug):
 
 
 def phone_proven_response(request, company, phone: str, persona):
-    """After a code proved the phone: its member signed in, on to their points; a number
-    without membership on to joining, the phone proven for a while."""
+    """After a code proved the phone: its member signed in, on to the page they asked for
+    (`next`, a page of this company's loyalty page) or their points; a number without
+    membership on to joining (the same `next` with it), the phone proven for a while."""
+    target = next_path(request, company)
     if persona is None:
-        response = redirect("members:join", slug=company.slug)
+        response = redirect(_with_next(reverse("members:join", args=[company.slug]), target))
         _set_signed(response, request, company, VERIFIED_COOKIE, f"{company.pk}:{phone}",
                     salt=VERIFIED_SALT, seconds=VERIFIED_SECONDS)
         return response
-    response = redirect("members:points", slug=company.slug)
+    response = redirect(target or reverse("members:points", args=[company.slug]))
     customer_session_start(company=company, persona=persona, request=request, response=response)
     return response
 
@@ -149,8 +166,9 @@ def sign_out(request, slug):
 def join(request, slug):
     company = _page(slug)
     phone = _read_signed(request, company, VERIFIED_COOKIE, salt=VERIFIED_SALT, seconds=VERIFIED_SECONDS)
+    target = next_path(request, company)
     if phone is None:
-        return redirect("members:sign_in", slug=slug)
+        return redirect(_with_next(reverse("members:sign_in", args=[slug]), target))
     wording = services.consent_wording(company)
     form = JoinForm(request.POST or None, stores=company.stores.order_by("name"), wording=wording)
     if request.method == "POST" and form.is_valid():
@@ -165,11 +183,11 @@ def join(request, slug):
             field = exc.extra.get("field")
             form.add_error(field if field in form.fields else None, exc.message)
         else:
-            response = redirect(reverse("members:points", args=[slug]) + "?welcome=1")
+            response = redirect(target or reverse("members:points", args=[slug]) + "?welcome=1")
             customer_session_start(company=company, persona=persona, request=request, response=response)
             response.delete_cookie(VERIFIED_COOKIE, path=_cookie_path(company))
             return response
-    return page_render(request, company, "join.html", {"form": form, "phone": phone},
+    return page_render(request, company, "join.html", {"form": form, "phone": phone, "next": target},
                    status=400 if form.errors else 200)
 
 
@@ -180,7 +198,7 @@ def points(request, slug):
     company = _page(slug)
     session = customer_session_of(request, company)
     if session is None:
-        return redirect(reverse("members:sign_in", args=[slug]) + f"?next={request.path}")
+        return sign_in_redirect(request, slug)
     persona = session.persona
     try:
         page = max(1, int(request.GET.get("page", "1")))

@@ -19,7 +19,7 @@ from .services_privacy import (
     account_delete_code_send,
     consent_stop,
     persona_data_export,
-    points_history_csv,
+    persona_data_zip,
     preferences_update,
 )
 from .sessions import CUSTOMER_COOKIE, customer_required
@@ -78,11 +78,12 @@ def preferences_stop(request, slug, channel):
 @require_GET
 @customer_required
 def data_download(request, slug):
-    """"Download my data": JSON of everything, or ?format=csv for the points history."""
+    """"Download my data": JSON of everything, or ?format=csv for the same as a ZIP of CSV
+    files, one per section."""
     export = persona_data_export(company=request.company, persona_id=request.persona.pk)
     if request.GET.get("format") == "csv":
-        response = HttpResponse(points_history_csv(export), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="{slug}-points-history.csv"'
+        response = HttpResponse(persona_data_zip(export), content_type="application/zip")
+        response["Content-Disposition"] = f'attachment; filename="{slug}-my-data.zip"'
         return response
     response = HttpResponse(json.dumps(export, indent=2, ensure_ascii=False),
                             content_type="application/json; charset=utf-8")

@@ -2,6 +2,7 @@
 data is erased, the customer signed out; signing up again with the number works."""
 
 import re
+from urllib.parse import quote
 
 import pytest
 
@@ -10,7 +11,7 @@ from loyalty.services.privacy import erased_identities
 from members.models import CustomerSession, LoginCode, SentMessage
 from tests.factories import PersonaFactory
 
-from .sign_in_helpers import page_on, send_limits_reset, sign_in, text
+from .sign_in_helpers import last_code, page_on, send_limits_reset, sign_in, text
 
 pytestmark = pytest.mark.django_db
 
@@ -78,5 +79,16 @@ def test_signing_up_again_clears_the_phone_tombstone(client, company, member, st
 
 
 def test_delete_needs_a_sign_in(client, company, member):
-    assert client.post(delete_url(company), {"step": "send"}).status_code == 302
+    # given a signed-out browser: sending the code goes to sign in, and no code is sent
+    response = client.post(delete_url(company), {"step": "send"})
+    assert response.status_code == 302 and response["Location"] == f"/c/{company.slug}/sign-in/"
     assert not SentMessage.objects.filter(purpose="erase").exists()
+    # opening the page goes to sign in, and back to the page once signed in
+    response = client.get(delete_url(company))
+    assert response.status_code == 302
+    assert response["Location"] == f"/c/{company.slug}/sign-in/?next={quote(delete_url(company), safe='')}"
+    client.post(response["Location"], {"phone": PHONE})
+    response = client.post(f"/c/{company.slug}/sign-in/code/?next={quote(delete_url(company), safe='')}",
+                           {"code": last_code(company, PHONE)})
+    assert response["Location"] == delete_url(company)
+    assert client.get(delete_url(company)).status_code == 200

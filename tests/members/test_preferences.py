@@ -4,6 +4,7 @@
 import csv
 import io
 import json
+import zipfile
 from decimal import Decimal
 
 import pytest
@@ -97,9 +98,13 @@ def test_stop_buttons_take_effect_at_once(signed_in, company, member, channel, f
 
 def test_preferences_need_a_sign_in_of_this_company(client, company, other_company, member):
     page_on(other_company)
-    assert client.get(url(company)).status_code == 302
-    assert client.post(url(company, "stop/sms/")).status_code == 302
-    assert client.get(url(company, "my-data/")).status_code == 302
+    sign_in_page = f"/c/{company.slug}/sign-in/"
+    assert client.get(url(company))["Location"].startswith(sign_in_page + "?next=")
+    assert client.post(url(company, "stop/sms/"))["Location"] == sign_in_page
+    for download in ("my-data/", "my-data/?format=csv"):
+        response = client.get(url(company, download))
+        assert response.status_code == 302 and response["Location"].startswith(sign_in_page + "?next=")
+        assert not response.content
     sign_in(client, company, PHONE)
     assert client.get(f"/c/{other_company.slug}/preferences/").status_code == 302
 
@@ -141,9 +146,83 @@ def test_download_my_data_holds_only_this_persona(signed_in, company, other_comp
     for other in ("THEIRS-1", "FOREIGN-1", "neighbour@example.com", "stranger@example.com"):
         assert other not in body
 
-    csv_response = signed_in.get(url(company, "my-data/") + "?format=csv")
-    assert csv_response["Content-Type"].startswith("text/csv")
-    rows = list(csv.reader(io.StringIO(csv_response.content.decode())))
-    assert rows[0][:3] == ["date", "kind", "points"]
-    assert len(rows) - 1 == len(data["points_history"])
-    assert "THEIRS-1" not in csv_response.content.decode()
+
+
+def zip_of(response) -> dict[str, list[list[str]]]:
+    """The downloaded ZIP's CSV files, each as its rows."""
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        assert archive.testzip() is None
+        return {name: list(csv.reader(io.StringIO(archive.read(name).decode("utf-8-sig"))))
+                for name in archive.namelist()}
+
+
+def test_download_as_csv_is_a_zip_of_every_section(signed_in, company, member, store):
+    # given a member with a purchase, a reward in the wallet and a consent
+    _sale(company, store, member, "MINE-1", "40.00")
+    offer = OfferFactory(company=company, points_cost=10, name="Ten off")
+    offer_purchase(company=company, persona_id=member.pk, offer_id=offer.pk)
+    ConsentRecord.objects.create(company=company, persona=member, channel="email", granted=True,
+                                 wording="Email me")
+    data = json.loads(signed_in.get(url(company, "my-data/")).content)
+    # when they download their data as CSV
+    response = signed_in.get(url(company, "my-data/") + "?format=csv")
+    # then it is a zip named after the company, one CSV per section of the JSON
+    assert response["Content-Disposition"] == f'attachment; filename="{company.slug}-my-data.zip"'
+    files = zip_of(response)
+    assert set(files) == {"profile.csv", "identities.csv", "points_history.csv", "wallet.csv",
+                          "purchases.csv", "purchase_lines.csv", "consents.csv"}
+    profile = dict(files["profile.csv"][1:])
+    assert files["profile.csv"][0] == ["field", "value"]
+    assert (profile["company"], profile["first name"]) == (company.name, "Maya")
+    assert profile["phone"] == PHONE
+    assert profile["favourite store"] == store.name and profile["sms opt in"] == "no"
+    points = files["points_history.csv"]
+    assert points[0] == ["date", "kind", "points", "balance after", "reason", "purchase"]
+    assert len(points) - 1 == len(data["points_history"])
+    assert [row[1] for row in points[1:]] == [p["kind"] for p in data["points_history"]]
+    assert [row[2] for row in points[1:]] == [str(p["points"]) for p in data["points_history"]]
+    assert [row[0] for row in files["wallet.csv"][1:]] == ["Ten off"]
+    purchases = files["purchases.csv"]
+    assert "lines" not in purchases[0] and [row[0] for row in purchases[1:]] == ["MINE-1"]
+    lines = files["purchase_lines.csv"]
+    assert lines[0][:2] == ["purchase", "product"] and lines[1][:2] == ["MINE-1", "Product of MINE-1"]
+    assert [row[3] for row in files["consents.csv"][1:]] == ["Email me"]
+
+
+def test_download_as_csv_holds_only_the_downloading_persona(client, company, member, store):
+    # given two members of the company, each with a purchase
+    _sale(company, store, member, "MINE-1", "40.00")
+    neighbour = PersonaFactory(company=company, phone="+13035550199", first_name="Noor",
+                               email="neighbour@example.com")
+    _sale(company, store, neighbour, "THEIRS-1", "99.00")
+    # when each signs in and downloads their data as CSV
+    downloads = {}
+    for persona in (member, neighbour):
+        client.cookies.clear()
+        sign_in(client, company, persona.phone)
+        downloads[persona.first_name] = zip_of(client.get(url(company, "my-data/") + "?format=csv"))
+    # then each zip holds its own persona's rows and nothing of the other's
+    mine, theirs = downloads["Maya"], downloads["Noor"]
+    assert dict(mine["profile.csv"][1:])["phone"] == PHONE
+    assert dict(theirs["profile.csv"][1:])["phone"] == "+13035550199"
+    assert [row[0] for row in mine["purchases.csv"][1:]] == ["MINE-1"]
+    assert [row[0] for row in theirs["purchases.csv"][1:]] == ["THEIRS-1"]
+    assert any(row[-1] == "MINE-1" for row in mine["points_history.csv"][1:])
+    assert any(row[-1] == "THEIRS-1" for row in theirs["points_history.csv"][1:])
+    for other in ("THEIRS-1", "Noor", "neighbour@example.com", "+13035550199"):
+        assert other not in str(mine)
+    for other in ("MINE-1", "Maya", PHONE):
+        assert other not in str(theirs)
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_kept_as_text(signed_in, company, member):
+    # given a profile whose name a spreadsheet would read as a formula
+    member.first_name = "=HYPERLINK(\"http://evil.example\")"
+    member.save(update_fields=["first_name"])
+    files = zip_of(signed_in.get(url(company, "my-data/") + "?format=csv"))
+    profile = dict(files["profile.csv"][1:])
+    # then it is written as text, and numbers (a phone, negative points) stay numbers
+    assert profile["first name"] == "'=HYPERLINK(\"http://evil.example\")"
+    assert profile["phone"] == PHONE
