@@ -355,6 +355,8 @@ class ReportReader:
         self.decimal_comma = self.delimiter == ";"
         self._dates: dict[tuple[str, int | None], dt.datetime] = {}
         self._amounts: dict[str, Decimal] = {}
+        self._checked_amounts: dict[tuple[str, str], Decimal] = {}
+        self._fulfillments: dict[str, str] = {}
         self._phones: dict[str, str] = {}
         self._birth_dates: dict[str, dt.date] = {}
         self._header_names: dict[str, str] = {}
@@ -382,6 +384,11 @@ class ReportReader:
         return header
 
     def _amount(self, raw: str, field_name: str) -> Decimal | None:
+        # A value that passed its checks before passes them again: most cells repeat.
+        kind = "quantity" if field_name == "quantity" else "money"
+        checked = self._checked_amounts.get((raw, kind))
+        if checked is not None:
+            return checked
         value = self._amounts.get(raw)
         if value is None:
             if not raw or not raw.strip():
@@ -401,6 +408,18 @@ class ReportReader:
         problem = number_problem(value, max_value=max_value, places=places)
         if problem:
             raise RowProblem(self._header(field_name), raw, problem.replace(str(value), raw.strip(), 1))
+        if len(self._checked_amounts) > self.CACHE_LIMIT:
+            self._checked_amounts.clear()
+        self._checked_amounts[(raw, kind)] = value
+        return value
+
+    def _fulfillment(self, raw: str) -> str:
+        value = self._fulfillments.get(raw)
+        if value is None:
+            value = parse_fulfillment(raw)
+            if len(self._fulfillments) > self.CACHE_LIMIT:
+                self._fulfillments.clear()
+            self._fulfillments[raw] = value
         return value
 
     def _phone(self, raw: str) -> str:
@@ -542,7 +561,7 @@ class ReportReader:
             get("first_name", "").strip()[:100], get("last_name", "").strip()[:100], email, phone,
             birth_date, sku, product, get("brand", "").strip()[:200], get("category", "").strip()[:200],
             quantity, unit_price, discount, tax, line_total,
-            get("payment_method", "").strip()[:60], parse_fulfillment(get("fulfillment", "")),
+            get("payment_method", "").strip()[:60], self._fulfillment(get("fulfillment", "")),
             get("employee", "").strip()[:200],
         )
 

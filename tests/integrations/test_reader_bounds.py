@@ -82,3 +82,21 @@ def test_report_file_import_receipt_earning_past_the_points_limit_is_a_row_error
     assert list(Transaction.objects.values_list("external_id", flat=True)) == ["R2"]
     assert not PointsEntry.objects.filter(delta__gt=POINTS_MAX).exists()
     assert PointsEntry.objects.get().delta == 200
+
+
+def test_report_file_import_a_number_a_quantity_holds_is_still_refused_as_money(
+        folder_connection, write_report, run_sync, store):
+    # given "1.005" first as a quantity (three decimals fit) and then as a unit price (they do not)
+    write_report("places.csv", HEADER + "\n" + (
+        f"R1,C1,{us()},{store.name},Ana,Diaz,,,Gummies,1.005,10.00,,0,Cash\n"
+        f"R2,C2,{us()},{store.name},Bo,Li,,,Gummies,1,1.005,,0,Cash\n"
+    ))
+
+    # when the connection syncs
+    run_sync(folder_connection)
+
+    # then the quantity lands and the unit price is a row error: what passed one column's
+    # check is not taken as passed for another's
+    f = ImportedFile.objects.get()
+    assert errors_of(f) == [(3, "UnitPrice", "1.005", "1.005 has more than 2 decimal places")]
+    assert LineItem.objects.get().quantity == Decimal("1.005")
