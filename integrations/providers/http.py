@@ -42,18 +42,22 @@ logger = logging.getLogger(__name__)
 
 # Longest Retry-After honoured; a server asking for more is treated as unavailable sooner.
 MAX_RETRY_AFTER = 30.0
-# Renew an access token this long before it expires (at most half its lifetime), so a
-# request in flight never carries a token that lapses on the way.
+# Renew an access token this long before it expires, so a request in flight never carries
+# a token that lapses on the way.
 TOKEN_SKEW_SECONDS = 60.0
 
 
 class TokenCache:
     """Access tokens by credential key (see `credential_key`). `get` answers the cached
-    token while it has more than the skew left, else calls `fetch` -> (token, lifetime in
-    seconds) once, other threads asking for the same key waiting for its answer."""
+    token while it has more than `skew` seconds left, else calls `fetch` -> (token,
+    lifetime in seconds) once, other threads asking for the same key waiting for its
+    answer. With `skew_at_most_half` a token living less than twice the skew is kept for
+    half its life; without, it is not kept at all."""
 
-    def __init__(self, *, skew: float = TOKEN_SKEW_SECONDS, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, *, skew: float = TOKEN_SKEW_SECONDS, skew_at_most_half: bool = True,
+                 clock: Callable[[], float] = time.monotonic):
         self.skew = float(skew)
+        self.skew_at_most_half = skew_at_most_half
         self._clock = clock
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
@@ -69,7 +73,8 @@ class TokenCache:
                 self._tokens.pop(key, None)
             token, lifetime = fetch()
             lifetime = float(lifetime)
-            renew_at = self._clock() + lifetime - min(self.skew, lifetime / 2)
+            skew = min(self.skew, lifetime / 2) if self.skew_at_most_half else self.skew
+            renew_at = self._clock() + lifetime - skew
             with self._lock:
                 self._tokens[key] = (token, renew_at)
             return token
@@ -110,7 +115,7 @@ class ApiClient:
 
     def __init__(self, *, timeout: float | tuple[float, float], max_attempts: int = 1,
                  backoff: float = 0.5, max_retry_after: float = MAX_RETRY_AFTER,
-                 token_skew: float = TOKEN_SKEW_SECONDS):
+                 token_skew: float = TOKEN_SKEW_SECONDS, token_skew_at_most_half: bool = True):
         self.timeout = timeout
         self.max_attempts = max(1, int(max_attempts))
         self.backoff = float(backoff)
@@ -118,7 +123,8 @@ class ApiClient:
         self._session = outbound_session()
         self._sleep = time.sleep
         self._clock = time.monotonic
-        self.tokens = TokenCache(skew=token_skew, clock=lambda: self._clock())
+        self.tokens = TokenCache(skew=token_skew, skew_at_most_half=token_skew_at_most_half,
+                                 clock=lambda: self._clock())
 
     # -- what a client says about itself ---------------------------------------------------
 
