@@ -79,7 +79,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time  # noqa: F401  (the backoff waits are time.sleep; `...providers.cova.time.sleep` can be patched)
+import time  # noqa: F401  (kept importable: integrations.providers.cova.time.sleep is patched to skip backoff)
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation

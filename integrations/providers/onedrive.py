@@ -329,7 +329,7 @@ class _GraphHttp(ApiClient):
         return (str(self._provider.credentials.get("client_secret") or ""),)
 
     def _unreachable(self, problem: str, attempts: int, unsure: bool = False) -> ProviderError:
-        return ProviderError(ConnectionProblem.UNREACHABLE, f"{problem}.", acted_maybe=unsure)
+        return ProviderError(ConnectionProblem.UNREACHABLE, self._scrub(f"{problem}."), acted_maybe=unsure)
 
 
 class _ResponseStream(io.RawIOBase):
