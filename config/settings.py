@@ -374,6 +374,13 @@ TWILIO_API_BASE = os.environ.get("TWILIO_API_BASE", "").strip().rstrip("/") or "
 # Seconds to connect, and again to wait for the answer, before a message counts as not sent.
 SMS_TIMEOUT_SECONDS = float(os.environ.get("SMS_TIMEOUT_SECONDS", "5"))
 
+# The outside APIs the integrations call (integrations/providers/http.py): seconds to
+# connect, and again to wait for an answer. Cova's answers are small pages; Microsoft
+# Graph also streams whole report files.
+COVA_TIMEOUT_SECONDS = float(os.environ.get("COVA_TIMEOUT_SECONDS", "10"))
+GRAPH_CONNECT_TIMEOUT_SECONDS = float(os.environ.get("GRAPH_CONNECT_TIMEOUT_SECONDS", "5"))
+GRAPH_READ_TIMEOUT_SECONDS = float(os.environ.get("GRAPH_READ_TIMEOUT_SECONDS", "60"))
+
 # The broker: Redis (the cache's server) unless CELERY_BROKER_URL names another, e.g.
 # RabbitMQ (amqp://user:pass@host:5672/vhost). Redis stays the cache either way.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "").strip() or REDIS_URL

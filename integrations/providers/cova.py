@@ -79,21 +79,19 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
-import time
+import time  # noqa: F401  (kept importable: integrations.providers.cova.time.sleep is patched to skip backoff)
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from urllib.parse import quote, urlencode, urlsplit
 
 import requests
-import urllib3
+from django.conf import settings
 
 from loyalty.bounds import MONEY_MAX, QUANTITY_MAX
-from stores.errors import OutboundRefused
-from stores.outbound import outbound_session
 
 from .base import ConnectionProblem, ProviderError
+from .http import ApiClient, credential_key, json_or_none
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +102,6 @@ REQUIRED_PERMISSIONS = ("Manage Dispensary Specific Elements", "View Loyalty Pro
 FULFILLMENT = {"instore": "in_store", "pickup": "pickup", "delivery": "delivery"}
 # Longest merge chain (A -> B -> C ...) followed before giving up on finding the survivor.
 MAX_MERGE_CHAIN = 10
-# Longest Retry-After honoured; a server asking for more is treated as unavailable sooner.
-MAX_RETRY_AFTER = 30.0
 
 
 @dataclass(frozen=True)
@@ -163,14 +159,17 @@ class CovaSale:
     payments: tuple[CovaPayment, ...]  # empty when payment methods are skipped
 
 
-class CovaClient:
-    # Renew the token this long before Cova says it expires (at most half its lifetime), so
-    # a request in flight never carries a token that lapses on the way.
-    token_skew_seconds = 60.0
+class CovaClient(ApiClient):
+    service = "Cova"
+    unsure_note = "; the customer may or may not have been created"
 
     def __init__(self, *, client_id, client_secret, username, password, company_id,
                  accounts_url=DEFAULT_ACCOUNTS_URL, api_url=DEFAULT_API_URL,
-                 timeout=10.0, max_attempts=4, backoff=0.5):
+                 timeout=None, max_attempts=4, backoff=0.5):
+        """`timeout`: seconds to connect and again to wait for an answer (settings.
+        COVA_TIMEOUT_SECONDS when None)."""
+        super().__init__(timeout=float(settings.COVA_TIMEOUT_SECONDS if timeout is None else timeout),
+                         max_attempts=max_attempts, backoff=backoff)
         self.client_id = str(client_id or "").strip()
         self._client_secret = str(client_secret or "").strip()
         self.username = str(username or "").strip()
@@ -178,15 +177,8 @@ class CovaClient:
         self.company_id = str(company_id if company_id is not None else "").strip()
         self.accounts_url = str(accounts_url or DEFAULT_ACCOUNTS_URL).strip().rstrip("/")
         self.api_url = str(api_url or DEFAULT_API_URL).strip().rstrip("/")
-        self.timeout = float(timeout)
-        self.max_attempts = max(1, int(max_attempts))
-        self.backoff = float(backoff)
-        self._session = outbound_session()
-        self._sleep = time.sleep
-        self._clock = time.monotonic
-        self._token_lock = threading.Lock()
-        self._access_token = ""
-        self._token_expires_at = 0.0
+        self._token_key = credential_key(self.accounts_url, self.client_id, self._client_secret,
+                                         self.username, self._password)
 
     def __repr__(self) -> str:
         return f"<CovaClient company={self.company_id} user={self.username} api={self._host(self.api_url)}>"
@@ -195,16 +187,7 @@ class CovaClient:
 
     def token(self) -> str:
         """A bearer token, cached until shortly before Cova says it expires."""
-        with self._token_lock:
-            if self._access_token and self._clock() < self._token_expires_at:
-                return self._access_token
-            self._check_settings()
-            self._access_token = ""
-            token, lifetime = self._fetch_token()
-            skew = min(self.token_skew_seconds, lifetime / 2)
-            self._access_token = token
-            self._token_expires_at = self._clock() + lifetime - skew
-            return token
+        return self._bearer(self._token_key, self._fetch_token)
 
     def missing_permissions(self, me: dict | None = None) -> list[str]:
         """The REQUIRED_PERMISSIONS the API user lacks, in that order."""
@@ -295,7 +278,7 @@ class CovaClient:
         }
         response = self._api("POST", url, what=f"a new customer in Cova company {self.company_id}",
                              idempotent=False, json=payload)
-        body = _json_or_none(response)
+        body = json_or_none(response)
         if not isinstance(body, dict) or not body.get("Id"):
             raise self._malformed(url, "no Id for the new customer", response.status_code)
         return str(body["Id"])
@@ -325,68 +308,11 @@ class CovaClient:
 
     # -- HTTP ----------------------------------------------------------------------------
 
-    @staticmethod
-    def _host(url: str) -> str:
-        return urlsplit(url).netloc or url
-
-    def _scrub(self, text: str) -> str:
-        """`text` (e.g. an error description from Cova) without our secrets in it."""
-        text = str(text)
-        for secret in (self._client_secret, self._password, self._access_token):
-            if len(secret) >= 3:
-                text = text.replace(secret, "***")
-        return text
-
-    def _send(self, method: str, url: str, *, idempotent: bool = True, **kwargs) -> requests.Response:
-        """One call, retried on connection errors, timeouts, 5xx and 429 with exponential
-        backoff; UNREACHABLE once `max_attempts` are used up. A call that is not idempotent
-        (creating a customer) is only retried when Cova certainly did not act on it."""
-        host = self._host(url)
-        problem = ""
-        for attempt in range(self.max_attempts):
-            delay = self.backoff * 2 ** attempt
-            try:
-                response = self._session.request(method, url, timeout=self.timeout, **kwargs)
-            except OutboundRefused as exc:
-                # Nothing was sent; the server URL has to change before trying again.
-                raise ProviderError(ConnectionProblem.MISCONFIGURED,
-                                    f"Not calling Cova: {exc.message}") from exc
-            except requests.Timeout as exc:
-                problem = f"Cova did not answer within {self.timeout:g} s at {host}"
-                if not idempotent and not isinstance(exc, requests.ConnectTimeout):
-                    raise self._unreachable(problem, attempt + 1, unsure=True) from exc
-            except requests.ConnectionError as exc:
-                problem = f"Could not connect to Cova at {host}"
-                if not idempotent and not _never_sent(exc):
-                    raise self._unreachable(problem, attempt + 1, unsure=True) from exc
-            except requests.RequestException as exc:
-                raise ProviderError(ConnectionProblem.MISCONFIGURED,
-                                    f"Could not call Cova at {host}: {type(exc).__name__}.") from exc
-            else:
-                status = response.status_code
-                if status != 429 and (status < 500 or not idempotent):
-                    return response
-                retry_after = _retry_after(response.headers.get("Retry-After"))
-                if retry_after is not None:
-                    delay = min(retry_after, MAX_RETRY_AFTER)
-                problem = (f"Cova kept answering HTTP 429 Too Many Requests at {host}" if status == 429
-                           else f"Cova answered HTTP {status} at {host}")
-                response.close()
-            if attempt + 1 < self.max_attempts:
-                logger.warning("%s (%s %s, attempt %d of %d); retrying in %.1f s.", problem, method,
-                               urlsplit(url).path, attempt + 1, self.max_attempts, delay)
-                if delay > 0:
-                    self._sleep(delay)
-        raise self._unreachable(problem, self.max_attempts)
-
-    @staticmethod
-    def _unreachable(problem: str, attempts: int, unsure: bool = False) -> ProviderError:
-        note = "; the customer may or may not have been created" if unsure else ""
-        return ProviderError(ConnectionProblem.UNREACHABLE,
-                             f"{problem} ({attempts} attempt{'' if attempts == 1 else 's'}{note}).",
-                             acted_maybe=unsure)
+    def _secrets(self) -> tuple[str, ...]:
+        return (self._client_secret, self._password)
 
     def _fetch_token(self) -> tuple[str, float]:
+        self._check_settings()
         url = f"{self.accounts_url}/v1/oauth2/token"
         response = self._send("POST", url, data={
             "grant_type": "password",
@@ -395,7 +321,7 @@ class CovaClient:
             "username": self.username,
             "password": self._password,
         }, headers={"Accept": "application/json"})
-        body = _json_or_none(response)
+        body = json_or_none(response)
         body = body if isinstance(body, dict) else {}
         if response.status_code == 200 and body.get("access_token"):
             try:
@@ -435,9 +361,7 @@ class CovaClient:
             if response.status_code != 401:
                 break
             response.close()
-            with self._token_lock:
-                if self._access_token == token:  # another thread may have renewed it already
-                    self._access_token = ""
+            self.tokens.drop(self._token_key, token)  # unless another thread renewed it already
         assert response is not None
         status = response.status_code
         if status < 300:
@@ -449,7 +373,7 @@ class CovaClient:
 
     def _api_error(self, response: requests.Response, verb: str, what: str) -> ProviderError:
         status = response.status_code
-        body = _json_or_none(response)
+        body = json_or_none(response)
         message = ""
         if isinstance(body, dict):
             message = self._scrub(str(body.get("Message") or body.get("message") or "").strip()).rstrip(".")
@@ -479,7 +403,7 @@ class CovaClient:
         response = self._api("GET", url, what=what, not_found_ok=not_found_ok)
         if response is None:
             return None
-        body = _json_or_none(response)
+        body = json_or_none(response)
         if body is None:
             raise self._malformed(url, "no JSON", response.status_code)
         return body
@@ -689,13 +613,6 @@ def _value(body, url: str) -> list:
     return body["value"]
 
 
-def _json_or_none(response: requests.Response):
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
 def _parse_time(value) -> dt.datetime | None:
     if not value or not isinstance(value, str):
         return None
@@ -716,20 +633,3 @@ def _odata_time(value: dt.datetime) -> str:
     if not isinstance(value, dt.datetime) or value.tzinfo is None:
         raise ValueError("since must be a timezone-aware datetime")
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _retry_after(value) -> float | None:
-    try:
-        seconds = float(str(value).strip())
-    except (TypeError, ValueError):
-        return None  # absent, or an HTTP date: use the backoff instead
-    return max(seconds, 0.0)
-
-
-def _never_sent(exc: requests.ConnectionError) -> bool:
-    """True when the connection itself failed, so the request never reached Cova."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    reason = exc.args[0] if exc.args else None
-    reason = getattr(reason, "reason", reason)
-    return isinstance(reason, urllib3.exceptions.NewConnectionError)

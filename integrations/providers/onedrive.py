@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import time
 from urllib.parse import quote, urlsplit
 
 import requests
 import urllib3
-
-from stores.errors import OutboundRefused
-from stores.outbound import outbound_session
+from django.conf import settings as django_settings
 
 from .base import ConnectionProblem, ProviderError, ReportFile, ReportProvider
+from .http import ApiClient, credential_key, json_or_none
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 LIST_SELECT = "id,name,eTag,cTag,size,lastModifiedDateTime,file,folder"
@@ -51,18 +49,27 @@ class OneDriveProvider(ReportProvider):
         ("client_secret", "Client secret", "The secret's value, not its secret id."),
     )
 
-    connect_timeout = 5.0
-    read_timeout = 60.0
-    # Renew the token this long before Microsoft says it expires, so a request in flight
-    # never carries a token that lapses on the way.
-    token_skew_seconds = 60
     download_chunk_size = 64 * 1024
 
     def __init__(self, *, settings: dict, credentials: dict, company_slug: str = ""):
         super().__init__(settings=settings, credentials=credentials, company_slug=company_slug)
-        self._session = outbound_session()
-        self._access_token = ""
-        self._token_expires_at = 0.0
+        self._http = _GraphHttp(self)
+
+    @property
+    def connect_timeout(self) -> float:
+        return self._http.timeout[0]
+
+    @connect_timeout.setter
+    def connect_timeout(self, seconds: float) -> None:
+        self._http.timeout = (float(seconds), self._http.timeout[1])
+
+    @property
+    def read_timeout(self) -> float:
+        return self._http.timeout[1]
+
+    @read_timeout.setter
+    def read_timeout(self, seconds: float) -> None:
+        self._http.timeout = (self._http.timeout[0], float(seconds))
 
     # -- settings ------------------------------------------------------------------------
 
@@ -172,41 +179,22 @@ class OneDriveProvider(ReportProvider):
 
     # -- HTTP ----------------------------------------------------------------------------
 
-    @property
-    def _timeout(self) -> tuple[float, float]:
-        return (self.connect_timeout, self.read_timeout)
-
-    @staticmethod
-    def _host(url: str) -> str:
-        return urlsplit(url).netloc or url
-
-    def _scrub(self, text: str) -> str:
-        secret = str(self.credentials.get("client_secret") or "")
-        return text.replace(secret, "***") if secret else text
+    _host = staticmethod(ApiClient._host)
 
     def _send(self, method: str, url: str, **kwargs) -> requests.Response:
-        try:
-            return self._session.request(method, url, timeout=self._timeout, **kwargs)
-        except OutboundRefused as exc:
-            # Nothing was sent; the URL (or where it redirected) has to change first.
-            raise ProviderError(ConnectionProblem.MISCONFIGURED,
-                                f"Not calling {self._host(url)}: {exc.message}") from exc
-        except requests.Timeout as exc:
-            raise ProviderError(ConnectionProblem.UNREACHABLE,
-                                f"{self._host(url)} did not answer in time.") from exc
-        except requests.ConnectionError as exc:
-            raise ProviderError(ConnectionProblem.UNREACHABLE,
-                                f"Could not connect to {self._host(url)}.") from exc
-        except requests.RequestException as exc:
-            raise ProviderError(ConnectionProblem.MISCONFIGURED,
-                                f"Could not call {self._host(url)}: {type(exc).__name__}.") from exc
+        return self._http._send(method, url, **kwargs)
+
+    def _token_key(self) -> str:
+        return credential_key(self.login_base_url, self.tenant_id, self.credentials.get("client_id"),
+                              self.credentials.get("client_secret"))
 
     def _has_token(self) -> bool:
-        return bool(self._access_token) and time.monotonic() < self._token_expires_at
+        return self._http.tokens.cached(self._token_key())
 
     def _token(self) -> str:
-        if self._has_token():
-            return self._access_token
+        return self._http._bearer(self._token_key(), self._fetch_token)
+
+    def _fetch_token(self) -> tuple[str, float]:
         tenant, client_id = self.tenant_id, str(self.credentials["client_id"]).strip()
         url = f"{self.login_base_url}/{quote(tenant, safe='')}/oauth2/v2.0/token"
         response = self._send("POST", url, data={
@@ -217,10 +205,7 @@ class OneDriveProvider(ReportProvider):
         })
         body = _json_or_empty(response)
         if response.status_code == 200 and body.get("access_token"):
-            self._access_token = body["access_token"]
-            lifetime = int(body.get("expires_in") or 0)
-            self._token_expires_at = time.monotonic() + lifetime - self.token_skew_seconds
-            return self._access_token
+            return str(body["access_token"]), int(body.get("expires_in") or 0)
         raise self._token_error(response, body, tenant, client_id)
 
     def _token_error(self, response, body: dict, tenant: str, client_id: str) -> ProviderError:
@@ -231,7 +216,7 @@ class OneDriveProvider(ReportProvider):
         error = str(body.get("error") or "")
         # The description's first line names the AADSTS code; later lines are trace ids.
         lines = str(body.get("error_description") or "").splitlines()
-        detail = self._scrub(lines[0].strip() if lines else f"HTTP {response.status_code}")
+        detail = self._http._scrub(lines[0].strip() if lines else f"HTTP {response.status_code}")
         if any(code in detail for code in BAD_TENANT_AADSTS):
             return ProviderError(ConnectionProblem.MISCONFIGURED,
                                  f"Tenant '{tenant}' was not found by Microsoft sign-in: {detail}")
@@ -253,7 +238,7 @@ class OneDriveProvider(ReportProvider):
         if response.status_code == 401 and cached:
             # A cached token may have been revoked or expired early: get a fresh one, once.
             response.close()
-            self._access_token = ""
+            self._http.tokens.drop(self._token_key())
             headers = {"Authorization": f"Bearer {self._token()}"}
             response = self._send("GET", url, params=params, headers=headers, **kwargs)
         if response.status_code < 400:
@@ -327,6 +312,26 @@ class OneDriveProvider(ReportProvider):
         raise ProviderError(problem, f"Downloading file '{file.key}' from {host} failed (HTTP {status}).")
 
 
+class _GraphHttp(ApiClient):
+    """Microsoft Graph and its sign-in, as OneDriveProvider calls them: one try each (a
+    sync run is retried as a whole), messages naming the host, and every answer handed back
+    for the provider to word."""
+
+    raise_after_retries = False
+
+    def __init__(self, provider: OneDriveProvider):
+        super().__init__(timeout=(float(django_settings.GRAPH_CONNECT_TIMEOUT_SECONDS),
+                                  float(django_settings.GRAPH_READ_TIMEOUT_SECONDS)), max_attempts=1,
+                         token_skew_at_most_half=False)
+        self._provider = provider
+
+    def _secrets(self) -> tuple[str, ...]:
+        return (str(self._provider.credentials.get("client_secret") or ""),)
+
+    def _unreachable(self, problem: str, attempts: int, unsure: bool = False) -> ProviderError:
+        return ProviderError(ConnectionProblem.UNREACHABLE, self._scrub(f"{problem}."), acted_maybe=unsure)
+
+
 class _ResponseStream(io.RawIOBase):
     """The body of a streamed download; closing it closes the HTTP response."""
 
@@ -355,10 +360,7 @@ class _ResponseStream(io.RawIOBase):
 
 
 def _json_or_empty(response: requests.Response) -> dict:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
+    body = json_or_none(response)
     return body if isinstance(body, dict) else {}
 
 
