@@ -27,6 +27,7 @@ import django  # noqa: E402
 
 django.setup()
 
+from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 
 from integrations.models import Connection, SyncRun  # noqa: E402
@@ -51,6 +52,9 @@ def main() -> None:
     fake = FakeCova()
     fake.seed_demo(customers=args.customers, sales_per_location=args.sales // 3, locations=3, merges=50)
     fake.start()
+    # The fake listens on this machine: let the guarded outbound session call it, as
+    # OUTBOUND_ALLOW_HOSTS does for the demo fakes.
+    settings.OUTBOUND_ALLOW_HOSTS = [*settings.OUTBOUND_ALLOW_HOSTS, fake.url.removeprefix("http://")]
     suffix = uuid.uuid4().hex[:8]
     company = company_create(name=f"Cova bench {suffix}", slug=f"cova-bench-{suffix}",
                              timezone="America/Denver")
