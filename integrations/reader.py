@@ -18,9 +18,9 @@ import zoneinfo
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-import phonenumbers
-
 from loyalty.bounds import MONEY_MAX, MONEY_PLACES, QUANTITY_MAX, QUANTITY_PLACES, number_problem
+from loyalty.phone import phone_normalize_or_blank
+from loyalty.services.ingest import LINE_COLUMNS
 
 from . import fields as F
 
@@ -250,13 +250,8 @@ def parse_fulfillment(raw: str) -> str:
 
 # --- rows -------------------------------------------------------------------------------
 
-# The columns of the staging table, in COPY order.
-STAGE_COLUMNS = (
-    "row_no", "transaction_id", "customer_id", "occurred_at", "store_id", "first_name",
-    "last_name", "email", "phone", "birth_date", "sku", "product", "brand", "category",
-    "quantity", "unit_price", "discount", "tax", "line_total", "payment_method", "fulfillment",
-    "employee",
-)
+# The columns of loyalty's staging table, in COPY order.
+STAGE_COLUMNS = LINE_COLUMNS
 
 
 @dataclass
@@ -425,12 +420,7 @@ class ReportReader:
     def _phone(self, raw: str) -> str:
         value = self._phones.get(raw)
         if value is None:
-            try:
-                number = phonenumbers.parse(raw, self.country)
-                value = (phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-                         if phonenumbers.is_valid_number(number) else "")
-            except phonenumbers.NumberParseException:
-                value = ""  # a bad phone loses the phone, not the sale
+            value = phone_normalize_or_blank(raw, country=self.country)  # a bad phone: '', the row stays
             if len(self._phones) > self.CACHE_LIMIT:
                 self._phones.clear()
             self._phones[raw] = value

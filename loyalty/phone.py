@@ -27,6 +27,15 @@ def phone_normalize(raw: str, *, country: str = "US", field: str = "phone") -> s
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def phone_normalize_or_blank(raw: str, *, country: str = "US") -> str:
+    """E.164, or '' for blank and for a number that cannot be read: what bulk sources
+    (report files, POS syncs) keep, where a bad phone loses the phone, not the row."""
+    try:
+        return phone_normalize(raw, country=country)
+    except InvalidPhone:
+        return ""
+
+
 def phone_display(e164: str) -> str:
     if not e164:
         return ""

@@ -13,6 +13,7 @@ from django.utils import timezone as django_timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from loyalty.models import Source, Transaction
+from loyalty.services import ingest
 from stores.audit import AuditContext, audit_changes, audit_record, audit_snapshot
 from stores.errors import DomainError
 from stores.models import RetailStore
@@ -21,7 +22,6 @@ from stores.outbound import outbound_url_check
 from .. import fields as F
 from ..models import Connection, ImportedFile, StoreMapping
 from ..providers import ProviderError, provider_class, provider_for
-from .imports import transactions_remove
 
 SYNC_TASK = "integrations.tasks.connection_sync_scheduled"
 
@@ -298,18 +298,12 @@ def store_mapping_set(*, connection: Connection, external_location_id: str,
 def connection_delete(*, connection: Connection, keep_data: bool, audit: AuditContext | None = None) -> int:
     """Delete the connection. With `keep_data` its customers and sales stay (under its
     source, renamed); without, its sales go and their points are reversed."""
-    from django.db import connection as db_connection
-
     removed = 0
     with db.atomic(durable=True):
         if not keep_data:
-            with db_connection.cursor() as cursor:
-                cursor.execute("DROP TABLE IF EXISTS connection_txns")
-                cursor.execute("CREATE TEMP TABLE connection_txns ON COMMIT DROP AS "
-                               "SELECT id FROM loyalty_transaction WHERE source_id = %s",
-                               [connection.source_id])
-            removed = transactions_remove(connection, table="connection_txns",
-                                          reason=f"Connection {connection.name} deleted with its data")
+            removed = ingest.source_transactions_remove(
+                company=connection.company, source_id=connection.source_id,
+                reason=f"Connection {connection.name} deleted with its data")
         # The nightly entries: the connection's own, and each Cova credential's.
         tasks = [connection.periodic_task_id,
                  *connection.cova_credentials.values_list("periodic_task_id", flat=True)]

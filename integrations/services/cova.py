@@ -3,16 +3,16 @@ of customers and sales, and signups pushed back to Cova.
 
 A sync reads everything new from Cova first (customers changed since the credential's
 watermark, then each location's completed sales since its own), staging it in session
-temp tables; then one short database transaction merges it through the same set-wise
-machinery the report imports use, and moves the watermarks. A failure anywhere leaves
-nothing half-written and every watermark where it was.
+temp tables of loyalty's staging shape; then one short database transaction merges it
+through loyalty's one merge (`loyalty.services.ingest.sales_merge_staged`, as the report
+imports do), and moves the watermarks. A failure anywhere leaves nothing half-written
+and every watermark where it was.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
+import json
 import logging
 import re
 from decimal import Decimal
@@ -26,8 +26,8 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from loyalty.models import Persona, PersonaIdentity, Source
-from loyalty.phone import phone_normalize
-from loyalty.services.personas import persona_merge
+from loyalty.phone import phone_normalize_or_blank
+from loyalty.services import ingest
 from stores.audit import AuditContext, audit_changes, audit_record, audit_snapshot
 from stores.errors import DomainError
 from stores.models import RetailStore
@@ -38,7 +38,6 @@ from ..models import CovaLocation as StoredLocation
 from ..providers.base import ProviderError
 from ..providers.cova import DEFAULT_ACCOUNTS_URL, DEFAULT_API_URL, CovaClient, CovaLocation
 from .connections import nightly_task_save, test_is_going
-from .imports import _merge, best_points_rate, customers_merge, receipts_too_large, transactions_attach_store
 from .sync import credential_failing, credential_verified, progress_key
 
 log = logging.getLogger(__name__)
@@ -357,7 +356,8 @@ def store_mapping_save(*, store: RetailStore, connection: Connection, external_l
         current.external_location_id = location_id
         current.location_name = (location_name or "")[:200]
         current.save()
-        transactions_attach_store(connection, location_id=location_id, store_id=store.pk)
+        ingest.transactions_attach_store(source_id=connection.source_id, location_id=location_id,
+                                         store_id=store.pk)
         if _location_text(current) != before:
             _store_mapping_audit(audit, store=store, connection=connection, before=before,
                                  after=_location_text(current))
@@ -365,65 +365,6 @@ def store_mapping_save(*, store: RetailStore, connection: Connection, external_l
 
 
 # --- sync -----------------------------------------------------------------------------------
-
-_STAGE_CUSTOMERS = """
-CREATE TEMP TABLE cova_customers (
-    seq bigint, customer_id text, first_name text, last_name text, email text, phone text,
-    birth_date date, market text, pricing_group text, first_seen timestamptz, survivor_id text
-)
-"""
-_STAGE_LINES = """
-CREATE TEMP TABLE cova_lines (
-    row_no integer, transaction_id text, customer_id text, occurred_at timestamptz,
-    store_id bigint, sku text, product text, brand text, category text, quantity numeric,
-    unit_price numeric, discount numeric, tax numeric, line_total numeric, fulfillment text,
-    employee text, source_location text
-)
-"""
-_STAGE_PAYMENTS = "CREATE TEMP TABLE cova_payments (transaction_id text, method text, amount numeric)"
-_STAGED = ("cova_customers", "cova_lines", "cova_payments")
-
-
-class _Copy:
-    """Rows into a temp table through COPY, buffered."""
-
-    def __init__(self, cursor, table: str, columns: tuple[str, ...]):
-        self.cursor, self.table, self.columns = cursor, table, columns
-        self.buffer, self.pending, self.rows = io.StringIO(), 0, 0
-        self.writer = csv.writer(self.buffer, lineterminator="\n")
-
-    def add(self, row) -> None:
-        self.writer.writerow(["" if v is None else v for v in row])
-        self.pending += 1
-        self.rows += 1
-        if self.pending >= 5000:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        # Empty unquoted fields are NULL; text columns get '' where the data says so below.
-        with self.cursor.cursor.copy(f"COPY {self.table} ({', '.join(self.columns)}) FROM STDIN "
-                                     "(FORMAT csv)") as copy:
-            copy.write(self.buffer.getvalue())
-        self.buffer.seek(0)
-        self.buffer.truncate()
-        self.pending = 0
-
-
-CUSTOMER_COLUMNS = ("seq", "customer_id", "first_name", "last_name", "email", "phone", "birth_date", "market",
-                    "pricing_group", "first_seen", "survivor_id")
-LINE_COLUMNS = ("row_no", "transaction_id", "customer_id", "occurred_at", "store_id", "sku", "product",
-                "brand", "category", "quantity", "unit_price", "discount", "tax", "line_total",
-                "fulfillment", "employee", "source_location")
-
-
-def _phone(value: str, country: str) -> str:
-    try:
-        return phone_normalize(value, country=country) if value else ""
-    except DomainError:
-        return ""  # a number we cannot read: the customer comes in without it
-
 
 def _progress(run: SyncRun, *, rows: int) -> None:
     cache.set(progress_key(run.pk), rows, 3600)
@@ -436,9 +377,7 @@ def cova_sync(run: SyncRun) -> None:
     connection = run.connection
     try:
         with db_connection.cursor() as cursor:
-            cursor.execute(f"DROP TABLE IF EXISTS {', '.join(_STAGED)}")
-            for statement in (_STAGE_CUSTOMERS, _STAGE_LINES, _STAGE_PAYMENTS):
-                cursor.execute(statement)
+            ingest.api_staging_create(cursor)
             staged = _fetch(run, credential, cursor)
         with db.atomic(durable=True):
             Connection.objects.select_for_update().filter(pk=connection.pk).first()
@@ -448,19 +387,11 @@ def cova_sync(run: SyncRun) -> None:
                 last_synced_at=timezone.now(), last_error="")
             _sales_rejected_record(run, counts["too_large"])
     finally:
-        _drop_staged()
+        ingest.api_staging_drop()
     SyncRun.objects.filter(pk=run.pk).update(
         customers_synced=counts["customers"], sales_synced=counts["sales"],
         sales_unmapped=counts["unmapped"], rows_accepted=counts["lines"],
         rows_rejected=counts["rejected_lines"])
-
-
-def _drop_staged() -> None:
-    try:
-        with db_connection.cursor() as cursor:
-            cursor.execute(f"DROP TABLE IF EXISTS {', '.join(_STAGED)}")
-    except Exception:  # the connection itself is gone; its temp tables went with it
-        log.warning("could not drop the Cova staging tables", exc_info=True)
 
 
 def _fetch(run: SyncRun, credential: CovaCredential, cursor) -> dict:
@@ -473,26 +404,28 @@ def _fetch(run: SyncRun, credential: CovaCredential, cursor) -> dict:
 
     # Customers changed since the watermark (overlapping by design: `ge`, merged idempotently).
     customers_since = credential.customers_since
-    customers = _Copy(cursor, "cova_customers", CUSTOMER_COLUMNS)
+    customers = ingest.StagingCopy(cursor, "staged_customers", ingest.CUSTOMER_COLUMNS)
     SyncRun.objects.filter(pk=run.pk).update(current_file="Customers")
     for page in client.customers_changed(customers_since):
         for c in page:
             if customers_since is None or c.modified_at > customers_since:
                 customers_since = c.modified_at
             customers.add((customers.rows + 1, c.id, c.first_name, c.last_name, c.email.lower(),
-                           _phone(c.phone, country), c.birth_date.isoformat() if c.birth_date else None,
-                           c.state.upper(), c.pricing_group_id, c.created_at.isoformat(),
+                           phone_normalize_or_blank(c.phone, country=country),
+                           c.birth_date.isoformat() if c.birth_date else None, c.state.upper(),
+                           json.dumps({PRICING_GROUP_TRAIT: c.pricing_group_id or None}),
+                           c.created_at.isoformat(),
                            c.survivor_id or c.id))
         customers.flush()
         _progress(run, rows=customers.rows)
     # A customer changed during the reading comes twice: the later version is the one.
     # Only then does the market filter apply, to what the customer is now.
-    cursor.execute("DELETE FROM cova_customers a USING cova_customers b "
+    cursor.execute("DELETE FROM staged_customers a USING staged_customers b "
                    "WHERE a.customer_id = b.customer_id AND a.seq < b.seq")
     if markets:
-        cursor.execute("DELETE FROM cova_customers WHERE market <> ALL(%s)", [sorted(markets)])
-    cursor.execute("ALTER TABLE cova_customers ADD PRIMARY KEY (customer_id)")
-    cursor.execute("SELECT count(*) FROM cova_customers")
+        cursor.execute("DELETE FROM staged_customers WHERE market <> ALL(%s)", [sorted(markets)])
+    cursor.execute("ALTER TABLE staged_customers ADD PRIMARY KEY (customer_id)")
+    cursor.execute("SELECT count(*) FROM staged_customers")
     customer_count = cursor.fetchone()[0]
 
     # Sales per location since each one's watermark.
@@ -500,8 +433,8 @@ def _fetch(run: SyncRun, credential: CovaCredential, cursor) -> dict:
                   .values_list("external_location_id", "store_id"))
     wanted = set(credential.location_ids)
     sales_since = dict(credential.sales_since or {})
-    lines = _Copy(cursor, "cova_lines", LINE_COLUMNS)
-    payments = _Copy(cursor, "cova_payments", ("transaction_id", "method", "amount"))
+    lines = ingest.StagingCopy(cursor, "staged_lines", ingest.API_LINE_COLUMNS)
+    payments = ingest.StagingCopy(cursor, "staged_payments", ingest.PAYMENT_COLUMNS)
     sales = unmapped = 0
     listed = client.locations()
     cova_locations_store(credential=credential, locations=listed)
@@ -537,113 +470,15 @@ def _fetch(run: SyncRun, credential: CovaCredential, cursor) -> dict:
             "has_payments": payments.rows > 0}
 
 
-# Customers, then their Cova-only traits: market and pricing group (a custom brand trait
-# audiences can use). A merged-away duplicate is not a customer of its own: its id becomes
-# another identity of the survivor's persona, so its sales find the survivor.
-_CUSTOMERS_FROM_STAGE = """
-CREATE TEMP TABLE import_customers ON COMMIT DROP AS
-SELECT customer_id, coalesce(first_name, '') AS first_name, coalesce(last_name, '') AS last_name,
-       coalesce(email, '') AS email, coalesce(phone, '') AS phone, birth_date,
-       coalesce(market, '') AS market, pricing_group, first_seen,
-       NULL::bigint AS persona_id, false AS is_new
-FROM cova_customers WHERE survivor_id = customer_id
-"""
-_TRAITS = """
-UPDATE loyalty_persona p SET
-    market = CASE WHEN c.market <> '' THEN c.market ELSE p.market END,
-    custom_traits = CASE WHEN coalesce(c.pricing_group, '') <> ''
-                         THEN p.custom_traits || jsonb_build_object(%(trait)s::text, c.pricing_group)
-                         ELSE p.custom_traits - %(trait)s::text END,
-    updated_at = now()
-FROM import_customers c
-WHERE p.id = c.persona_id
-"""
-_MERGED_IDENTITIES = """
-INSERT INTO loyalty_personaidentity (company_id, persona_id, source_id, external_id, created_at)
-SELECT %(company_id)s, i.persona_id, %(source_id)s, d.customer_id, now()
-FROM cova_customers d
-JOIN loyalty_personaidentity i ON i.source_id = %(source_id)s AND i.external_id = d.survivor_id
-WHERE d.survivor_id <> d.customer_id
-ON CONFLICT (source_id, external_id) DO NOTHING
-"""
-# A customer Cova merged away whose persona is not the survivor's: the two personas are
-# one customer. Asked again after each merge, since a merge moves identities (chains of
-# merges, and several Cova ids on one persona, then resolve by themselves).
-_NEXT_MERGED_PAIR = """
-SELECT s.persona_id, i.persona_id
-FROM cova_customers d
-JOIN loyalty_personaidentity i ON i.source_id = %(source_id)s AND i.external_id = d.customer_id
-JOIN loyalty_personaidentity s ON s.source_id = %(source_id)s AND s.external_id = d.survivor_id
-WHERE d.survivor_id <> d.customer_id AND s.persona_id <> i.persona_id
-ORDER BY 1, 2
-LIMIT 1
-"""
-# A sale's customer is the survivor of a merged-away customer; a customer we do not sync
-# (another market) or have never seen makes the sale a walk-in's.
-_LINES_FROM_STAGE = """
-CREATE TEMP TABLE import_lines ON COMMIT DROP AS
-SELECT l.row_no, l.transaction_id,
-       CASE WHEN EXISTS (SELECT 1 FROM cova_customers c WHERE c.customer_id = b.id)
-              OR EXISTS (SELECT 1 FROM loyalty_personaidentity i
-                         WHERE i.source_id = %(source_id)s AND i.external_id = b.id)
-            THEN b.id ELSE '' END AS customer_id,
-       l.occurred_at, l.store_id,
-       ''::text AS first_name, ''::text AS last_name, ''::text AS email, ''::text AS phone,
-       NULL::date AS birth_date, coalesce(l.sku, '') AS sku, coalesce(l.product, '') AS product,
-       coalesce(l.brand, '') AS brand, coalesce(l.category, '') AS category, l.quantity, l.unit_price,
-       coalesce(l.discount, 0) AS discount, coalesce(l.tax, 0) AS tax, l.line_total,
-       NULL::text AS payment_method, coalesce(l.fulfillment, 'in_store') AS fulfillment,
-       coalesce(l.employee, '') AS employee, coalesce(l.source_location, '') AS source_location
-FROM cova_lines l
-LEFT JOIN cova_customers d ON d.customer_id = l.customer_id
-CROSS JOIN LATERAL (SELECT coalesce(d.survivor_id, l.customer_id, '') AS id) b
-"""
-_PAYMENTS_FROM_STAGE = """
-INSERT INTO loyalty_payment (transaction_id, method, amount)
-SELECT t.id, left(coalesce(p.method, ''), 60), p.amount FROM cova_payments p
-JOIN import_txns t ON t.external_id = p.transaction_id
-"""
-
-
 def _merge_staged(connection: Connection, staged: dict) -> dict:
-    params = {"company_id": connection.company_id, "source_id": connection.source_id,
-              "trait": PRICING_GROUP_TRAIT}
-    with db_connection.cursor() as cursor:
-        cursor.execute("ANALYZE cova_customers")
-        cursor.execute("DROP TABLE IF EXISTS import_customers")
-        cursor.execute(_CUSTOMERS_FROM_STAGE)
-    erased_skipped = customers_merge(connection)
-    with db_connection.cursor() as cursor:
-        cursor.execute(_TRAITS, params)
-        while True:
-            cursor.execute(_NEXT_MERGED_PAIR, params)
-            pair = cursor.fetchone()
-            if pair is None:
-                break
-            persona_merge(company=connection.company, survivor_id=pair[0], duplicate_id=pair[1],
-                          reason=f"Merged in Cova ({connection.name})")
-        cursor.execute(_MERGED_IDENTITIES, params)
-        cursor.execute("DROP TABLE import_customers")
-        cursor.execute("DROP TABLE IF EXISTS import_lines")
-        cursor.execute(_LINES_FROM_STAGE, params)
-        # A sale whose sums our columns cannot hold (or that would earn past POINTS_MAX) is
-        # left out and named; the others land.
-        too_large = receipts_too_large(cursor, points_rate=best_points_rate(connection.company_id),
-                                       noun="Cova sale")
-        cursor.execute("ANALYZE import_lines")
-    new_sales = 0
-    if staged["lines"]:
-        _merge(connection, file_key="", drop_missing=False)
-        with db_connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FILTER (WHERE inserted) FROM import_txns")
-            new_sales = cursor.fetchone()[0]
-            if staged["has_payments"]:
-                # The merge already took away the payments of sales seen before.
-                cursor.execute(_PAYMENTS_FROM_STAGE)
-    rejected_lines = sum(len(rows) for _sale, rows, _column, _reason in too_large)
-    return {"customers": staged["customers"], "sales": new_sales, "unmapped": staged["unmapped"],
-            "lines": staged["lines"] - rejected_lines, "rejected_lines": rejected_lines,
-            "too_large": too_large, "erased_skipped": erased_skipped}
+    """What the sync staged, through loyalty's one merge (loyalty.services.ingest)."""
+    merged = ingest.sales_merge_staged(
+        company=connection.company, source=connection.source,
+        batch=ingest.Batch(customers=True, payments=staged["has_payments"],
+                           enroll=connection.enroll_new_customers, noun="Cova sale"))
+    return {"customers": staged["customers"], "sales": merged.new_sales, "unmapped": staged["unmapped"],
+            "lines": staged["lines"] - merged.rejected_lines, "rejected_lines": merged.rejected_lines,
+            "too_large": merged.too_large, "erased_skipped": merged.customers_skipped}
 
 
 COVA_FIELDS = {"line_total": "Total", "unit_price": "UnitPrice", "discount": "Discount", "tax": "Tax"}

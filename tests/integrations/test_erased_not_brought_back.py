@@ -38,7 +38,7 @@ def test_a_report_import_skips_erased_customers(folder_connection, write_report,
                  + _row("R3", "C2", store, email="", days_ago=2)
                  + _row("R4", "C3", store, phone="", email="ANA@example.com", days_ago=2)
                  + _row("R5", "C4", store, phone="(303) 555-0199", email="ben@example.com", days_ago=2))
-    with caplog.at_level(logging.INFO, logger="integrations.services.imports"):
+    with caplog.at_level(logging.INFO, logger="loyalty.services.ingest"):
         run = run_sync(folder_connection)
 
     assert run.state == "succeeded"
