@@ -11,6 +11,10 @@ Then the full import of the same file through a Folder connection into an empty 
 items, payments and points, in one database transaction). The throw-away company is
 removed at the end.
 
+Before it, a "steps:" line says where the import's time went: reading and checking the
+file in Python, its COPY into staging, each merge statement (grouped by what it writes),
+the commit (with the foreign-key checks PostgreSQL defers to it) and the rest.
+
 Last line: rows=N import_s=… copy_s=… ratio=… rows_per_s=… peak_rss_mb=…
 (ratio = copy_s / import_s; peak_rss_mb is this process's peak resident memory).
 """
@@ -35,12 +39,14 @@ import django  # noqa: E402
 django.setup()
 
 from django.conf import settings  # noqa: E402
-from django.db import connection  # noqa: E402
+from django.db import connection, connections  # noqa: E402
 
 from integrations import fields  # noqa: E402
 from integrations.models import Connection, SyncRun  # noqa: E402
+from integrations.services import imports  # noqa: E402
 from integrations.services.connections import connection_create, store_mapping_set  # noqa: E402
 from integrations.services.sync import sync_run_create, sync_run_execute  # noqa: E402
+from loyalty.services.ingest import StagingCopy  # noqa: E402
 from stores.services import company_create, store_create  # noqa: E402
 
 PRODUCTS = [
@@ -108,6 +114,51 @@ def raw_copy_seconds(path: Path) -> float:
     return elapsed
 
 
+class StepTimes:
+    """Times the import's steps from the outside: the staging (`imports._stage`) and its
+    COPY chunks (`StagingCopy.flush`), every SQL statement (an execute wrapper, grouped by
+    its first words), and the commit."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def add(self, step: str, seconds: float) -> None:
+        self.seconds[step] = self.seconds.get(step, 0.0) + seconds
+
+    def timed(self, step: str, function):
+        def wrapper(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.add(step, time.perf_counter() - started)
+        return wrapper
+
+    def statement(self, execute, sql, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.add(_statement_label(sql), time.perf_counter() - started)
+
+    def report(self, total: float) -> str:
+        stage, copy = self.seconds.pop("stage", 0.0), self.seconds.get("copy into staging", 0.0)
+        steps = {"read and check (Python)": stage - copy, **self.seconds}
+        steps["rest"] = total - stage - sum(self.seconds.values())
+        biggest = sorted(steps.items(), key=lambda item: -item[1])
+        return "steps: " + ", ".join(f"{name} {seconds:.2f}s" for name, seconds in biggest if seconds >= 0.01)
+
+
+def _statement_label(sql: str) -> str:
+    words = " ".join(sql.split()).split(" ")
+    head = [w for w in words[:12] if w and not w.startswith("(")]
+    for verb, skip in (("INSERT", 2), ("UPDATE", 1), ("DELETE", 2), ("CREATE", 3)):
+        if verb in head:
+            at = head.index(verb)
+            return " ".join(head[at:at + skip + 1]).lower()
+    return "other statements"
+
+
 def cleanup(company) -> None:
     with connection.cursor() as cursor:
         for statement in (
@@ -153,9 +204,17 @@ def main() -> None:
             for location, store in zip(LOCATIONS, stores, strict=True):
                 store_mapping_set(connection=conn, external_location_id=location, store=store)
             run = sync_run_create(connection=conn, trigger=SyncRun.Trigger.MANUAL)
+            steps = StepTimes()
+            database = connections["default"]
+            imports._stage = steps.timed("stage", imports._stage)
+            StagingCopy.flush = steps.timed("copy into staging", StagingCopy.flush)
+            database._commit = steps.timed("commit", database._commit)
             started = time.perf_counter()
-            run = sync_run_execute(run_id=run.pk)
+            with connection.execute_wrapper(steps.statement):
+                run = sync_run_execute(run_id=run.pk)
             import_s = time.perf_counter() - started
+            del database._commit
+            print(steps.report(import_s))
             assert run.state != SyncRun.State.FAILED, run.error  # rejected rows end it "with errors"
             print(f"import: {import_s:.2f}s, {run.rows_accepted:,} rows accepted, "
                   f"{run.rows_rejected:,} rejected, {company.transactions.count():,} transactions, "
