@@ -146,6 +146,26 @@ class Connector:
         """The source's locations, for mapping to our stores."""
         return []
 
+    # -- store mapping on a store's edit page (class methods: read from our database) ----
+
+    @classmethod
+    def locations_stored(cls, connection) -> list[Location] | None:
+        """The locations a store's edit page offers to pick from, as last fetched and kept
+        in our database (a page never waits on the source). None: its location values are
+        typed on the connection's own Store mappings page instead (the report sources)."""
+        return None
+
+    @classmethod
+    def locations_setup(cls, connection) -> dict | None:
+        """What the connection lacks before it can have locations, as {"text", "link",
+        "url"} for the store page ("No credential yet. Add one"); None when nothing."""
+        return None
+
+    @classmethod
+    def locations_missing(cls, connection) -> str:
+        """Why a set-up connection has no locations to pick from."""
+        return "Its locations have not been fetched yet."
+
     def changes(self, run) -> Iterable[Change]:
         """What may have changed since the source's watermark, in the order to stage it."""
         raise NotImplementedError

@@ -26,10 +26,10 @@ from stores.tenancy import company_view
 
 from . import selectors
 from . import views as report_views
-from .connectors import FEATURES, connector_classes, listing_of
+from .connectors import FEATURES, Location, connector_class_of, connector_classes, listing_of
 from .forms_cova import CovaConnectForm, CovaCredentialForm, StoreMappingsForm
-from .models import Provider, StoreMapping, SyncRun
-from .providers.cova import REQUIRED_PERMISSIONS, CovaLocation
+from .models import StoreMapping, SyncRun
+from .providers.cova import REQUIRED_PERMISSIONS
 from .selectors import unmapped_locations
 from .services.connections import test_is_going
 from .services.cova import (
@@ -395,37 +395,42 @@ def cova_locations_refresh_view(request, connection_id):
 # -- the "Store mappings" section of a retail store's edit page ----------------------------
 
 def store_mappings_form(*, company, store, data=None) -> StoreMappingsForm:
-    """One select of Cova locations per Cova connection (as last fetched from Cova and
-    stored: this page never waits on Cova), and the store's report mappings."""
-    connections = selectors.cova_connections(company=company).prefetch_related(
-        Prefetch("store_mappings", queryset=StoreMapping.objects.select_related("store")),
-        "cova_credentials")
+    """One select per connection whose connector keeps its locations (Cova: as last
+    fetched and stored, so this page never waits on the source), and the store's mappings
+    of the connections whose location values are typed on their own page (the reports)."""
+    connections = selectors.connection_list(company=company).order_by("name").prefetch_related(
+        Prefetch("store_mappings", queryset=StoreMapping.objects.select_related("store")))
     sections = []
     for connection in connections:
+        connector = connector_class_of(connection)
+        locations = connector.locations_stored(connection)
+        if locations is None:
+            continue
         mappings = list(connection.store_mappings.all())
         current = next((m for m in mappings if m.store_id == store.pk), None)
-        section = {"connection": connection, "field_name": f"cova-{connection.pk}",
+        section = {"connection": connection, "field_name": f"{connection.provider}-{connection.pk}",
+                   "listing": listing_of(connector),
                    "current": current.external_location_id if current else "",
                    "mapped_elsewhere": {m.external_location_id: m.store.name for m in mappings
                                         if m.store_id != store.pk},
-                   "has_credentials": bool(connection.cova_credentials.all()),
-                   "locations": selectors.cova_locations(connection=connection), "error": "",
-                   "fetched_at": connection.locations_fetched_at}
-        if section["has_credentials"] and not section["locations"]:
+                   "setup": connector.locations_setup(connection),
+                   "locations": locations, "error": "",
+                   "fetched_at": connection.locations_fetched_at,
+                   "page_url": reverse(connector.page_url_name, args=[connection.pk])}
+        if section["setup"] is None and not section["locations"]:
             # Nothing to choose from: say why (the last refresh failed, or none has run yet).
-            section["error"] = connection.locations_error or (
-                "Cova's locations have not been fetched yet: use “Refresh from Cova” on the "
-                "connection's page.")
+            section["error"] = connector.locations_missing(connection)
         if (current and not section["error"]
                 and all(loc.id != current.external_location_id for loc in section["locations"])):
-            # Mapped to a location Cova no longer lists: keep it choosable.
-            section["locations"].append(CovaLocation(current.external_location_id,
-                                                     current.location_name or "Unknown location", "", ""))
+            # Mapped to a location the source no longer lists: keep it choosable.
+            section["locations"].append(Location(current.external_location_id,
+                                                 current.location_name or "Unknown location"))
         section["current_name"] = current.location_name if current else ""
         sections.append(section)
     form = StoreMappingsForm(data, sections=sections)
+    picked = {section["connection"].pk for section in sections}
     form.report_mappings = [m for m in selectors.store_mappings_of_store(store=store)
-                            if m.connection.provider != Provider.COVA]
+                            if m.connection_id not in picked]
     return form
 
 

@@ -61,6 +61,29 @@ class CovaConnector(Connector):
         cova_sync(run)
 
     @classmethod
+    def locations_stored(cls, connection) -> list[Location]:
+        """The locations its credentials saw when last asked (a test, a sync or "Refresh
+        from Cova"), each once."""
+        from ..selectors import cova_locations
+
+        return [Location(loc.id, loc.name, loc.state, loc.timezone)
+                for loc in cova_locations(connection=connection)]
+
+    @classmethod
+    def locations_setup(cls, connection) -> dict | None:
+        from django.urls import reverse
+
+        if connection.cova_credentials.exists():
+            return None
+        return {"text": "No credential yet.", "link": "Add one",
+                "url": reverse("cova_credential_create", args=[connection.pk])}
+
+    @classmethod
+    def locations_missing(cls, connection) -> str:
+        return connection.locations_error or (
+            "Cova's locations have not been fetched yet: use “Refresh from Cova” on the connection's page.")
+
+    @classmethod
     def doing(cls, run) -> str:
         return "syncing with Cova"
 
