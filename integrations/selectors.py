@@ -197,10 +197,11 @@ def integration_statuses(*, company) -> dict[str, IntegrationStatus]:
     for credential in (CovaCredential.objects.filter(connection__company=company)
                        .annotate(last_run_state=_last_run_state("credential")).order_by("id")):
         credentials.setdefault(credential.connection_id, []).append(credential)
+    per_credential = {key: cls.runs_per_credential for key, cls in connector_classes().items()}
     for connection in connections:
         status = statuses.setdefault(connection.provider, IntegrationStatus())
         connection.problem = ""
-        if connection.provider == Provider.COVA:
+        if per_credential.get(connection.provider, False):  # Cova: as its credentials stand
             creds = credentials.get(connection.pk, [])
             connection.credential_count = len(creds)
             failing = [c for c in creds if c.failing_since or c.last_run_state == SyncRun.State.FAILED]
