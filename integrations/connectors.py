@@ -69,8 +69,8 @@ class Location:
 @dataclass(frozen=True)
 class Change:
     """One piece of what changed at the source since the last sync: a report file, or the
-    customers and sales of an API since its watermarks. `key` names it on the run page
-    while it is being brought in."""
+    customers and sales of an API since its watermarks. `key` names it; `stage` puts what
+    it is reading on the run (`run.current_file`), for the run page and a failure message."""
 
     key: str
     item: object = None  # what the connector needs to stage it (a ReportFile, a window...)
