@@ -17,6 +17,8 @@ from tests.integrations.sample_connector import AcmeConnector, AcmePos, AcmeShop
 
 pytestmark = pytest.mark.django_db
 
+SAMPLE = "tests.integrations.sample_connector.AcmeConnector"
+
 HEADER = ("ReceiptId,customerId,TransactionDate,Location,FirstName,Phone,ProductName,LineTotal,LineTax,"
           "PaymentMethod")
 
@@ -24,8 +26,7 @@ HEADER = ("ReceiptId,customerId,TransactionDate,Location,FirstName,Phone,Product
 @pytest.fixture
 def acme(monkeypatch):
     """The registry's one line, for this test only; a fake Acme shop 4711."""
-    monkeypatch.setattr(connectors, "CONNECTORS",
-                        (*connectors.CONNECTORS, "tests.integrations.sample_connector.AcmeConnector"))
+    monkeypatch.setattr(connectors, "CONNECTORS", (*connectors.CONNECTORS, SAMPLE))
     AcmePos.reset()
     AcmePos.shops["4711"] = AcmeShop(api_key="acme-key-1234", stores={"DT": "Downtown", "UP": "Uptown"})
     yield AcmePos
@@ -119,3 +120,11 @@ def test_sample_connector_failures_say_what_to_do(company, acme):
     with pytest.raises(SyncFailed) as caught:
         sync_run_execute(run_id=run.pk)
     assert caught.value.retryable is True and AcmeConnector.label == "Acme POS"
+
+
+def test_a_second_connector_with_a_taken_key_is_refused(monkeypatch):
+    # given: the sample registered twice
+    monkeypatch.setattr(connectors, "CONNECTORS", (*connectors.CONNECTORS, SAMPLE, SAMPLE))
+    # then: the registry says which key is taken, instead of one hiding the other
+    with pytest.raises(ValueError, match="Two connectors have the key 'acme'"):
+        connectors.connector_classes()
