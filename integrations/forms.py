@@ -3,7 +3,8 @@
 from django import forms
 
 from . import fields as F
-from .models import Connection, Provider
+from .connectors import report_connectors
+from .models import Connection
 from .providers import provider_class
 
 
@@ -55,7 +56,7 @@ class ConnectionForm(forms.Form):
 
     @property
     def provider_label(self) -> str:
-        return Provider(self.provider).label
+        return provider_class(self.provider).label
 
     @property
     def required_headers(self) -> tuple[str, ...]:
@@ -78,7 +79,11 @@ class ConnectionForm(forms.Form):
 
 
 class ProviderChoiceForm(forms.Form):
-    provider = forms.ChoiceField(choices=Provider.choices, label="Where the reports are")
+    provider = forms.ChoiceField(choices=(), label="Where the reports are")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["provider"].choices = [(cls.key, cls.label) for cls in report_connectors()]
 
 
 IGNORE = ("", "— ignore this column —")

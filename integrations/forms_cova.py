@@ -142,8 +142,9 @@ class CovaConnectForm(CovaCredentialForm):
 
 
 class StoreMappingsForm(forms.Form):
-    """The "Store mappings" section of a retail store's edit form: one select per Cova
-    connection, named `cova-<connection id>`, listing its locations."""
+    """The "Store mappings" section of a retail store's edit form: one select per
+    connection whose connector keeps its locations (Cova), named `<provider>-<connection
+    id>`, listing them."""
 
     def __init__(self, *args, sections: list, **kwargs):
         super().__init__(*args, **kwargs)

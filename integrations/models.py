@@ -13,6 +13,9 @@ from stores.models import Company, RetailStore
 
 
 class Provider(models.TextChoices):
+    """The built-in connectors' keys. Connection.provider takes any key registered in
+    `integrations.connectors.CONNECTORS`; these name the built-in ones in code."""
+
     COVA = "cova", "Cova POS"
     S3 = "s3", "Amazon S3 bucket (or S3-compatible)"
     ONEDRIVE = "onedrive", "OneDrive folder"
@@ -26,7 +29,8 @@ class Connection(models.Model):
 
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="connections")
     name = models.CharField(max_length=120)
-    provider = models.CharField(max_length=20, choices=Provider.choices)
+    # The key of its connector in the registry (integrations.connectors), checked when it is created.
+    provider = models.CharField(max_length=20)
     # The loyalty source its customers and sales are recorded under ("Sourced from").
     source = models.OneToOneField(Source, on_delete=models.PROTECT, related_name="connection")
     settings = models.JSONField(default=dict, blank=True)
@@ -66,12 +70,18 @@ class Connection(models.Model):
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(fields=["company", "name"], name="connection_name_unique"),
-            models.CheckConstraint(condition=Q(provider__in=Provider.values),
-                                   name="connection_provider_valid"),
+            models.CheckConstraint(condition=~Q(provider=""), name="connection_provider_set"),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def provider_label(self) -> str:
+        """"Folder on the server": its connector's label."""
+        from .connectors import label_of
+
+        return label_of(self.provider)
 
     def credentials_plain(self) -> dict:
         return json.loads(decrypt(self.credentials_encrypted)) if self.credentials_encrypted else {}

@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404
 from loyalty.models import Transaction
 
 from . import fields as F
+from .connectors import connector_classes, connector_keys, report_connectors
 from .models import Connection, CovaCredential, ImportedFile, Provider, RowError, StoreMapping, SyncRun
 from .providers.cova import CovaLocation
 from .reader import FileRejected, PreviewRow
@@ -79,10 +80,12 @@ def report_preview(*, connection: Connection, stream, file_name: str,
 # -- the connection pages --------------------------------------------------------------
 
 def connections_overview(*, company):
-    """The report connection list (Cova has its own page): each with its number of files
-    and its latest run."""
+    """The report connection list (a connector with pages of its own, such as Cova, is not
+    on it): each with its number of files and its latest run."""
     latest = SyncRun.objects.filter(connection=OuterRef("pk")).order_by("-created_at", "-id")
-    return connection_list(company=company).exclude(provider=Provider.COVA).annotate(
+    reports = set(report_connectors())
+    own_pages = [key for key, cls in connector_classes().items() if cls not in reports]
+    return connection_list(company=company).exclude(provider__in=own_pages).annotate(
         file_count=Count("files", filter=Q(files__removed_at__isnull=True), distinct=True),
         last_run_id=Subquery(latest.values("pk")[:1]),
         last_run_state=Subquery(latest.values("state")[:1]),
@@ -182,10 +185,10 @@ def _with_errors_problem(rows_accepted, rows_rejected, files_rejected) -> str:
 
 
 def integration_statuses(*, company) -> dict[str, IntegrationStatus]:
-    """Provider key ("cova", "s3", "onedrive", "folder", "pos_api") -> its status. Failing:
+    """Connector key ("cova", "s3", "onedrive", "folder"...) or "pos_api" -> its status. Failing:
     the last run failed, or a Cova credential is failing. Needs a look: the last run
     completed with errors (rows or files rejected). Three queries."""
-    statuses = {key: IntegrationStatus() for key in (*Provider.values, "pos_api")}
+    statuses = {key: IntegrationStatus() for key in (*connector_keys(), "pos_api")}
     connections = list(Connection.objects.filter(company=company).order_by("name").annotate(
         last_run_state=_last_run("connection"), last_rows_accepted=_last_run("connection", "rows_accepted"),
         last_rows_rejected=_last_run("connection", "rows_rejected"),
@@ -194,10 +197,11 @@ def integration_statuses(*, company) -> dict[str, IntegrationStatus]:
     for credential in (CovaCredential.objects.filter(connection__company=company)
                        .annotate(last_run_state=_last_run_state("credential")).order_by("id")):
         credentials.setdefault(credential.connection_id, []).append(credential)
+    per_credential = {key: cls.runs_per_credential for key, cls in connector_classes().items()}
     for connection in connections:
-        status = statuses[connection.provider]
+        status = statuses.setdefault(connection.provider, IntegrationStatus())
         connection.problem = ""
-        if connection.provider == Provider.COVA:
+        if per_credential.get(connection.provider, False):  # Cova: as its credentials stand
             creds = credentials.get(connection.pk, [])
             connection.credential_count = len(creds)
             failing = [c for c in creds if c.failing_since or c.last_run_state == SyncRun.State.FAILED]

@@ -38,35 +38,32 @@ def connection_sync(self, run_id: int) -> None:
         raise self.retry(countdown=countdown) from None
 
 
-@shared_task
-def connection_sync_scheduled(connection_id: int) -> None:
-    """The nightly beat entry of a connection."""
-    connection = Connection.objects.filter(pk=connection_id, is_frozen=False).first()
-    if connection is None:
-        return
+def _sync_scheduled(connection: Connection, credential: CovaCredential | None = None) -> None:
     try:
-        run = sync_run_create(connection=connection, trigger=SyncRun.Trigger.SCHEDULE)
+        run = sync_run_create(connection=connection, credential=credential, trigger=SyncRun.Trigger.SCHEDULE)
     except DomainError as exc:  # frozen meanwhile, or a run is already going: the page says so
-        sync_run_skipped_record(connection=connection, reason=f"Nightly sync skipped: {exc.message}")
+        sync_run_skipped_record(connection=connection, credential=credential,
+                                reason=f"Nightly sync skipped: {exc.message}")
         return
     connection_sync.delay(run.pk)
+
+
+@shared_task
+def connection_sync_scheduled(connection_id: int) -> None:
+    """The nightly beat entry of a connection; a frozen one is skipped."""
+    connection = Connection.objects.filter(pk=connection_id, is_frozen=False).first()
+    if connection is not None:
+        _sync_scheduled(connection)
 
 
 @shared_task
 def cova_sync_scheduled(credential_id: int) -> None:
-    """The nightly beat entry of a Cova credential; frozen ones are skipped."""
+    """The nightly beat entry of a credential, for a connector that runs per credential
+    (Cova); frozen ones are skipped. The same start as a connection's."""
     credential = CovaCredential.objects.filter(pk=credential_id, is_frozen=False,
                                                connection__is_frozen=False).select_related("connection").first()
-    if credential is None:
-        return
-    try:
-        run = sync_run_create(connection=credential.connection, credential=credential,
-                              trigger=SyncRun.Trigger.SCHEDULE)
-    except DomainError as exc:
-        sync_run_skipped_record(connection=credential.connection, credential=credential,
-                                reason=f"Nightly sync skipped: {exc.message}")
-        return
-    connection_sync.delay(run.pk)
+    if credential is not None:
+        _sync_scheduled(credential.connection, credential)
 
 
 @shared_task

@@ -24,6 +24,7 @@ from stores.tenancy import company_view, role_can
 
 from . import fields as F
 from . import selectors
+from .connectors import report_choices, report_connectors
 from .forms import (
     ConnectionDeleteForm,
     ConnectionForm,
@@ -31,7 +32,7 @@ from .forms import (
     StoreMappingForm,
     field_choices,
 )
-from .models import ImportedFile, Provider, SyncRun
+from .models import ImportedFile, SyncRun
 from .providers import ProviderError, provider_class, provider_for
 from .services.connections import (
     connection_create,
@@ -83,13 +84,14 @@ def _form_page(request, form, connection=None):
         template += "#connection-form"
         status = 200
     return render(request, template, {"form": form, "connection": connection,
-                                      "provider_form": ProviderChoiceForm()}, status=status)
+                                      "provider_form": ProviderChoiceForm(),
+                                      "report_choices": report_choices()}, status=status)
 
 
 @company_view("integrations.manage")
 def connection_create_view(request):
     provider = request.POST.get("provider") or request.GET.get("provider")
-    if provider not in Provider.values:
+    if provider not in {cls.key for cls in report_connectors()}:
         return _form_page(request, None)  # which kind of source, first
     form = ConnectionForm(request.POST if request.method == "POST" else None,
                           company=request.company, provider=provider)
@@ -134,7 +136,7 @@ def connection_edit(request, connection_id):
 @company_view("integrations.manage")
 def report_template_csv(request, provider):
     """An empty report with exactly the headers a file of this provider should have."""
-    if provider not in Provider.values:
+    if provider not in {cls.key for cls in report_connectors()}:
         raise Http404("No such provider.")
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{provider}-report-template.csv"'
@@ -149,7 +151,7 @@ def _detail_context(request, connection, **extra) -> dict:
     runs = list(selectors.sync_runs(connection=connection, limit=10))
     return {
         "connection": connection,
-        "provider_label": Provider(connection.provider).label,
+        "provider_label": cls.label,
         "settings_rows": cls.settings_rows(connection.settings, company_slug=request.company.slug),
         "credential_rows": [(label, connection.credentials_hint.get(name, ""))
                             for name, label, _ in cls.credential_fields],
@@ -189,7 +191,7 @@ def connection_test_view(request, connection_id):
     read at once; S3 and OneDrive are reached in the background (the button answers at once
     even when they hang) and the result follows the test."""
     connection = selectors.connection_get(company=request.company, connection_id=connection_id)
-    if connection.provider == Provider.FOLDER:
+    if provider_class(connection.provider).test_at_once:
         try:
             ok, message = connection_test(connection=connection)
         except DomainError as exc:  # e.g. a secret that can no longer be decrypted

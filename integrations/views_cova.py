@@ -26,9 +26,10 @@ from stores.tenancy import company_view
 
 from . import selectors
 from . import views as report_views
+from .connectors import FEATURES, Location, connector_class_of, connector_classes, listing_of
 from .forms_cova import CovaConnectForm, CovaCredentialForm, StoreMappingsForm
-from .models import Provider, StoreMapping, SyncRun
-from .providers.cova import REQUIRED_PERMISSIONS, CovaLocation
+from .models import StoreMapping, SyncRun
+from .providers.cova import REQUIRED_PERMISSIONS
 from .selectors import unmapped_locations
 from .services.connections import test_is_going
 from .services.cova import (
@@ -47,21 +48,9 @@ from .tasks import connection_sync
 
 # -- the catalog ---------------------------------------------------------------------------
 
-FEATURES = (
-    ("customers", "Customers", "Customers and their contact details come in."),
-    ("sales", "Sales", "Completed sales come in and earn points."),
-    ("payment_methods", "Payment methods", "How each sale was paid."),
-    ("realtime_loyalty", "Real-time loyalty", "Rewards are redeemed at the register as it happens."),
-    ("push_signups", "Push signups", "Members who join here are created in the POS."),
-    ("store_mapping", "Store mapping", "The source's locations are mapped to your retail stores."),
-    ("waiting_room", "Waiting room", "Budtenders see checked-in customers in the POS queue."),
-)
-REPORT_FEATURES = frozenset({"customers", "sales", "payment_methods", "store_mapping"})
-
-
 @dataclass(frozen=True)
 class Integration:
-    key: str  # a Provider value, or "pos_api"
+    key: str  # a connector's key, or "pos_api"
     name: str
     kind: str
     summary: str
@@ -71,54 +60,50 @@ class Integration:
     keywords: str = ""
     fee: str = ""
     fee_short: str = ""
+    connect_url_name: str = ""
+    page_url_name: str = ""
 
     def matches(self, query: str) -> bool:
         text = f"{self.name} {self.kind} {self.summary} {self.keywords}".lower()
         return all(word in text for word in query.lower().split())
 
 
-COVA_FEE = f"${COVA_FEE_PER_LOCATION:.0f} per month for each connected location"
-INTEGRATIONS = (
-    Integration("cova", "Cova", "Point of sale",
-                "Customers, sales and payment methods synced from Cova every night; members who join here "
-                "are created in Cova, and rewards are redeemed at the register.",
-                "Co", "#0e7c66", frozenset(k for k, _, _ in FEATURES),
-                keywords="pos cova covasoft iqmetrix api credential", fee=COVA_FEE,
-                fee_short=f"${COVA_FEE_PER_LOCATION:.0f} / location / month"),
-    Integration("s3", "S3 reports", "Reports",
-                "Nightly CSV reports your POS drops in an Amazon S3 bucket (or MinIO, Wasabi…).",
-                "S3", "#c7511f", REPORT_FEATURES, keywords="amazon aws bucket csv minio wasabi"),
-    Integration("onedrive", "OneDrive reports", "Reports",
-                "Nightly CSV reports in a OneDrive or SharePoint folder, read through Microsoft Graph.",
-                "On", "#0f6cbd", REPORT_FEATURES, keywords="microsoft sharepoint graph csv"),
-    Integration("folder", "Folder reports", "Reports",
-                "CSV reports in a folder on this server's disk, for on-premise installs.",
-                "Fo", "#667085", REPORT_FEATURES, keywords="disk local csv on-premise"),
-    Integration("pos_api", "POS API", "Point of sale",
-                "Any POS that calls our API: look customers up, redeem rewards and send each sale as it "
-                "happens, with an API key.",
-                "API", "#5925dc", frozenset({"customers", "sales", "payment_methods", "realtime_loyalty"}),
-                keywords="api key rest register lookup send_transaction"),
-)
+# Not a connector: the POS calls our API with a key.
+POS_API = Integration(
+    "pos_api", "POS API", "Point of sale",
+    "Any POS that calls our API: look customers up, redeem rewards and send each sale as it "
+    "happens, with an API key.",
+    "API", "#5925dc", frozenset({"customers", "sales", "payment_methods", "realtime_loyalty"}),
+    keywords="api key rest register lookup send_transaction")
+
+
+def integrations() -> list[Integration]:
+    """Every registered connector as the catalog shows it, then the POS API."""
+    found = []
+    for key, cls in connector_classes().items():
+        listing = listing_of(cls)
+        found.append(Integration(key, listing.name, listing.kind, listing.summary, listing.initials,
+                                 listing.color, listing.features, listing.keywords, listing.fee,
+                                 listing.fee_short, cls.connect_url_name, cls.page_url_name))
+    return [*found, POS_API]
 
 
 def _card(integration: Integration, status) -> dict:
     """What a catalog card shows and where its button goes."""
     connections = status.connections
-    if integration.key == "cova":
-        connect_url = reverse("cova_connect")
-        manage_url = reverse("cova_connection", args=[connections[0].pk]) if connections else ""
-    elif integration.key == "pos_api":
+    if integration.key == "pos_api":
         connect_url = reverse("api_key_list")
         manage_url = connect_url if status.state != selectors.Status.NOT_CONNECTED else ""
-    else:
+    elif integration.connect_url_name == "connection_create":  # the report pages, for any report connector
         connect_url = f"{reverse('connection_create')}?provider={integration.key}"
         if len(connections) == 1:
-            manage_url = reverse("connection_detail", args=[connections[0].pk])
+            manage_url = reverse(integration.page_url_name, args=[connections[0].pk])
         else:
             manage_url = reverse("connection_list") if connections else ""
-    links = [(c.name, reverse("cova_connection" if integration.key == "cova" else "connection_detail",
-                              args=[c.pk]), c.state) for c in connections]
+    else:  # a connector with pages of its own (Cova)
+        connect_url = reverse(integration.connect_url_name)
+        manage_url = reverse(integration.page_url_name, args=[connections[0].pk]) if connections else ""
+    links = [(c.name, reverse(integration.page_url_name, args=[c.pk]), c.state) for c in connections]
     return {"integration": integration, "status": status, "connect_url": connect_url,
             "manage_url": manage_url, "links": links,
             "add_another": bool(manage_url) and integration.key != "pos_api"}
@@ -130,7 +115,7 @@ def integration_catalog(request):
     """Every integration as a card with its status; `?q=` narrows them."""
     query = request.GET.get("q", "").strip()[:100]
     statuses = selectors.integration_statuses(company=request.company)
-    cards = [_card(i, statuses[i.key]) for i in INTEGRATIONS if not query or i.matches(query)]
+    cards = [_card(i, statuses[i.key]) for i in integrations() if not query or i.matches(query)]
     template = "integrations/catalog.html"
     if request.htmx and request.htmx.target == "catalog-cards":
         template += "#cards"
@@ -145,7 +130,7 @@ def integration_grid(request):
     """What each integration supports, side by side."""
     statuses = selectors.integration_statuses(company=request.company)
     rows = [{"integration": i, "status": statuses[i.key],
-             "cells": [key in i.features for key, _, _ in FEATURES]} for i in INTEGRATIONS]
+             "cells": [key in i.features for key, _, _ in FEATURES]} for i in integrations()]
     return render(request, "integrations/grid.html", {"rows": rows, "features": FEATURES})
 
 
@@ -153,21 +138,26 @@ def integration_grid(request):
 
 @company_view("integrations.manage")
 def connection_create(request):
-    """Cova is not a report source: "Add connection" with Cova goes to its connect page."""
-    if (request.POST.get("provider") or request.GET.get("provider")) == Provider.COVA:
-        return redirect("cova_connect")
+    """"Add connection" with a connector that has pages of its own (Cova) goes to its connect page."""
+    cls = connector_classes().get(request.POST.get("provider") or request.GET.get("provider") or "")
+    if cls is not None and cls.connect_url_name != "connection_create":
+        return redirect(cls.connect_url_name)
     return report_views.connection_create_view(request)
 
 
 def report_connection_only(view):
-    """For the report connection pages: a Cova connection's id goes to its own page (the
-    report pages would look for files and a report provider it does not have)."""
+    """For the report connection pages: the id of a connection whose connector has pages of
+    its own (Cova) goes to its page (the report pages would look for files and a report
+    provider it does not have)."""
 
     @company_view("integrations.manage")
     @wraps(view)
     def wrapped(request, connection_id, *args, **kwargs):
-        if selectors.cova_connections(company=request.company).filter(pk=connection_id).exists():
-            return redirect("cova_connection", connection_id=connection_id)
+        provider = (selectors.connection_list(company=request.company).filter(pk=connection_id)
+                    .values_list("provider", flat=True).first())
+        cls = connector_classes().get(provider or "")
+        if cls is not None and cls.page_url_name != "connection_detail":
+            return redirect(cls.page_url_name, connection_id=connection_id)
         return view(request, connection_id, *args, **kwargs)
 
     return wrapped
@@ -405,37 +395,42 @@ def cova_locations_refresh_view(request, connection_id):
 # -- the "Store mappings" section of a retail store's edit page ----------------------------
 
 def store_mappings_form(*, company, store, data=None) -> StoreMappingsForm:
-    """One select of Cova locations per Cova connection (as last fetched from Cova and
-    stored: this page never waits on Cova), and the store's report mappings."""
-    connections = selectors.cova_connections(company=company).prefetch_related(
-        Prefetch("store_mappings", queryset=StoreMapping.objects.select_related("store")),
-        "cova_credentials")
+    """One select per connection whose connector keeps its locations (Cova: as last
+    fetched and stored, so this page never waits on the source), and the store's mappings
+    of the connections whose location values are typed on their own page (the reports)."""
+    connections = selectors.connection_list(company=company).order_by("name").prefetch_related(
+        Prefetch("store_mappings", queryset=StoreMapping.objects.select_related("store")))
     sections = []
     for connection in connections:
+        connector = connector_class_of(connection)
+        locations = connector.locations_stored(connection)
+        if locations is None:
+            continue
         mappings = list(connection.store_mappings.all())
         current = next((m for m in mappings if m.store_id == store.pk), None)
-        section = {"connection": connection, "field_name": f"cova-{connection.pk}",
+        section = {"connection": connection, "field_name": f"{connection.provider}-{connection.pk}",
+                   "listing": listing_of(connector),
                    "current": current.external_location_id if current else "",
                    "mapped_elsewhere": {m.external_location_id: m.store.name for m in mappings
                                         if m.store_id != store.pk},
-                   "has_credentials": bool(connection.cova_credentials.all()),
-                   "locations": selectors.cova_locations(connection=connection), "error": "",
-                   "fetched_at": connection.locations_fetched_at}
-        if section["has_credentials"] and not section["locations"]:
+                   "setup": connector.locations_setup(connection),
+                   "locations": locations, "error": "",
+                   "fetched_at": connection.locations_fetched_at,
+                   "page_url": reverse(connector.page_url_name, args=[connection.pk])}
+        if section["setup"] is None and not section["locations"]:
             # Nothing to choose from: say why (the last refresh failed, or none has run yet).
-            section["error"] = connection.locations_error or (
-                "Cova's locations have not been fetched yet: use “Refresh from Cova” on the "
-                "connection's page.")
+            section["error"] = connector.locations_missing(connection)
         if (current and not section["error"]
                 and all(loc.id != current.external_location_id for loc in section["locations"])):
-            # Mapped to a location Cova no longer lists: keep it choosable.
-            section["locations"].append(CovaLocation(current.external_location_id,
-                                                     current.location_name or "Unknown location", "", ""))
+            # Mapped to a location the source no longer lists: keep it choosable.
+            section["locations"].append(Location(current.external_location_id,
+                                                 current.location_name or "Unknown location"))
         section["current_name"] = current.location_name if current else ""
         sections.append(section)
     form = StoreMappingsForm(data, sections=sections)
+    picked = {section["connection"].pk for section in sections}
     form.report_mappings = [m for m in selectors.store_mappings_of_store(store=store)
-                            if m.connection.provider != Provider.COVA]
+                            if m.connection_id not in picked]
     return form
 
 

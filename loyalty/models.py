@@ -23,6 +23,8 @@ class SourceKind(models.TextChoices):
     S3 = "s3", "S3 reports"
     ONEDRIVE = "onedrive", "OneDrive reports"
     FOLDER = "folder", "Folder reports"
+    # A POS connector with no kind of its own here (integrations.connectors).
+    POS = "pos", "POS connector"
     POS_API = "pos_api", "POS API"
     WAITING_ROOM = "waiting_room", "Waiting room"
     STAFF = "staff", "Staff"

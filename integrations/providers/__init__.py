@@ -1,4 +1,5 @@
-"""Report sources behind one interface. `provider_for(connection)` picks the class."""
+"""Report sources behind one interface. `provider_for(connection)` picks the class from the
+connector registry (`integrations.connectors`)."""
 
 from .base import (
     ConnectionProblem,
@@ -11,16 +12,15 @@ __all__ = ["ConnectionProblem", "ProviderError", "ReportFile", "ReportProvider",
 
 
 def provider_class(kind: str) -> type[ReportProvider]:
-    from .folder import FolderProvider
-    from .onedrive import OneDriveProvider
-    from .s3 import S3Provider
+    """The registered report connector of that key; KeyError for anything else."""
+    from ..connectors import connector_class
 
-    return {"s3": S3Provider, "onedrive": OneDriveProvider, "folder": FolderProvider}[kind]
+    cls = connector_class(kind)
+    if not issubclass(cls, ReportProvider):
+        raise KeyError(kind)
+    return cls
 
 
 def provider_for(connection) -> ReportProvider:
     """The provider for a saved connection, with its decrypted credentials."""
-    return provider_class(connection.provider)(
-        settings=connection.settings, credentials=connection.credentials_plain(),
-        company_slug=connection.company.slug,
-    )
+    return provider_class(connection.provider).for_connection(connection)

@@ -2,7 +2,8 @@
 
 A provider is built from a connection's plain settings (bucket, prefix, folder path, base
 URL...) and its decrypted credentials. It lists the report files that are there now and
-opens one as a binary stream; it never parses CSV and never touches the database.
+opens one as a binary stream; it never parses CSV. As a connector (`integrations.connectors`)
+its changes are the files listed, and staging one is importing it (`services.sync.sync_file`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from typing import BinaryIO, ClassVar
+
+from ..connectors import Change, Connector, Location
 
 
 class ConnectionProblem(enum.StrEnum):
@@ -50,7 +53,7 @@ class ReportFile:
     item_id: str = ""  # the source's own id where it has one (OneDrive drive item id)
 
 
-class ReportProvider:
+class ReportProvider(Connector):
     kind: ClassVar[str]
     label: ClassVar[str]
     # The columns every file of this source must have, by their header names in the file.
@@ -65,27 +68,27 @@ class ReportProvider:
     # must point at a public address (stores.outbound), checked when the connection is saved.
     url_settings: ClassVar[tuple[tuple[str, str], ...]] = ()
 
+    # Each attempt looks at every file again; what earlier ones imported stays counted.
+    run_reset = {"files_seen": 0, "files_skipped": 0}
+
     def __init__(self, *, settings: dict, credentials: dict, company_slug: str = ""):
+        super().__init__(connection=None)
         self.settings = settings
         self.credentials = credentials
         # The company it reads for: a folder on the server is confined to that company's.
         self.company_slug = company_slug
 
-    @classmethod
-    def setting_fields_for(cls, *, company_slug: str) -> tuple[tuple[str, str, str], ...]:
-        """`setting_fields` as the company's form shows them (a help text may name the
-        company's own place)."""
-        return cls.setting_fields
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            cls.key = cls.kind  # the connector's key is the provider kind it always had
 
     @classmethod
-    def settings_clean(cls, settings: dict, *, company_slug: str) -> dict:
-        """The settings as they are saved; a DomainError with extra["field"] refuses one."""
-        return settings
-
-    @classmethod
-    def settings_rows(cls, settings: dict, *, company_slug: str) -> list[tuple[str, str]]:
-        """(label, value) of each setting for the connection's page."""
-        return [(label, settings.get(name) or "") for name, label, _ in cls.setting_fields]
+    def for_connection(cls, connection, *, credential=None) -> ReportProvider:
+        provider = cls(settings=connection.settings, credentials=connection.credentials_plain(),
+                       company_slug=connection.company.slug)
+        provider.connection = connection
+        return provider
 
     def test(self) -> str:
         """Reach the source with these settings and credentials; a short success message
@@ -101,3 +104,42 @@ class ReportProvider:
         """The file's bytes as a stream with `.read(n)` and `.close()`; never the whole
         file in memory."""
         raise NotImplementedError
+
+    # -- as a connector ----------------------------------------------------------------
+
+    def locations(self) -> list[Location]:
+        """The store values its reports carry: those mapped, then those waiting for a mapping."""
+        from ..selectors import unknown_store_values
+
+        if self.connection is None:
+            return []
+        mapped = [Location(m.external_location_id, m.location_name)
+                  for m in self.connection.store_mappings.all()]
+        waiting = [Location(v["value"]) for v in unknown_store_values(connection=self.connection)]
+        return mapped + waiting
+
+    def changes(self, run) -> list[Change]:
+        """Every file there now: a file already imported as it is now is skipped when staged
+        (its etag is the watermark), so the run still counts it as seen."""
+        self.listed = self.list_files()
+        return [Change(file.key, file) for file in self.listed]
+
+    def stage(self, run, change: Change) -> None:
+        from ..services.sync import sync_file
+
+        sync_file(run=run, file=change.item, open_stream=self.open)
+
+    def sync(self, run) -> None:
+        from ..services.sync import files_disappeared
+
+        super().sync(run)
+        files_disappeared(run, present={f.key for f in self.listed}, removes_data=self.deletion_removes_data)
+
+    @classmethod
+    def doing(cls, run) -> str:
+        return f"importing {run.current_file or 'the file list'}"
+
+    @classmethod
+    def lapse_words(cls, run) -> tuple[str, str]:
+        doing = f" while reading {run.current_file}" if run.current_file else ""
+        return doing, "nothing of that file was kept" if run.current_file else "no file was in progress"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from stores.folders import OutsideCompanyFolder, company_folder, path_in_company_folder
 
+from ..connectors import REPORT_FEATURES, Listing
 from .base import ConnectionProblem, ProviderError, ReportFile, ReportProvider
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,11 @@ class FolderProvider(ReportProvider):
     label = "Folder on the server"
     required_headers = ("ReceiptId", "customerId")
     deletion_removes_data = True
+    test_at_once = True
+    choice_help = "A folder on this server's disk, for on-premise installs."
+    listing = Listing("Folder reports", "Reports",
+                      "CSV reports in a folder on this server's disk, for on-premise installs.",
+                      "Fo", "#667085", REPORT_FEATURES, keywords="disk local csv on-premise")
     setting_fields = (
         ("path", "Folder path",
          "A folder inside the company's report folder on the server, e.g. daily; "

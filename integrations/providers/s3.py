@@ -33,6 +33,7 @@ from botocore.exceptions import (
 from stores.errors import OutboundRefused
 from stores.outbound import outbound_socket_check, outbound_url_check
 
+from ..connectors import REPORT_FEATURES, Listing
 from .base import ConnectionProblem, ProviderError, ReportFile, ReportProvider
 
 # S3 error codes, grouped by what the merchant has to do about them.
@@ -97,6 +98,10 @@ def _refusal(exc: BaseException) -> OutboundRefused | None:
 class S3Provider(ReportProvider):
     kind = "s3"
     label = "Amazon S3 bucket (or S3-compatible)"
+    listing = Listing("S3 reports", "Reports",
+                      "Nightly CSV reports your POS drops in an Amazon S3 bucket (or MinIO, Wasabi…).",
+                      "S3", "#c7511f", REPORT_FEATURES, keywords="amazon aws bucket csv minio wasabi")
+    choice_help = "Or any S3-compatible storage (MinIO, Wasabi…). Needs the bucket, region and an access key."
     required_headers = ("ReceiptId", "customerId")
     deletion_removes_data = True
     setting_fields = (

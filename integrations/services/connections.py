@@ -20,6 +20,7 @@ from stores.models import RetailStore
 from stores.outbound import outbound_url_check
 
 from .. import fields as F
+from ..connectors import connector_class, source_kind_of
 from ..models import Connection, ImportedFile, StoreMapping
 from ..providers import ProviderError, provider_class, provider_for
 
@@ -63,14 +64,17 @@ def connection_create(*, company, name: str, provider: str, settings: dict, cred
     name = (name or "").strip()
     if not name:
         raise DomainError("Give the connection a name.", extra={"field": "name"})
-    if provider not in Connection.Provider.values:
-        raise DomainError(f"Unknown provider '{provider}'.", extra={"field": "provider"})
+    try:
+        provider_class(provider)
+    except KeyError:
+        raise DomainError(f"Unknown provider '{provider}'.", extra={"field": "provider"}) from None
     if default_store is not None and default_store.company_id != company.pk:
         raise DomainError("That store belongs to another company.", extra={"field": "default_store"})
     settings = _clean_settings(provider, settings, company=company)
     try:
         with db.atomic():
-            source = Source.objects.create(company=company, kind=provider, name=name)
+            source = Source.objects.create(company=company, kind=source_kind_of(connector_class(provider)),
+                                           name=name)
             connection = Connection(company=company, name=name, provider=provider, source=source,
                                     settings=settings,
                                     default_store=default_store,

@@ -1,5 +1,8 @@
-"""A sync run: list the source's files, import what is new or changed, deal with what
-disappeared, and record every step on the SyncRun."""
+"""The one lifecycle of a sync run, for every connector: create, claim (the lease),
+progress, attempts, failure mapping, the finishing status and `sync_completed`. The
+connector (`integrations.connectors`) does the run's work: for the report sources, list
+the files, import what is new or changed and deal with what disappeared; for Cova, its
+customers and sales since the watermarks."""
 
 from __future__ import annotations
 
@@ -23,8 +26,9 @@ from django.utils import timezone
 from stores.audit import AuditContext, audit_record
 from stores.errors import DomainError
 
+from ..connectors import connector_class_of
 from ..models import Connection, CovaCredential, ImportedFile, SyncRun
-from ..providers import ProviderError, ReportFile, provider_for
+from ..providers import ProviderError, ReportFile
 from ..signals import sync_completed
 from .imports import imported_file_data_remove, report_file_import
 
@@ -53,9 +57,10 @@ def progress_key(run_id: int) -> str:
 
 def sync_run_create(*, connection: Connection, trigger: str, credential=None,
                     audit: AuditContext | None = None) -> SyncRun:
-    """A queued run of the connection (of one of its Cova credentials, when given); refused
-    while frozen or while another run of the same is queued or running."""
-    if credential is None and connection.provider == Connection.Provider.COVA:
+    """A queued run of the connection (of one of its credentials, for a connector that runs
+    per credential, such as Cova); refused while frozen or while another run of the same is
+    queued or running."""
+    if credential is None and connector_class_of(connection).runs_per_credential:
         raise DomainError(f"{connection.name} syncs per credential: sync one of its credentials.",
                           code="credential_needed")
     what = credential.username if credential is not None else connection.name
@@ -140,8 +145,7 @@ def sync_runs_interrupt_lapsed(*, connection: Connection | None = None) -> list[
                                    lease_expires_at=None):
             continue
         cache.delete(progress_key(run.pk))
-        if run.credential_id is not None:
-            CovaCredential.objects.filter(pk=run.credential_id).update(last_error=error)
+        connector_class_of(run.connection).run_failed(run, error, interrupted=True)
         log.warning("sync run %s of %s: %s", run.pk, run.connection, error)
         run.state, run.error, run.finished_at = SyncRun.State.INTERRUPTED, error, stopped
         run.lease_expires_at = None
@@ -157,12 +161,7 @@ def _lapse_account(run: SyncRun) -> tuple[dt.datetime, str]:
     else:
         stopped = max(run.lease_expires_at - _lease_length(), run.started_at or run.lease_expires_at)
     at = timezone.localtime(stopped, zoneinfo.ZoneInfo(run.connection.company.timezone))
-    if run.credential_id is not None:
-        doing = f" while syncing {run.current_file}" if run.current_file else ""
-        lost = "the records in progress were not kept"
-    else:
-        doing = f" while reading {run.current_file}" if run.current_file else ""
-        lost = "nothing of that file was kept" if run.current_file else "no file was in progress"
+    doing, lost = connector_class_of(run.connection).lapse_words(run)
     return stopped, f"the worker stopped at {at:%H:%M}{doing}; {lost}"
 
 
@@ -268,60 +267,47 @@ def sync_file(*, run: SyncRun, file: ReportFile, open_stream) -> ImportedFile | 
 
 
 def sync_run_execute(*, run_id: int) -> SyncRun:
-    """Do the run, whatever the source: report files, or Cova's API (customers and sales).
-    A ProviderError or any other failure ends it as failed with the reason (the file or
-    the Cova merge in progress rolls back whole) and raises SyncFailed; success stamps the
-    connection and sends sync_completed."""
+    """Do the run, whatever the connector: claim it, let the connector stage what changed
+    (`Connector.sync`) under a renewed lease, then record how it ended. A ProviderError or
+    any other failure ends it as failed with the reason (the change in progress rolls back
+    whole) and raises SyncFailed; success stamps the connection, tells the connector and
+    sends sync_completed."""
     run = SyncRun.objects.select_related("connection__company", "credential").get(pk=run_id)
-    if run.credential_id is not None:
-        from .cova import cova_sync
-
-        work, reset = cova_sync, {}
-    else:
-        # Each attempt looks at every file again; what earlier ones imported stays counted.
-        work, reset = _files_sync, {"files_seen": 0, "files_skipped": 0}
-    notice = sync_run_claim(run, reset=reset)
+    connector = connector_class_of(run.connection)
+    notice = sync_run_claim(run, reset=dict(connector.run_reset))
     if notice is None:
         run.refresh_from_db()
         return run  # finished, skipped or superseded: a delivery of a task already done
     run.refresh_from_db()
     try:
         with sync_run_lease_renewed(run):
-            work(run)
+            credential = run.credential if run.credential_id is not None else None
+            connector.for_connection(run.connection, credential=credential).sync(run)
     except ProviderError as exc:
         _fail(run, exc.message)
         raise SyncFailed(exc.message, retryable=exc.retryable) from exc
     except Exception as exc:  # a broken stream or database error: the work in progress rolled back
         log.exception("sync run %s failed", run.pk)
-        doing = "syncing with Cova" if run.credential_id is not None else \
-            f"importing {run.current_file or 'the file list'}"
         if database_lost(exc):
-            message = f"Failed: the database connection was lost while {doing}; nothing of it was kept."
-        elif run.credential_id is not None:
-            message = f"Cova sync failed: {exc}"
+            message = (f"Failed: the database connection was lost while {connector.doing(run)}; "
+                       "nothing of it was kept.")
         else:
-            message = f"Failed while {doing}: {exc}"
+            message = connector.failure_message(run, exc)
         _fail(run, message)
         raise SyncFailed(message, retryable=True) from exc
     run.refresh_from_db()
     _finish(run, finished_state(run), error=notice)
     Connection.objects.filter(pk=run.connection_id).update(last_synced_at=run.finished_at)
-    if run.credential_id is not None:
-        _credential_verified(run.credential_id, at=run.finished_at)
+    connector.run_succeeded(run)
     run.refresh_from_db()
     sync_completed.send(sender=Connection, connection=run.connection, run=run)
     return run
 
 
-def _files_sync(run: SyncRun) -> None:
-    connection = run.connection
-    provider = provider_for(connection)
-    files = provider.list_files()
-    for file in files:
-        sync_file(run=run, file=file, open_stream=provider.open)
-    present = {f.key for f in files}
-    for gone in connection.files.exclude(key__in=present).filter(removed_at__isnull=True):
-        _file_disappeared(run, gone, removes_data=provider.deletion_removes_data)
+def files_disappeared(run: SyncRun, *, present: set[str], removes_data: bool) -> None:
+    """The connection's files that are no longer at the source (`present` are those that are)."""
+    for gone in run.connection.files.exclude(key__in=present).filter(removed_at__isnull=True):
+        _file_disappeared(run, gone, removes_data=removes_data)
 
 
 def finished_state(run: SyncRun) -> str:
@@ -395,8 +381,7 @@ def _recorded(write, *, tries: int = 120, pause: float = 0.5) -> None:
 def _fail(run: SyncRun, message: str) -> None:
     def write() -> None:
         _finish(run, SyncRun.State.FAILED, error=message)
-        if run.credential_id is not None:
-            credential_failing(run.credential_id, error=message, at=run.finished_at)
+        connector_class_of(run.connection).run_failed(run, message)
 
     _recorded(write)
 
