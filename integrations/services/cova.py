@@ -38,7 +38,7 @@ from ..models import CovaLocation as StoredLocation
 from ..providers.base import ProviderError
 from ..providers.cova import DEFAULT_ACCOUNTS_URL, DEFAULT_API_URL, CovaClient, CovaLocation
 from .connections import nightly_task_save, test_is_going
-from .sync import credential_failing, credential_verified, progress_key
+from .sync import progress_key
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +195,19 @@ def cova_schedule_save(*, credential: CovaCredential) -> PeriodicTask:
         sync_time=credential.sync_time, company=company,
         enabled=not (credential.is_frozen or credential.connection.is_frozen),
         description=f"Nightly Cova sync of {credential} ({company.name})")
+
+
+def credential_failing(credential_id: int, *, error: str, at=None) -> None:
+    """The Cova page shows it beside the credential, failing since its first failure."""
+    at = at or timezone.now()
+    CovaCredential.objects.filter(pk=credential_id, failing_since__isnull=True).update(failing_since=at)
+    CovaCredential.objects.filter(pk=credential_id).update(last_error=error)
+
+
+def credential_verified(credential_id: int, *, at=None) -> None:
+    """The credential reached Cova: connected, with no error, as of `at`."""
+    CovaCredential.objects.filter(pk=credential_id).update(
+        verified_at=at or timezone.now(), failing_since=None, last_error="")
 
 
 def cova_client_for(credential: CovaCredential) -> CovaClient:
