@@ -27,7 +27,7 @@ from django_celery_beat.models import PeriodicTask
 
 from loyalty.models import Persona, PersonaIdentity, Source
 from loyalty.phone import phone_normalize_or_blank
-from loyalty.services import ingest
+from loyalty.services import ingest, persona_identity_attach, source_create
 from stores.audit import AuditContext, audit_changes, audit_record, audit_snapshot
 from stores.errors import DomainError
 from stores.models import RetailStore
@@ -55,7 +55,7 @@ def cova_connection_create(*, company, name: str = "Cova", audit: AuditContext |
     name = (name or "").strip() or "Cova"
     try:
         with db.atomic():
-            source = Source.objects.create(company=company, kind=Source.Kind.COVA, name=name)
+            source = source_create(company=company, kind=Source.Kind.COVA, name=name)
             connection = Connection.objects.create(company=company, name=name,
                                                    provider=Connection.Provider.COVA, source=source)
             audit_record(audit=audit, company=company, kind="connection.created", obj=connection,
@@ -568,9 +568,8 @@ def signup_push_send(*, push_id: int) -> SignupPush:
         SignupPush.objects.filter(pk=push.pk).update(state=SignupPush.State.FAILED, error=error)
         raise
     with db.atomic():
-        PersonaIdentity.objects.get_or_create(
-            source_id=credential.connection.source_id, external_id=cova_id,
-            defaults={"company_id": persona.company_id, "persona": persona})
+        persona_identity_attach(persona=persona, source_id=credential.connection.source_id,
+                                external_id=cova_id)
         SignupPush.objects.filter(pk=push.pk).update(state=SignupPush.State.SENT, external_id=cova_id,
                                                      error="")
     push.refresh_from_db()
