@@ -250,18 +250,6 @@ def connector_for_run(run) -> Connector:
     return connector_for(run.connection, credential=run.credential if run.credential_id else None)
 
 
-# The listing and choice help of a connector whose module does not carry its own.
-LISTINGS = {
-    "onedrive": Listing(
-        "OneDrive reports", "Reports",
-        "Nightly CSV reports in a OneDrive or SharePoint folder, read through Microsoft Graph.",
-        "On", "#0f6cbd", REPORT_FEATURES, keywords="microsoft sharepoint graph csv"),
-}
-CHOICE_HELP = {
-    "onedrive": "A OneDrive or SharePoint folder, read through Microsoft Graph with an app registration.",
-}
-
-
 def report_connectors() -> list[type[Connector]]:
     """The connectors the report connection pages manage (built on ReportProvider)."""
     from .providers.base import ReportProvider
@@ -271,13 +259,12 @@ def report_connectors() -> list[type[Connector]]:
 
 def report_choices() -> list[dict]:
     """The report connectors as "Add a connection" offers them: key, label, help."""
-    return [{"key": cls.key, "label": cls.label, "help": cls.choice_help or CHOICE_HELP.get(cls.key)
-             or listing_of(cls).summary}
+    return [{"key": cls.key, "label": cls.label, "help": cls.choice_help or listing_of(cls).summary}
             for cls in report_connectors()]
 
 
 def listing_of(cls: type[Connector]) -> Listing:
-    return cls.listing or LISTINGS.get(cls.key) or Listing(
+    return cls.listing or Listing(
         name=cls.label, kind="Reports", summary="", initials=cls.key[:2].title(), color="#667085",
         features=frozenset())
 

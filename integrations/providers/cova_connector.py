@@ -96,7 +96,7 @@ class CovaConnector(Connector):
         """The credential's page shows why; a failure (not a lost worker) also marks it
         failing since its first failure."""
         from ..models import CovaCredential
-        from ..services.sync import credential_failing
+        from ..services.cova import credential_failing
 
         if run.credential_id is None:
             return
@@ -107,7 +107,7 @@ class CovaConnector(Connector):
 
     @classmethod
     def run_succeeded(cls, run) -> None:
-        from ..services.sync import credential_verified
+        from ..services.cova import credential_verified
 
         if run.credential_id is not None:
             credential_verified(run.credential_id, at=run.finished_at)

@@ -15,6 +15,7 @@ import requests
 import urllib3
 from django.conf import settings as django_settings
 
+from ..connectors import REPORT_FEATURES, Listing
 from .base import ConnectionProblem, ProviderError, ReportFile, ReportProvider
 from .http import ApiClient, credential_key, json_or_none
 
@@ -32,6 +33,10 @@ BAD_TENANT_AADSTS = ("AADSTS90002", "AADSTS900023", "AADSTS90013")
 class OneDriveProvider(ReportProvider):
     kind = "onedrive"
     label = "OneDrive folder"
+    listing = Listing("OneDrive reports", "Reports",
+                      "Nightly CSV reports in a OneDrive or SharePoint folder, read through Microsoft Graph.",
+                      "On", "#0f6cbd", REPORT_FEATURES, keywords="microsoft sharepoint graph csv")
+    choice_help = "A OneDrive or SharePoint folder, read through Microsoft Graph with an app registration."
     required_headers = ("TransactionID", "Patient Number")
     deletion_removes_data = False
     setting_fields = (

@@ -12,8 +12,7 @@ from django.db.models import Q
 from django.utils import timezone as django_timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
-from loyalty.models import Source, Transaction
-from loyalty.services import ingest
+from loyalty.services import ingest, source_create, source_rename, source_retire
 from stores.audit import AuditContext, audit_changes, audit_record, audit_snapshot
 from stores.errors import DomainError
 from stores.models import RetailStore
@@ -73,8 +72,7 @@ def connection_create(*, company, name: str, provider: str, settings: dict, cred
     settings = _clean_settings(provider, settings, company=company)
     try:
         with db.atomic():
-            source = Source.objects.create(company=company, kind=source_kind_of(connector_class(provider)),
-                                           name=name)
+            source = source_create(company=company, kind=source_kind_of(connector_class(provider)), name=name)
             connection = Connection(company=company, name=name, provider=provider, source=source,
                                     settings=settings,
                                     default_store=default_store,
@@ -125,7 +123,7 @@ def connection_update(*, connection: Connection, name: str, settings: dict, cred
             if sync_time is not None:
                 connection.sync_time = sync_time
             connection.save()
-            Source.objects.filter(pk=connection.source_id).update(name=name)
+            source_rename(source_id=connection.source_id, name=name)
             connection_schedule_save(connection=connection)
             audit_record(audit=audit, company=connection.company_id, kind="connection.updated",
                          obj=connection,
@@ -318,9 +316,5 @@ def connection_delete(*, connection: Connection, keep_data: bool, audit: AuditCo
         ImportedFile.objects.filter(connection=connection).delete()
         connection.delete()
         PeriodicTask.objects.filter(pk__in=[pk for pk in tasks if pk]).delete()
-        if keep_data or Transaction.objects.filter(source=source).exists() or source.personas.exists():
-            source.name = f"{source.name} (deleted connection)"[:120]
-            source.save(update_fields=["name"])
-        else:
-            source.delete()
+        source_retire(source=source, keep=keep_data, renamed=f"{source.name} (deleted connection)")
     return removed

@@ -27,7 +27,7 @@ from django_celery_beat.models import PeriodicTask
 
 from loyalty.models import Persona, PersonaIdentity, Source
 from loyalty.phone import phone_normalize_or_blank
-from loyalty.services import ingest
+from loyalty.services import ingest, persona_identity_attach, source_create
 from stores.audit import AuditContext, audit_changes, audit_record, audit_snapshot
 from stores.errors import DomainError
 from stores.models import RetailStore
@@ -38,7 +38,7 @@ from ..models import CovaLocation as StoredLocation
 from ..providers.base import ProviderError
 from ..providers.cova import DEFAULT_ACCOUNTS_URL, DEFAULT_API_URL, CovaClient, CovaLocation
 from .connections import nightly_task_save, test_is_going
-from .sync import credential_failing, credential_verified, progress_key
+from .sync import progress_key
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def cova_connection_create(*, company, name: str = "Cova", audit: AuditContext |
     name = (name or "").strip() or "Cova"
     try:
         with db.atomic():
-            source = Source.objects.create(company=company, kind=Source.Kind.COVA, name=name)
+            source = source_create(company=company, kind=Source.Kind.COVA, name=name)
             connection = Connection.objects.create(company=company, name=name,
                                                    provider=Connection.Provider.COVA, source=source)
             audit_record(audit=audit, company=company, kind="connection.created", obj=connection,
@@ -195,6 +195,19 @@ def cova_schedule_save(*, credential: CovaCredential) -> PeriodicTask:
         sync_time=credential.sync_time, company=company,
         enabled=not (credential.is_frozen or credential.connection.is_frozen),
         description=f"Nightly Cova sync of {credential} ({company.name})")
+
+
+def credential_failing(credential_id: int, *, error: str, at=None) -> None:
+    """The Cova page shows it beside the credential, failing since its first failure."""
+    at = at or timezone.now()
+    CovaCredential.objects.filter(pk=credential_id, failing_since__isnull=True).update(failing_since=at)
+    CovaCredential.objects.filter(pk=credential_id).update(last_error=error)
+
+
+def credential_verified(credential_id: int, *, at=None) -> None:
+    """The credential reached Cova: connected, with no error, as of `at`."""
+    CovaCredential.objects.filter(pk=credential_id).update(
+        verified_at=at or timezone.now(), failing_since=None, last_error="")
 
 
 def cova_client_for(credential: CovaCredential) -> CovaClient:
@@ -555,9 +568,8 @@ def signup_push_send(*, push_id: int) -> SignupPush:
         SignupPush.objects.filter(pk=push.pk).update(state=SignupPush.State.FAILED, error=error)
         raise
     with db.atomic():
-        PersonaIdentity.objects.get_or_create(
-            source_id=credential.connection.source_id, external_id=cova_id,
-            defaults={"company_id": persona.company_id, "persona": persona})
+        persona_identity_attach(persona=persona, source_id=credential.connection.source_id,
+                                external_id=cova_id)
         SignupPush.objects.filter(pk=push.pk).update(state=SignupPush.State.SENT, external_id=cova_id,
                                                      error="")
     push.refresh_from_db()

@@ -27,7 +27,7 @@ from stores.audit import AuditContext, audit_record
 from stores.errors import DomainError
 
 from ..connectors import connector_class_of
-from ..models import Connection, CovaCredential, ImportedFile, SyncRun
+from ..models import Connection, ImportedFile, SyncRun
 from ..providers import ProviderError, ReportFile
 from ..signals import sync_completed
 from .imports import imported_file_data_remove, report_file_import
@@ -315,21 +315,6 @@ def finished_state(run: SyncRun) -> str:
     if run.rows_rejected or run.files_rejected:
         return SyncRun.State.COMPLETED_WITH_ERRORS
     return SyncRun.State.SUCCEEDED
-
-
-def _credential_verified(credential_id: int, *, at) -> None:
-    CovaCredential.objects.filter(pk=credential_id).update(verified_at=at, failing_since=None, last_error="")
-
-
-def credential_failing(credential_id: int, *, error: str, at=None) -> None:
-    """The Cova page shows it beside the credential, failing since its first failure."""
-    at = at or timezone.now()
-    CovaCredential.objects.filter(pk=credential_id, failing_since__isnull=True).update(failing_since=at)
-    CovaCredential.objects.filter(pk=credential_id).update(last_error=error)
-
-
-def credential_verified(credential_id: int, *, at=None) -> None:
-    _credential_verified(credential_id, at=at or timezone.now())
 
 
 # SQLSTATEs of a server that went away: connection exceptions, and the server shutting

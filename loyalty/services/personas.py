@@ -33,6 +33,40 @@ def source_get_or_create(*, company, kind: str, name: str | None = None) -> Sour
     return source
 
 
+def source_create(*, company, kind: str, name: str) -> Source:
+    """A new source of customers and sales (an integration connection). Names are unique
+    per company: a name already taken raises IntegrityError, for the caller to word."""
+    return Source.objects.create(company=company, kind=kind, name=name)
+
+
+def source_rename(*, source_id: int, name: str) -> None:
+    """A name already taken raises IntegrityError, as in `source_create`."""
+    Source.objects.filter(pk=source_id).update(name=name)
+
+
+def source_retire(*, source: Source, keep: bool, renamed: str) -> bool:
+    """A source nothing feeds any more. Deleted, with the ids its customers had in it, when
+    nothing came from it (no sales, no customers sourced from it) and `keep` is false;
+    otherwise kept under the name `renamed`, so its sales and customers still say where
+    they came from. True when it was kept."""
+    if keep or Transaction.objects.filter(source=source).exists() or source.personas.exists():
+        source.name = renamed[:120]
+        source.save(update_fields=["name"])
+        return True
+    source.delete()
+    return False
+
+
+def persona_identity_attach(*, persona: Persona, source_id: int, external_id: str) -> PersonaIdentity:
+    """Record `external_id` as the persona's id in the source (a customer id a POS gave them).
+    Idempotent: attaching it again changes nothing. An id is unique per source, so an id the
+    source already has for someone is never moved: that identity is returned as it is."""
+    identity, _ = PersonaIdentity.objects.get_or_create(
+        source_id=source_id, external_id=external_id,
+        defaults={"company_id": persona.company_id, "persona": persona})
+    return identity
+
+
 def _validated(persona: Persona) -> Persona:
     try:
         persona.full_clean(exclude=["company", "sourced_from", "favourite_store"])
