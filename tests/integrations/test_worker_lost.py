@@ -87,6 +87,12 @@ def worker_queue(tmp_path):
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait(10)
+    # A killed worker's database session lives on until PostgreSQL notices, mid-statement and
+    # holding its locks: end them, or emptying the test database after the test waits on them
+    # (or deadlocks with them). Only this test's children use this test database.
+    with db_connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
     with celery_app.connection_for_write() as conn:
         client = conn.default_channel.client
         client.delete(queue, f"{queue}:unacked", f"{queue}:unacked_index", f"{queue}:unacked_mutex")
