@@ -29,7 +29,9 @@ def signup_pushes_follow_the_merge(sender, survivor, duplicate, **kwargs):
 @receiver(persona_erasing)
 def signup_pushes_dropped_on_erasure(sender, persona, **kwargs):
     """A customer erased at their request is not created in Cova: pushes not yet sent go
-    (the task finds nothing to send)."""
+    (the task finds nothing to send). One in flight stays, for its outcome to be recorded:
+    Cova may create the customer before it hears nothing more."""
     from .models import SignupPush
 
-    SignupPush.objects.filter(persona=persona).exclude(state=SignupPush.State.SENT).delete()
+    in_flight = {"state": SignupPush.State.QUEUED, "attempts__gt": 0}
+    SignupPush.objects.filter(persona=persona).exclude(state=SignupPush.State.SENT).exclude(**in_flight).delete()

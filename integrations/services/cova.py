@@ -28,6 +28,7 @@ from django_celery_beat.models import PeriodicTask
 from loyalty.models import Persona, PersonaIdentity, Source
 from loyalty.phone import phone_normalize_or_blank
 from loyalty.services import ingest, persona_identity_attach, source_create
+from loyalty.services.privacy import persona_erased
 from stores.audit import AuditContext, audit_changes, audit_record, audit_snapshot
 from stores.errors import DomainError
 from stores.models import RetailStore
@@ -552,6 +553,11 @@ def signup_push_send(*, push_id: int) -> SignupPush:
         push.refresh_from_db()
         return push
     persona, credential = push.persona, push.credential
+    if persona_erased(persona):  # a retry after the customer was erased: nothing of theirs goes
+        SignupPush.objects.filter(pk=push.pk).update(
+            state=SignupPush.State.FAILED, error="The customer's data was erased; nothing was sent to Cova.")
+        push.refresh_from_db()
+        return push
     # Queued while in flight; of two deliveries of the task, only one takes it.
     if not SignupPush.objects.filter(pk=push.pk, state=push.state, attempts=push.attempts).update(
             state=SignupPush.State.QUEUED, attempts=F("attempts") + 1):
@@ -568,9 +574,14 @@ def signup_push_send(*, push_id: int) -> SignupPush:
         SignupPush.objects.filter(pk=push.pk).update(state=SignupPush.State.FAILED, error=error)
         raise
     with db.atomic():
-        persona_identity_attach(persona=persona, source_id=credential.connection.source_id,
-                                external_id=cova_id)
-        SignupPush.objects.filter(pk=push.pk).update(state=SignupPush.State.SENT, external_id=cova_id,
-                                                     error="")
+        identity = persona_identity_attach(persona=persona, source_id=credential.connection.source_id,
+                                           external_id=cova_id)
+        if identity is None:  # erased while Cova was creating them
+            SignupPush.objects.filter(pk=push.pk).update(state=SignupPush.State.FAILED, error=(
+                f"The customer's data was erased while they were being created in Cova (Cova id {cova_id}): "
+                f"delete them in Cova too."))
+        else:
+            SignupPush.objects.filter(pk=push.pk).update(state=SignupPush.State.SENT, external_id=cova_id,
+                                                         error="")
     push.refresh_from_db()
     return push

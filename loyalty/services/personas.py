@@ -57,13 +57,23 @@ def source_retire(*, source: Source, keep: bool, renamed: str) -> bool:
     return False
 
 
-def persona_identity_attach(*, persona: Persona, source_id: int, external_id: str) -> PersonaIdentity:
+def persona_identity_attach(*, persona: Persona, source_id: int, external_id: str) -> PersonaIdentity | None:
     """Record `external_id` as the persona's id in the source (a customer id a POS gave them).
     Idempotent: attaching it again changes nothing. An id is unique per source, so an id the
-    source already has for someone is never moved: that identity is returned as it is."""
-    identity, _ = PersonaIdentity.objects.get_or_create(
-        source_id=source_id, external_id=external_id,
-        defaults={"company_id": persona.company_id, "persona": persona})
+    source already has for someone is never moved: that identity is returned as it is.
+    A persona erased meanwhile (the POS answered after the customer asked to be erased) gets
+    no identity: the id becomes a tombstone, so a later sync does not bring them back; None."""
+    from .privacy import external_id_tombstone_add, persona_erased
+
+    with db.atomic():
+        persona = persona_lock(company=persona.company, persona_id=persona.pk)
+        if persona_erased(persona):
+            external_id_tombstone_add(company_id=persona.company_id, source_id=source_id,
+                                      external_id=external_id)
+            return None
+        identity, _ = PersonaIdentity.objects.get_or_create(
+            source_id=source_id, external_id=external_id,
+            defaults={"company_id": persona.company_id, "persona": persona})
     return identity
 
 

@@ -47,6 +47,19 @@ def _digests(*, company_id: int, phone: str = "", email: str = "",
     return out
 
 
+def persona_erased(persona) -> bool:
+    """True once the persona's personal data has been erased."""
+    return ErasureRequest.objects.filter(persona=persona, completed_at__isnull=False).exists()
+
+
+def external_id_tombstone_add(*, company_id: int, source_id: int, external_id: str) -> None:
+    """A tombstone for an id a source gave an erased customer after their erasure."""
+    ErasedIdentity.objects.bulk_create(
+        [ErasedIdentity(company_id=company_id, kind=kind, digest=digest)
+         for kind, digest in _digests(company_id=company_id, external_ids=((source_id, external_id),))],
+        ignore_conflicts=True)
+
+
 @dataclass
 class ErasedIdentities:
     """The company's tombstones, loaded once for a whole import or sync."""

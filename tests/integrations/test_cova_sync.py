@@ -582,3 +582,49 @@ def test_a_sale_too_large_to_store_is_skipped_and_named_the_others_land(
     # and: the next sync does not bring it back nor fail on it
     again = sync()
     assert again.state == SyncRun.State.SUCCEEDED and again.sales_synced == 0
+
+
+def test_a_signup_push_of_a_customer_erased_before_it_ran_sends_nothing(company, cova, cova_server):  # noqa: F811
+    from integrations.tasks import signup_push
+    from loyalty.services.privacy import persona_erase
+
+    persona = persona_create(company=company, source=None, first_name="Wren", phone="(303) 555-0174")
+    persona_enroll(company=company, persona_id=persona.pk)
+    [push] = signup_push_queue(persona=persona)
+    persona_erase(company=company, persona_id=persona.pk, via="page")
+
+    signup_push.apply(args=[push.pk])
+
+    # nothing of theirs goes to Cova (not even a blank customer): the push went with the data
+    assert cova_server.requests_to("/Customers", method="POST") == []
+    assert not SignupPush.objects.filter(pk=push.pk).exists()
+
+
+def test_a_cova_id_answered_after_the_customer_was_erased_is_not_kept(company, cova, cova_server,  # noqa: F811
+                                                                     monkeypatch):
+    from integrations.providers.cova import CovaClient
+    from integrations.tasks import signup_push
+    from loyalty.models import ErasedIdentity
+    from loyalty.services.privacy import persona_erase
+
+    persona = persona_create(company=company, source=None, first_name="Xavi", phone="(303) 555-0175")
+    persona_enroll(company=company, persona_id=persona.pk)
+    [push] = signup_push_queue(persona=persona)
+    create = CovaClient.customer_create
+
+    def erased_while_cova_answers(self, **kwargs):
+        cova_id = create(self, **kwargs)
+        persona_erase(company=company, persona_id=persona.pk, via="page")
+        return cova_id
+
+    monkeypatch.setattr(CovaClient, "customer_create", erased_while_cova_answers)
+
+    signup_push.apply(args=[push.pk])
+
+    # the erased customer is not tied to Cova's id again; that id is a tombstone, so a later
+    # sync of the Cova customer does not bring them back; the card says to delete them in Cova
+    assert not PersonaIdentity.objects.filter(persona=persona).exists()
+    assert ErasedIdentity.objects.filter(company=company, kind="external_id").count() == 1
+    push.refresh_from_db()
+    assert push.state == SignupPush.State.FAILED
+    assert "erased" in push.error and "delete them in Cova" in push.error
