@@ -156,6 +156,12 @@ def report_connection_only(view):
         provider = (selectors.connection_list(company=request.company).filter(pk=connection_id)
                     .values_list("provider", flat=True).first())
         cls = connector_classes().get(provider or "")
+        if provider is not None and cls is None:
+            # Its connector was taken out of this installation: say so, and let it be deleted
+            # (its customers and sales stay), rather than fail on a connector that is gone.
+            connection = selectors.connection_get(company=request.company, connection_id=connection_id)
+            return render(request, "integrations/connection_uninstalled.html", {"connection": connection},
+                          status=200 if request.method == "GET" else 409)
         if cls is not None and cls.page_url_name != "connection_detail":
             return redirect(cls.page_url_name, connection_id=connection_id)
         return view(request, connection_id, *args, **kwargs)

@@ -405,3 +405,25 @@ def test_delete_connection_asks_what_to_do_with_its_data(admin_client, synced, c
     assert response["Location"] == reverse("integration_catalog")
     assert not Connection.objects.filter(pk=connection.pk).exists()
     assert Transaction.objects.count() == sales_left
+
+
+def test_a_connection_whose_connector_is_no_longer_installed_says_so_and_can_be_deleted(
+        admin_client, company, reports_root):
+    # given a connection whose connector was taken out of this installation
+    (reports_root / company.slug).mkdir(exist_ok=True)
+    gone = connection_create(company=company, name="Old POS", provider="folder", settings={"path": ""},
+                             credentials={})
+    Connection.objects.filter(pk=gone.pk).update(provider="retired-pos")
+
+    # when its pages are opened and its actions sent
+    pages = [admin_client.get(reverse(name, args=[gone.pk]))
+             for name in ("connection_detail", "connection_edit", "connection_header_mapping")]
+    sync = admin_client.post(reverse("connection_sync", args=[gone.pk]))
+
+    # then each says the connector is gone instead of failing, nothing runs, and it can be deleted
+    assert [page.status_code for page in pages] == [200, 200, 200]
+    assert all(b"no longer installed" in page.content for page in pages)
+    assert sync.status_code == 409 and not SyncRun.objects.filter(connection=gone).exists()
+    assert admin_client.get(reverse("integration_catalog")).status_code == 200
+    deleted = admin_client.post(reverse("connection_delete", args=[gone.pk]), {"keep_data": "keep"})
+    assert deleted.status_code == 302 and not Connection.objects.filter(pk=gone.pk).exists()
