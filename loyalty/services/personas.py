@@ -63,13 +63,12 @@ def persona_identity_attach(*, persona: Persona, source_id: int, external_id: st
     source already has for someone is never moved: that identity is returned as it is.
     A persona erased meanwhile (the POS answered after the customer asked to be erased) gets
     no identity: the id becomes a tombstone, so a later sync does not bring them back; None."""
-    from .privacy import external_id_tombstone_add, persona_erased
+    from .privacy import persona_erased, tombstones_add
 
     with db.atomic():
         persona = persona_lock(company=persona.company, persona_id=persona.pk)
         if persona_erased(persona):
-            external_id_tombstone_add(company_id=persona.company_id, source_id=source_id,
-                                      external_id=external_id)
+            tombstones_add(company_id=persona.company_id, external_ids=((source_id, external_id),))
             return None
         identity, _ = PersonaIdentity.objects.get_or_create(
             source_id=source_id, external_id=external_id,

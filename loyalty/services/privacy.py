@@ -52,11 +52,14 @@ def persona_erased(persona) -> bool:
     return ErasureRequest.objects.filter(persona=persona, completed_at__isnull=False).exists()
 
 
-def external_id_tombstone_add(*, company_id: int, source_id: int, external_id: str) -> None:
-    """A tombstone for an id a source gave an erased customer after their erasure."""
+def tombstones_add(*, company_id: int, phone: str = "", email: str = "",
+                   external_ids: tuple[tuple[int, str], ...] = (), now: datetime | None = None) -> None:
+    """Tombstones for an erased customer's identities (an id a source gave them after the
+    erasure too): a later import or sync of any of them skips it."""
     ErasedIdentity.objects.bulk_create(
-        [ErasedIdentity(company_id=company_id, kind=kind, digest=digest)
-         for kind, digest in _digests(company_id=company_id, external_ids=((source_id, external_id),))],
+        [ErasedIdentity(company_id=company_id, kind=kind, digest=digest, created_at=now or timezone.now())
+         for kind, digest in _digests(company_id=company_id, phone=phone, email=email,
+                                      external_ids=external_ids)],
         ignore_conflicts=True)
 
 
@@ -114,11 +117,8 @@ def persona_erase(*, company, persona_id: int, via: str, audit: AuditContext | N
             erasure = ErasureRequest.objects.create(company=company, persona=persona, requested_via=via,
                                                     requested_by=user, requested_at=now)
         identities = list(persona.identities.all())
-        tombstones = _digests(company_id=company.pk, phone=persona.phone, email=persona.email,
-                              external_ids=tuple((i.source_id, i.external_id) for i in identities))
-        ErasedIdentity.objects.bulk_create(
-            [ErasedIdentity(company=company, kind=kind, digest=digest, created_at=now)
-             for kind, digest in tombstones], ignore_conflicts=True)
+        tombstones_add(company_id=company.pk, phone=persona.phone, email=persona.email,
+                       external_ids=tuple((i.source_id, i.external_id) for i in identities), now=now)
         persona_erasing.send(sender=persona.__class__, persona=persona, phone=persona.phone)
 
         forfeited = persona.points_balance

@@ -628,3 +628,31 @@ def test_a_cova_id_answered_after_the_customer_was_erased_is_not_kept(company, c
     push.refresh_from_db()
     assert push.state == SignupPush.State.FAILED
     assert "erased" in push.error and "delete them in Cova" in push.error
+
+
+def test_a_signup_push_retried_after_the_customer_was_erased_sends_nothing_more(company, cova, cova_server,  # noqa: F811
+                                                                              monkeypatch):
+    from integrations.providers.base import ConnectionProblem, ProviderError
+    from integrations.providers.cova import CovaClient
+    from integrations.tasks import signup_push
+    from loyalty.services.privacy import persona_erase
+
+    persona = persona_create(company=company, source=None, first_name="Yara", phone="(303) 555-0176")
+    persona_enroll(company=company, persona_id=persona.pk)
+    [push] = signup_push_queue(persona=persona)
+    calls = []
+
+    def erased_then_cova_down(self, **kwargs):
+        calls.append(kwargs)
+        persona_erase(company=company, persona_id=persona.pk, via="page")
+        raise ProviderError(ConnectionProblem.UNREACHABLE, "Cova did not answer")
+
+    monkeypatch.setattr(CovaClient, "customer_create", erased_then_cova_down)
+
+    signup_push.apply(args=[push.pk])  # the retry runs inline, after the erasure
+
+    # the retry sends nothing of the erased customer, and the card says so
+    assert len(calls) == 1
+    push.refresh_from_db()
+    assert push.state == SignupPush.State.FAILED
+    assert push.error == "The customer's data was erased; nothing was sent to Cova."
