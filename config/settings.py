@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "analytics",
     "ops",
     "members",
+    "campaigns",
 ]
 
 MIDDLEWARE = [
@@ -373,6 +374,11 @@ TWILIO_FROM = os.environ.get("TWILIO_FROM", "").strip()
 TWILIO_API_BASE = os.environ.get("TWILIO_API_BASE", "").strip().rstrip("/") or "https://api.twilio.com"
 # Seconds to connect, and again to wait for the answer, before a message counts as not sent.
 SMS_TIMEOUT_SECONDS = float(os.environ.get("SMS_TIMEOUT_SECONDS", "5"))
+
+# The address customers reach this server at, for what is sent to them and opened later:
+# tracked links and unsubscribe links in campaign messages, the provider's status and
+# reply webhooks. `make run` sets it to the demo server.
+PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").strip().rstrip("/")
 
 # The outside APIs the integrations call (integrations/providers/http.py): seconds to
 # connect, and again to wait for an answer. Cova's answers are small pages; Microsoft

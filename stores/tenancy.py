@@ -32,6 +32,8 @@ PERMISSIONS: dict[str, set[str]] = {
     "audiences.view": {Role.ADMIN, Role.MARKETER},
     "audiences.manage": {Role.ADMIN, Role.MARKETER},
     "analytics.view": {Role.ADMIN, Role.MARKETER},
+    "campaigns.view": {Role.ADMIN, Role.MARKETER},
+    "campaigns.manage": {Role.ADMIN, Role.MARKETER},
     "queue.view": {Role.ADMIN, Role.BUDTENDER},
 }
 
