@@ -53,7 +53,8 @@ class MessagingSettings(models.Model):
             models.CheckConstraint(condition=Q(send_window_start__lt=models.F("send_window_end")),
                                    name="messaging_window_ordered"),
             models.CheckConstraint(condition=~Q(opt_out_line=""), name="messaging_opt_out_line_set"),
-            models.CheckConstraint(condition=Q(sms_segment_price__gte=0), name="messaging_price_not_negative"),
+            models.CheckConstraint(condition=Q(sms_segment_price__gte=0),
+                                   name="messaging_price_not_negative"),
         ]
 
     def __str__(self):
@@ -113,10 +114,12 @@ class Campaign(models.Model):
             models.CheckConstraint(
                 condition=Q(status__in=["draft", "scheduled", "sending", "paused", "sent", "cancelled"]),
                 name="campaign_status_valid"),
-            models.CheckConstraint(condition=Q(holdout_percent__lte=50), name="campaign_holdout_at_most_half"),
+            models.CheckConstraint(condition=Q(holdout_percent__lte=50),
+                                   name="campaign_holdout_at_most_half"),
             models.CheckConstraint(condition=Q(report_days__gte=1) & Q(report_days__lte=90),
                                    name="campaign_report_days_range"),
-            models.CheckConstraint(condition=Q(status="draft") | Q(status="scheduled") | Q(queued_at__isnull=False),
+            models.CheckConstraint(condition=Q(status__in=["draft", "scheduled"])
+                                   | Q(queued_at__isnull=False),
                                    name="campaign_sending_was_queued"),
         ]
         indexes = [models.Index(fields=["status", "scheduled_at"], name="campaign_due_idx")]
@@ -150,10 +153,13 @@ class CampaignRecipient(models.Model):
         HELD_OUT = "held_out", "Held out"
 
     id = models.BigAutoField(primary_key=True)
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="recipients", db_index=False)
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="recipients",
+                                 db_index=False)
     persona = models.ForeignKey(Persona, on_delete=models.CASCADE, related_name="+")
     group = models.CharField(max_length=8, choices=Group.choices)
     to = models.CharField(max_length=254, blank=True, help_text="The phone or email at queue time.")
+    # The recipient's store's time zone: messages go out only inside its allowed hours.
+    time_zone = models.CharField(max_length=64)
     due_at = models.DateTimeField(help_text="Not before: the start of the recipient's next allowed hours.")
     state = models.CharField(max_length=12, choices=State.choices, default=State.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -167,7 +173,8 @@ class CampaignRecipient(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["campaign", "persona"], name="campaign_recipient_once"),
-            models.CheckConstraint(condition=Q(group__in=["send", "holdout"]), name="campaign_recipient_group_valid"),
+            models.CheckConstraint(condition=Q(group__in=["send", "holdout"]),
+                                   name="campaign_recipient_group_valid"),
             models.CheckConstraint(
                 condition=Q(state__in=["pending", "claimed", "sent", "delivered", "undelivered", "failed",
                                        "skipped", "cancelled", "held_out"]),
@@ -232,7 +239,8 @@ class InboundMessage(models.Model):
 
     class Meta:
         ordering = ["-received_at", "-id"]
-        constraints = [models.UniqueConstraint(fields=["company", "provider_id"], name="inbound_message_once")]
+        constraints = [models.UniqueConstraint(fields=["company", "provider_id"],
+                                               name="inbound_message_once")]
 
     def __str__(self):
         return f"{self.sender}: {self.body[:40]}"

@@ -406,6 +406,7 @@ CELERY_BEAT_SCHEDULER = "ops.beat:HeartbeatDatabaseScheduler"
 # Fixed jobs; per-connection nightly syncs are added to the database schedule by the app.
 CELERY_BEAT_SCHEDULE = {
     "release-expired-locks": {"task": "loyalty.tasks.locks_release_expired", "schedule": 60.0},
+    "campaigns-tick": {"task": "campaigns.tasks.campaigns_tick", "schedule": 60.0},
     "refresh-tiers": {"task": "loyalty.tasks.tiers_refresh", "schedule": 6 * 3600.0},
     "count-prompt-firings": {"task": "loyalty.tasks.prompt_firings_flush", "schedule": 60.0},
     "flush-api-key-usage": {"task": "stores.tasks.api_key_usage_flush", "schedule": 60.0},

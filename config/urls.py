@@ -35,6 +35,8 @@ urlpatterns = [
     path("settings/webhooks/", include("loyalty.urls_webhooks")),
     path("settings/loyalty-page/", include("members.urls_settings")),
     path("audiences/", include("audiences.urls")),
+    path("campaigns/", include("campaigns.urls")),
+    path("settings/messaging/", include("campaigns.urls_settings")),
     path("analytics/", include("analytics.urls")),
     path("queue/", include("waitingroom.urls")),
     path("c/<slug:slug>/", include("members.urls")),

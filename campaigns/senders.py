@@ -1,0 +1,136 @@
+"""The providers a campaign's messages go through: Twilio's Messages API for SMS (the same
+route as the loyalty page's texts, members.sms.sms_route) and Django's email backend.
+
+A sender sends one message and returns the provider's message id, or raises NotSent with
+the provider's code, a reason for the page and whether trying again later may help. Each
+thread of the send loop's pool gets its own client (its own HTTP or SMTP connection)."""
+
+from __future__ import annotations
+
+import contextlib
+import smtplib
+import threading
+from urllib.parse import urlsplit
+
+import requests
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail.message import make_msgid
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+
+from members.sms import sms_route
+from members.sms_twilio import MESSAGING_SERVICE_SID, twilio_client
+from stores.errors import DomainError
+
+# Twilio errors that may pass: too many requests, its own trouble, queue overflow.
+TWILIO_RETRYABLE = {"20429", "20500", "20503", "30001", "timeout", "unreachable", "request_failed"}
+
+
+class NotSent(Exception):
+    def __init__(self, code: str, detail: str, *, retryable: bool):
+        super().__init__(f"{code}: {detail}")
+        self.code, self.detail, self.retryable = str(code)[:32], detail[:300], retryable
+
+
+class SmsSender:
+    def __init__(self, company, *, status_callback: str = ""):
+        try:
+            self.route = sms_route(company)
+            self.unreadable = None
+        except DomainError as exc:  # the company's stored token no longer decrypts
+            self.route, self.unreadable = None, exc
+        self.status_callback = status_callback
+        self._local = threading.local()
+
+    @property
+    def provider(self) -> str:
+        return self.route.provider if self.route else "twilio"
+
+    def _client(self):
+        client = getattr(self._local, "client", None)
+        if client is None:
+            route = self.route
+            client = self._local.client = twilio_client(
+                account_sid=route.account_sid, auth_token=route.auth_token, api_base=route.api_base,
+                timeout=settings.SMS_TIMEOUT_SECONDS)
+        return client
+
+    def send(self, *, to: str, body: str, **_) -> str:
+        if self.unreadable is not None:
+            raise NotSent(self.unreadable.code, self.unreadable.message, retryable=False)
+        route = self.route
+        if route.provider == "outbox":
+            return ""  # the platform records, nothing leaves the machine
+        if not (route.account_sid and route.auth_token and route.sender):
+            raise NotSent("not_configured", "The Twilio account SID, auth token or sender is missing.",
+                          retryable=False)
+        sender = ({"messaging_service_sid": route.sender} if MESSAGING_SERVICE_SID.match(route.sender)
+                  else {"from_": route.sender})
+        extra = {"status_callback": self.status_callback} if self.status_callback else {}
+        try:
+            return self._client().messages.create(to=to, body=body, **sender, **extra).sid or ""
+        except TwilioRestException as exc:
+            code = str(exc.code or f"http_{exc.status}")
+            detail = (exc.msg or "").removeprefix("Unable to create record:").strip() or f"HTTP {exc.status}"
+            raise NotSent(code, detail, retryable=code in TWILIO_RETRYABLE or exc.status >= 500) from exc
+        except TwilioServiceException as exc:
+            code = str(exc.code or f"http_{exc.status}")
+            raise NotSent(code, exc.detail or exc.title or f"HTTP {exc.status}",
+                          retryable=code in TWILIO_RETRYABLE or (exc.status or 0) >= 500) from exc
+        except requests.Timeout as exc:
+            waited = settings.SMS_TIMEOUT_SECONDS
+            raise NotSent("timeout", f"Twilio did not answer within {waited:g} seconds.",
+                          retryable=True) from exc
+        except requests.ConnectionError as exc:
+            raise NotSent("unreachable", "Twilio could not be reached.", retryable=True) from exc
+        except requests.RequestException as exc:
+            raise NotSent("request_failed", str(exc)[:200], retryable=True) from exc
+        except DomainError as exc:  # OutboundRefused: the API base is a private address
+            raise NotSent(exc.code, exc.message, retryable=False) from exc
+
+
+class EmailSender:
+    provider = "email"
+
+    def __init__(self, company, *, from_email: str):
+        self.from_email = from_email
+        self._local = threading.local()
+
+    def _connection(self):
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = get_connection(fail_silently=False)
+        return connection
+
+    def send(self, *, to: str, body: str, subject: str = "", html: str = "", headers=None) -> str:
+        message_id = make_msgid(domain=urlsplit(settings.PUBLIC_BASE_URL).hostname or "localhost")
+        message = EmailMultiAlternatives(subject=subject, body=body, from_email=self.from_email, to=[to],
+                                         headers={**(headers or {}), "Message-ID": message_id},
+                                         connection=self._connection())
+        if html:
+            message.attach_alternative(html, "text/html")
+        try:
+            message.send()
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, reason = next(iter(exc.recipients.values()), (550, b"refused"))
+            raise NotSent(f"smtp_{code}", _text(reason), retryable=400 <= code < 500) from exc
+        except smtplib.SMTPResponseException as exc:
+            self._drop()
+            raise NotSent(f"smtp_{exc.smtp_code}", _text(exc.smtp_error),
+                          retryable=400 <= exc.smtp_code < 500) from exc
+        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
+            self._drop()
+            raise NotSent("smtp_unreachable", f"The mail server could not be reached: {exc}"[:300],
+                          retryable=True) from exc
+        return message_id.strip("<>")[:64]
+
+    def _drop(self):
+        connection = getattr(self._local, "connection", None)
+        self._local.connection = None
+        if connection is not None:
+            with contextlib.suppress(Exception):  # already broken
+                connection.close()
+
+
+def _text(value) -> str:
+    return (value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value))[:300]
