@@ -39,6 +39,7 @@ urlpatterns = [
     path("settings/messaging/", include("campaigns.urls_settings")),
     path("analytics/", include("analytics.urls")),
     path("queue/", include("waitingroom.urls")),
+    path("", include("campaigns.urls_public")),  # Twilio's webhooks, /u/ unsubscribe, /l/ links
     path("c/<slug:slug>/", include("members.urls")),
     path("api/pos/v1/", include("loyalty.urls_api")),
     path("api/v1/audiences/", include("audiences.urls_api")),

@@ -75,8 +75,9 @@ def preferences_update(*, company, persona_id: int, sms_opt_in: bool, email_opt_
 
 
 def consent_stop(*, company, persona_id: int, channel: str, address: str = "", page_url: str = "",
-                 now: datetime | None = None) -> Persona:
-    """"Stop SMS" / "Unsubscribe from email": the opt-in is off at once, and the request is
+                 wording: str = "", now: datetime | None = None) -> Persona:
+    """"Stop SMS" / "Unsubscribe from email" (or a reply STOP, an email's unsubscribe link:
+    `wording` says what the customer did): the opt-in is off at once, and the request is
     recorded (even when it was already off: the customer asked)."""
     now = now or timezone.now()
     if channel not in OPT_IN_FIELD:
@@ -88,8 +89,26 @@ def consent_stop(*, company, persona_id: int, channel: str, address: str = "", p
             setattr(persona, field, False)
             persona.save(update_fields=[field, "updated_at"])
         _consent_record(company=company, persona=persona, channel=channel, granted=False,
-                        wording=STOP_WORDING[channel].format(company=company.name), address=address,
-                        page_url=page_url, now=now)
+                        wording=wording or STOP_WORDING[channel].format(company=company.name),
+                        address=address, page_url=page_url, now=now)
+    return persona
+
+
+def consent_restart(*, company, persona_id: int, channel: str, wording: str, address: str = "",
+                    page_url: str = "", now: datetime | None = None) -> Persona:
+    """The customer asked for the channel again (a reply START): the opt-in is on, and the
+    request is recorded with `wording`, what they did."""
+    now = now or timezone.now()
+    if channel not in OPT_IN_FIELD:
+        raise DomainError("Unknown channel.", code="invalid_channel")
+    with db.atomic():
+        persona = persona_lock(company=company, persona_id=persona_id)
+        field = OPT_IN_FIELD[channel]
+        if not getattr(persona, field):
+            setattr(persona, field, True)
+            persona.save(update_fields=[field, "updated_at"])
+        _consent_record(company=company, persona=persona, channel=channel, granted=True, wording=wording,
+                        address=address, page_url=page_url, now=now)
     return persona
 
 

@@ -9,12 +9,24 @@ It speaks the wire format the `twilio` library uses:
     -> 400 {"code": 21211, "message": "Invalid 'To' Phone Number: ...", ...}
     GET  /2010-04-01/Accounts/{AccountSid}/Messages.json  (the account's messages, newest first)
 
-and, for tests and the curious, its outbox without auth:
+A message created with a StatusCallback URL gets Twilio's status callbacks, after the 201:
+"sent", then "delivered" (or "undelivered" with ErrorCode 30003 for a number in
+`undeliverable`, or ending in `undeliverable_suffix`), each a form-encoded POST (MessageSid,
+MessageStatus, AccountSid, From, To, SmsSid, SmsStatus, ApiVersion) signed like Twilio's:
+X-Twilio-Signature, the HMAC-SHA1 of the URL and the fields with the account's auth token.
+No StatusCallback, no callbacks.
+
+And, for tests, the demo and the curious, without auth:
 
     GET  /fake/messages.json[?to=+13035550100]  -> {"messages": [...]}, newest first
+    POST /fake/inbound  form From, To, Body, Url [, AccountSid]
+         -> a customer's reply: the inbound-message webhook (MessageSid, AccountSid, From,
+            To, Body, NumMedia, NumSegments, ApiVersion), signed, is posted to Url;
+            answers {"status": <the webhook's status>, "content_type": ..., "body": ...}
 
 Tests start it on a free port (`FakeTwilio().start()`) and may make it slow
-(`delay_seconds`) or refuse the next requests (`fail_next`). Standalone:
+(`delay_seconds`) or refuse the next requests (`fail_next`). Standalone, where a number
+ending in 0000 is undeliverable:
 
     python -m members.twilio_fake --port 8766
 """
@@ -24,6 +36,8 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import heapq
+import itertools
 import json
 import re
 import secrets
@@ -31,8 +45,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+import requests
+from twilio.request_validator import RequestValidator
 
 from stores.fake_server import ThreadedFakeServer
 
@@ -46,6 +63,19 @@ MESSAGES_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Messages\.
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 MESSAGING_SERVICE = re.compile(r"^MG[0-9a-fA-F]{32}$")
 MAX_BODY = 1600
+API_VERSION = "2010-04-01"
+UNDELIVERED_CODE = "30003"  # Unreachable destination handset
+# The standalone fake's undeliverable numbers: those ending in this.
+DEMO_UNDELIVERABLE_SUFFIX = "0000"
+CALLBACK_THREADS = 8
+
+
+def signed_post(session: requests.Session, url: str, params: dict[str, str], auth_token: str,
+                timeout: float = 10) -> requests.Response:
+    """POST `params` form-encoded to `url` as Twilio does, with X-Twilio-Signature."""
+    signature = RequestValidator(auth_token).compute_signature(url, params)
+    return session.post(url, data=params, timeout=timeout,
+                        headers={"X-Twilio-Signature": signature, "User-Agent": "TwilioProxy/1.1"})
 
 
 def _error(code: int, message: str, status: int) -> dict:
@@ -60,8 +90,15 @@ class Fault:
     message: str
 
 
+class _Server(ThreadingHTTPServer):
+    # Many clients connecting at once (a send loop's thread pool) wait in the backlog
+    # rather than being refused.
+    request_queue_size = 256
+
+
 @dataclass
 class FakeTwilio(ThreadedFakeServer):
+    server_class = _Server
     account_sid: str = DEFAULT_ACCOUNT_SID
     auth_token: str = DEFAULT_AUTH_TOKEN
     delay_seconds: float = 0.0  # sleep before answering, to provoke client timeouts
@@ -72,7 +109,21 @@ class FakeTwilio(ThreadedFakeServer):
     faults: list[Fault] = field(default_factory=list)
     # More accounts it accepts: {account SID: auth token}.
     accounts: dict[str, str] = field(default_factory=dict)
+    # Numbers whose messages end "undelivered" (ErrorCode 30003) in their status callbacks,
+    # and a suffix that makes any number so ("" none; the standalone fake's is "0000").
+    undeliverable: set[str] = field(default_factory=set)
+    undeliverable_suffix: str = ""
+    # Seconds after the 201 before the first status callback, and between the two.
+    callback_delay_seconds: float = 0.2
+    # Every status callback posted: (url, form fields, the answer's status or an error text).
+    callbacks: list[tuple[str, dict[str, str], int | str]] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    # Callbacks not yet posted, soonest first: (due, order, url, message, token, status).
+    _queue: list = field(default_factory=list, repr=False)
+    _pending: threading.Condition = field(default_factory=threading.Condition, repr=False)
+    _order: itertools.count = field(default_factory=itertools.count, repr=False)
+    _posters: list = field(default_factory=list, repr=False)
+    _closed: bool = False
 
     def add_account(self, account_sid: str, auth_token: str) -> None:
         with self.lock:
@@ -86,6 +137,95 @@ class FakeTwilio(ThreadedFakeServer):
     def sent_to(self, to: str) -> list[dict]:
         with self.lock:
             return [m for m in self.messages if m["to"] == to]
+
+    def callbacks_wait(self, count: int, timeout: float = 10) -> list[tuple[str, dict[str, str], int | str]]:
+        """The status callbacks posted, once there are at least `count` (AssertionError
+        after `timeout` seconds)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.callbacks) >= count:
+                    return list(self.callbacks)
+            time.sleep(0.02)
+        raise AssertionError(f"{len(self.callbacks)} status callbacks posted, not {count}")
+
+    def close(self) -> None:
+        super().close()
+        with self._pending:
+            self._closed = True
+            self._pending.notify_all()
+
+    # -- status callbacks --------------------------------------------------------------
+
+    def is_undeliverable(self, to: str) -> bool:
+        suffix = self.undeliverable_suffix
+        return to in self.undeliverable or bool(suffix and to.endswith(suffix))
+
+    def _callback_due(self, due: float, url: str, message: dict, auth_token: str, status: str) -> None:
+        with self._pending:
+            if not self._posters:
+                self._closed = False
+                self._posters = [threading.Thread(target=self._callbacks_post, daemon=True)
+                                 for _ in range(CALLBACK_THREADS)]
+                for poster in self._posters:
+                    poster.start()
+            heapq.heappush(self._queue, (due, next(self._order), url, message, auth_token, status))
+            self._pending.notify()
+
+    def _callback_next(self):
+        with self._pending:
+            while not self._closed:
+                wait = self._queue[0][0] - time.monotonic() if self._queue else None
+                if wait is not None and wait <= 0:
+                    return heapq.heappop(self._queue)
+                self._pending.wait(wait)
+            self._posters = []
+            return None
+
+    def _callbacks_post(self) -> None:
+        """A poster: each callback when it is due. A message's last status is scheduled
+        only once its "sent" was posted, so they arrive in that order."""
+        session = requests.Session()
+        while (item := self._callback_next()) is not None:
+            _, _, url, message, auth_token, status = item
+            params = {"MessageSid": message["sid"], "SmsSid": message["sid"],
+                      "AccountSid": message["account_sid"], "From": message["from"] or "",
+                      "To": message["to"], "MessageStatus": status, "SmsStatus": status,
+                      "ApiVersion": API_VERSION}
+            if message["messaging_service_sid"]:
+                params["MessagingServiceSid"] = message["messaging_service_sid"]
+            if status == "undelivered":
+                params["ErrorCode"] = UNDELIVERED_CODE
+            with self.lock:
+                message["status"] = status
+                if status == "undelivered":
+                    message["error_code"] = int(UNDELIVERED_CODE)
+            try:
+                outcome: int | str = signed_post(session, url, params, auth_token).status_code
+            except requests.RequestException as exc:
+                outcome = f"{type(exc).__name__}: {exc}"[:200]
+            with self.lock:
+                self.callbacks.append((url, params, outcome))
+            if status == "sent":
+                last = "undelivered" if self.is_undeliverable(message["to"]) else "delivered"
+                self._callback_due(time.monotonic() + self.callback_delay_seconds, url, message,
+                                   auth_token, last)
+
+    # -- a customer's reply --------------------------------------------------------------
+
+    def inbound_post(self, *, url: str, sender: str, to: str, body: str,
+                     account_sid: str = "") -> requests.Response:
+        """Post the inbound-message webhook Twilio sends when `sender` texts `body` to `to`."""
+        account_sid = account_sid or self.account_sid
+        token = self._token_of(account_sid)
+        if token is None:
+            raise ValueError(f"Unknown account {account_sid}")
+        params = {"MessageSid": "SM" + secrets.token_hex(16), "SmsMessageSid": "", "AccountSid": account_sid,
+                  "From": sender, "To": to, "Body": body, "NumMedia": "0", "NumSegments": "1",
+                  "SmsStatus": "received", "ApiVersion": API_VERSION}
+        params["SmsMessageSid"] = params["MessageSid"]
+        with requests.Session() as session:
+            return signed_post(session, url, params, token)
 
     # -- the API -----------------------------------------------------------------------
 
@@ -140,10 +280,19 @@ class FakeTwilio(ThreadedFakeServer):
             self.messages.append(message)
         return 201, message
 
+    def message_created(self, account_sid: str, form: dict[str, str], message: dict) -> None:
+        """After the 201 went out: its status callbacks, when asked for."""
+        url = form.get("StatusCallback", "")
+        if url:
+            self._callback_due(time.monotonic() + self.callback_delay_seconds, url, message,
+                               self._token_of(account_sid) or "", "sent")
+
 
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeTwilio
+    # Keep-alive: a pooled client sends many messages on one connection.
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):
         pass
@@ -153,8 +302,26 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        # The headers and the body in one write: two small ones would wait on the
+        # client's delayed ACK.
+        self._headers_buffer.append(b"\r\n")
+        self._headers_buffer.append(data)
+        self.wfile.write(b"".join(self._headers_buffer))
+        self._headers_buffer = []
+
+    def _inbound(self, form: dict[str, str]) -> None:
+        missing = [name for name in ("From", "To", "Body", "Url") if not form.get(name)]
+        if missing:
+            return self._json(400, {"error": f"{', '.join(missing)} required"})
+        try:
+            answer = self.fake.inbound_post(url=form["Url"], sender=form["From"], to=form["To"],
+                                            body=form["Body"], account_sid=form.get("AccountSid", ""))
+        except ValueError as exc:
+            return self._json(400, {"error": str(exc)})
+        except requests.RequestException as exc:
+            return self._json(502, {"error": f"{form['Url']} did not answer: {exc}"[:300]})
+        return self._json(200, {"status": answer.status_code,
+                                "content_type": answer.headers.get("Content-Type", ""), "body": answer.text})
 
     def _form(self) -> dict[str, str]:
         length = int(self.headers.get("Content-Length") or 0)
@@ -170,6 +337,8 @@ class _Handler(BaseHTTPRequestHandler):
             with fake.lock:
                 found = [m for m in fake.messages if not to or m["to"] == to]
             return self._json(200, {"messages": list(reversed(found))})
+        if parts.path == "/fake/inbound" and method == "POST":
+            return self._inbound(form)
         match = MESSAGES_PATH.match(parts.path)
         authorization = self.headers.get("Authorization", "")
         with fake.lock:
@@ -187,7 +356,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(fault.status, _error(fault.code, fault.message, fault.status))
         if method == "POST":
             status, payload = fake.message_create(account_sid, form)
-            return self._json(status, payload)
+            self._json(status, payload)
+            if status == 201:
+                fake.message_created(account_sid, form, payload)
+            return None
         with fake.lock:
             mine = [m for m in reversed(fake.messages) if m["account_sid"] == account_sid]
         return self._json(200, {"messages": mine, "end": max(0, len(mine) - 1), "start": 0, "page": 0,
@@ -207,11 +379,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--account-sid", default=DEFAULT_ACCOUNT_SID)
     parser.add_argument("--auth-token", default=DEFAULT_AUTH_TOKEN)
+    parser.add_argument("--undeliverable-suffix", default=DEMO_UNDELIVERABLE_SUFFIX,
+                        help="numbers ending in this are undelivered (ErrorCode 30003); '' none")
+    parser.add_argument("--callback-delay", type=float, default=1.0,
+                        help="seconds before each status callback")
     args = parser.parse_args(argv)
-    fake = FakeTwilio(account_sid=args.account_sid, auth_token=args.auth_token).start(args.host, args.port)
+    fake = FakeTwilio(account_sid=args.account_sid, auth_token=args.auth_token,
+                      undeliverable_suffix=args.undeliverable_suffix,
+                      callback_delay_seconds=args.callback_delay).start(args.host, args.port)
     print(f"Fake Twilio listening on {fake.url} (TWILIO_API_BASE)", flush=True)
     print(f"  account SID: {fake.account_sid}")
     print(f"  outbox:      {fake.url}/fake/messages.json", flush=True)
+    if fake.undeliverable_suffix:
+        print(f"  numbers ending in {fake.undeliverable_suffix} are undelivered (30003)")
+    print(f"  a reply:     curl -d From=+13035550142 -d To={DEFAULT_FROM} -d Body=STOP "
+          f"-d Url=<the inbound webhook URL> {fake.url}/fake/inbound", flush=True)
     try:
         while True:
             time.sleep(3600)
