@@ -466,7 +466,7 @@ def lift_sentence(report: CampaignReport, currency: str) -> str:
     if r.df is None:
         return spent + "; nobody's spending varied, so there is no range to give."
     interval = f" (95% confidence: {money(low, currency)} to {money(high, currency)})"
-    zero = money(Decimal("0"), currency)
+    zero = money(Decimal("0"), currency).replace("0.00", "0")
     if low > 0:
         verdict = f"the whole interval is above {zero}, so the campaign most likely raised spending."
     elif high < 0:
