@@ -677,4 +677,4 @@ def outcome_rows(*, campaign: Campaign, days: int | None = None, now: dt.datetim
                  converted, revenue) in batch:
                 name = f"{first} {last}".strip() or email or phone or f"Persona #{persona_id}"
                 yield OutcomeRow(persona_id, name, to, group, state, sent_at, error_code, error, clicks,
-                                 converted, Decimal(revenue))
+                                 converted, Decimal(revenue).quantize(CENT))
