@@ -7,6 +7,8 @@ from .models import Campaign, MessagingSettings
 
 
 class CampaignForm(forms.ModelForm):
+    email_button_url = forms.URLField(label="Button link", max_length=500, required=False,
+                                      assume_scheme="https")
     scheduled_at = forms.DateTimeField(
         label="Send at", required=False,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),

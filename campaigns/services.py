@@ -35,7 +35,8 @@ from .senders import EmailSender, NotSent, SmsSender
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 200
+# Claimed at a time: small, so a worker that dies leaves few messages in doubt.
+BATCH_SIZE = 64
 SEND_THREADS = 16
 MAX_ATTEMPTS = 4
 RETRY_BASE_SECONDS = 30
@@ -358,31 +359,38 @@ class Renderer:
 
     def __init__(self, campaign: Campaign, rules):
         self.campaign = campaign
+        self._links: dict[str, object] = {}
         company = campaign.company
         if campaign.channel == Channel.SMS:
             text = compose.sms_text(campaign.sms_body, rules.opt_out_line)
-            self.links = {url: hooks.link_for(campaign=campaign, url=url) for url in compose.links_find(text)}
-            placeholders = {url: f"{{__link{i}}}" for i, url in enumerate(self.links)}
-            self.template = compose.compile_template(compose.links_replace(text, placeholders))
-            self.link_keys = {f"__link{i}": link for i, link in enumerate(self.links.values())}
+            # Each link becomes a marker no one types; the recipient's tracked link replaces it.
+            self.markers = {f"\x00{i}\x00": self._link(url) for i, url in enumerate(compose.links_find(text))}
+            marked = compose.links_replace(text, {link.url: marker for marker, link in self.markers.items()})
+            self.template = compose.compile_template(marked, field="sms_body")
         else:
-            self.links = {}
             self.branding = {"company_name": rules.email_from_name or company.name,
                              "accent_color": company.accent_color, "logo_url": _logo_url(company),
                              "postal_address": rules.postal_address}
 
-    def render(self, recipient_id: int, persona_id: int, values: dict) -> dict:
+    def _link(self, url: str):
+        link = self._links.get(url)
+        if link is None:
+            link = self._links[url] = hooks.link_for(campaign=self.campaign, url=url)
+        return link
+
+    def render(self, recipient_id: int | None, persona_id: int | None, values: dict) -> dict:
         campaign = self.campaign
         if campaign.channel == Channel.SMS:
-            values = values | {key: hooks.tracked_link_url(link=link, recipient_id=recipient_id)
-                               for key, link in self.link_keys.items()}
-            return {"body": self.template.render(values)}
-        unsubscribe = hooks.unsubscribe_url(company=campaign.company, persona_id=persona_id,
-                                            recipient_id=recipient_id)
+            body = self.template.render(values)
+            for marker, link in self.markers.items():
+                body = body.replace(marker, hooks.tracked_link_url(link=link, recipient_id=recipient_id))
+            return {"body": body}
+        unsubscribe = (hooks.unsubscribe_url(company=campaign.company, persona_id=persona_id,
+                                             recipient_id=recipient_id)
+                       if persona_id else hooks.public_url("/u/preview/"))
 
         def link(url):
-            tracked = hooks.link_for(campaign=campaign, url=url)
-            return hooks.tracked_link_url(link=tracked, recipient_id=recipient_id)
+            return hooks.tracked_link_url(link=self._link(url), recipient_id=recipient_id)
 
         email = compose.email_render(
             template=campaign.email_template, subject=campaign.email_subject,
@@ -481,7 +489,7 @@ def campaign_send_batch(*, campaign_id: int, budget_seconds: float = 20.0, batch
                        for rid, pid, _to in claimed if pid in stop]
             todo = [(rid, pid, to, attempts[rid]) for rid, pid, to in claimed if pid not in stop]
             jobs = [(row, values.get(row[1])) for row in todo]
-            results = list(pool.map(lambda job, at=now: _send_one(sender, renderer, job[0], job[1], at), jobs))
+            results = list(pool.map(lambda job, at=now: _send_one(sender, renderer, *job, at), jobs))
             _outcomes_write(skipped + results, timezone.now())
     return "more", None
 

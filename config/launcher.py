@@ -145,7 +145,7 @@ def load_demo(env: dict, base_url: str) -> None:
     python = sys.executable
     for command in (["load_demo"], ["load_demo_reports"], ["load_demo_audiences"],
                     ["analytics_rebuild"], ["load_demo_queue", "--base-url", base_url],
-                    ["load_demo_members", "--base-url", base_url]):
+                    ["load_demo_members", "--base-url", base_url], ["load_demo_campaigns"]):
         subprocess.run([python, MANAGE, *command], env=env, check=True)
 
 

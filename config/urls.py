@@ -36,6 +36,7 @@ urlpatterns = [
     path("settings/loyalty-page/", include("members.urls_settings")),
     path("audiences/", include("audiences.urls")),
     path("campaigns/", include("campaigns.urls")),
+    path("campaigns/", include("campaigns.urls_report")),
     path("settings/messaging/", include("campaigns.urls_settings")),
     path("analytics/", include("analytics.urls")),
     path("queue/", include("waitingroom.urls")),
