@@ -228,6 +228,8 @@ GSM_EXTENDED = "\f^{}\\[~]|€"
 _GSM_BASIC = frozenset(GSM_BASIC)
 _GSM_EXTENDED = frozenset(GSM_EXTENDED)
 _GSM = _GSM_BASIC | _GSM_EXTENDED
+_NOT_GSM_BASIC = re.compile("[^" + "".join(map(re.escape, GSM_BASIC)) + "]")
+_EXTENDED_RE = re.compile("[" + "".join(map(re.escape, GSM_EXTENDED)) + "]")
 
 GSM7, UCS2 = "GSM-7", "UCS-2"
 LIMITS = {GSM7: (160, 153), UCS2: (70, 67)}  # (one message, each part of a longer one)
@@ -261,8 +263,8 @@ def sms_segments(text: str) -> SegmentCount:
     if not text:
         return SegmentCount(GSM7, 0, 0, 0, LIMITS[GSM7][0])
     characters = len(text)
-    if _GSM.issuperset(text):
-        extended = sum(1 for char in text if char in _GSM_EXTENDED)
+    if _NOT_GSM_BASIC.search(text) is None or _GSM.issuperset(text):
+        extended = sum(map(text.count, GSM_EXTENDED)) if _EXTENDED_RE.search(text) else 0
         units = characters + extended
         single, part = LIMITS[GSM7]
         if units <= single:
@@ -288,11 +290,23 @@ def _squash(text: str) -> str:
 def sms_text(body: str, opt_out_line: str) -> str:
     """The text as sent: the body (trimmed, with \\n line ends) and the opt-out line on a line
     of its own, unless the body already ends with it. An empty body stays empty."""
-    body = (body or "").replace("\r\n", "\n").replace("\r", "\n").strip()
-    line = (opt_out_line or "").strip()
-    if not body or not line or _squash(body).endswith(_squash(line)):
+    body = body or ""
+    if "\r" in body:
+        body = body.replace("\r\n", "\n").replace("\r", "\n")
+    body = body.strip()
+    line, squashed = _opt_out(opt_out_line)
+    if not body or not line:
+        return body
+    # Most messages end with another letter than the line: no need to squash them.
+    if body[-1].lower()[-1:] == squashed[-1] and _squash(body).endswith(squashed):
         return body
     return f"{body}\n{line}"
+
+
+@functools.lru_cache(maxsize=256)
+def _opt_out(opt_out_line: str | None) -> tuple[str, str]:
+    line = (opt_out_line or "").strip()
+    return line, _squash(line)
 
 
 def sms_check(body: str, opt_out_line: str, *, sample_values: Mapping[str, object]) -> SegmentCount:
