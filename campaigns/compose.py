@@ -450,15 +450,26 @@ def email_check(*, subject: str, preheader: str, body: str, button_text: str, bu
         _button_url_check(button_url)
 
 
-def _on_color(accent: str) -> str:
-    """Text colour readable on the accent: white on dark colours, near-black on light ones."""
-    r, g, b = (int(accent[i:i + 2], 16) / 255 for i in (1, 3, 5))
-
-    def channel(c):
+def _luminance(color: str) -> float:
+    def channel(value: int) -> float:
+        c = value / 255
         return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
 
-    luminance = 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
-    return "#ffffff" if luminance < 0.4 else "#111827"
+    r, g, b = (int(color[i:i + 2], 16) for i in (1, 3, 5))
+    return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
+
+
+def _contrast(a: str, b: str) -> float:
+    light, dark = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+WHITE, INK = "#ffffff", "#111827"
+
+
+def _on_color(accent: str) -> str:
+    """Text colour for the accent's bar and button: white or near-black, whichever reads better."""
+    return WHITE if _contrast(accent, WHITE) >= _contrast(accent, INK) else INK
 
 
 # The parts of a compiled email. Text is a str; a merge field, a link and a slot filled per
@@ -562,8 +573,8 @@ class CompiledEmail:
             "postal_address": postal_address or "",
             "font": FONT,
         }
-        # Links in the text take the accent when it reads on white.
-        link_color = accent if _on_color(accent) == "#ffffff" else "#1f2937"
+        # Links in the text take the accent when it reads on white (WCAG AA, 4.5:1).
+        link_color = accent if _contrast(accent, WHITE) >= 4.5 else "#1f2937"
         link_style = f'" style="color:{link_color};text-decoration:underline;">'
         button_link = [(_LINK, button_url, None)] if has_button else []
         html_slots = {

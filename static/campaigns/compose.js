@@ -135,7 +135,8 @@
   function counterFor(textarea) {
     var named = textarea.getAttribute("data-sms-body");
     if (named) {
-      var found = document.querySelector(named);
+      var found = null;
+      try { found = document.querySelector(named); } catch (e) { found = null; }
       if (found) return found;
     }
     var form = textarea.closest("form");

@@ -357,6 +357,17 @@ def test_branding_colours_the_header_and_button_and_shows_the_logo():
     assert "red;" not in render(accent_color="red;background:url(x)").html
 
 
+def test_text_on_the_accent_and_links_stay_readable():
+    dark = render(accent_color="#1f6f4a").html
+    assert "font-weight:bold;color:#ffffff;text-decoration:none" in dark  # the button
+    assert 'style="color:#1f6f4a;text-decoration:underline;">https://shop.example.com' in dark
+    light = render(accent_color="#e8a33d").html  # amber: white on it would be 2.2:1
+    assert "font-weight:bold;color:#111827;text-decoration:none" in light
+    assert ";color:#ffffff" not in light
+    # A link in amber on white would be hard to read: links keep the text colour.
+    assert 'style="color:#1f2937;text-decoration:underline;">https://shop.example.com' in light
+
+
 def test_the_text_part_carries_the_same_content():
     text = render().text
     assert text.startswith("Bean & Leaf\n\nHi Ann,\n\nEverything at Downtown earns double points.\n"
