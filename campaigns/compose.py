@@ -72,7 +72,7 @@ class ComposeError(DomainError):
 
     code = "invalid_message"
 
-    def __init__(self, message: str, *, field: str | None):
+    def __init__(self, message: str, *, field: str | None = None):
         super().__init__(message, extra={"field": field})
         self.field = field
 
@@ -575,7 +575,7 @@ class CompiledEmail:
         }
         # Links in the text take the accent when it reads on white (WCAG AA, 4.5:1).
         link_color = accent if _contrast(accent, WHITE) >= 4.5 else "#1f2937"
-        link_style = f'" style="color:{link_color};text-decoration:underline;">'
+        link_style = f'" style="color:{link_color};text-decoration:underline;word-break:break-all;">'
         button_link = [(_LINK, button_url, None)] if has_button else []
         html_slots = {
             "subject": [(_SLOT, "subject_html")],

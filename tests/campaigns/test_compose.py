@@ -332,6 +332,13 @@ def test_values_are_escaped_in_the_html_and_kept_in_the_text():
     assert email.subject == '<img src=x onerror="alert(1)">, double points this weekend'
 
 
+def test_only_the_marketers_links_become_links():
+    email = render(values={"first_name": "Ann", "store": "https://elsewhere.example.com"})
+    hrefs = [attrs["href"] for tag, attrs in parsed(email.html) if tag == "a"]
+    assert "https://elsewhere.example.com" not in " ".join(hrefs)
+    assert "Everything at https://elsewhere.example.com earns" in email.html
+
+
 def test_a_value_cannot_break_the_subject_line():
     assert render(values={"first_name": "Ann\r\nBcc: x@example.com"}).subject == \
         "Ann Bcc: x@example.com, double points this weekend"
@@ -360,12 +367,12 @@ def test_branding_colours_the_header_and_button_and_shows_the_logo():
 def test_text_on_the_accent_and_links_stay_readable():
     dark = render(accent_color="#1f6f4a").html
     assert "font-weight:bold;color:#ffffff;text-decoration:none" in dark  # the button
-    assert 'style="color:#1f6f4a;text-decoration:underline;">https://shop.example.com' in dark
+    assert 'style="color:#1f6f4a;text-decoration:underline;' in dark
     light = render(accent_color="#e8a33d").html  # amber: white on it would be 2.2:1
     assert "font-weight:bold;color:#111827;text-decoration:none" in light
     assert ";color:#ffffff" not in light
     # A link in amber on white would be hard to read: links keep the text colour.
-    assert 'style="color:#1f2937;text-decoration:underline;">https://shop.example.com' in light
+    assert 'style="color:#1f2937;text-decoration:underline;' in light
 
 
 def test_the_text_part_carries_the_same_content():
