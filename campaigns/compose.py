@@ -72,7 +72,7 @@ class ComposeError(DomainError):
 
     code = "invalid_message"
 
-    def __init__(self, message: str, *, field: str | None):
+    def __init__(self, message: str, *, field: str | None = None):
         super().__init__(message, extra={"field": field})
         self.field = field
 
@@ -228,6 +228,8 @@ GSM_EXTENDED = "\f^{}\\[~]|€"
 _GSM_BASIC = frozenset(GSM_BASIC)
 _GSM_EXTENDED = frozenset(GSM_EXTENDED)
 _GSM = _GSM_BASIC | _GSM_EXTENDED
+_NOT_GSM_BASIC = re.compile("[^" + "".join(map(re.escape, GSM_BASIC)) + "]")
+_EXTENDED_RE = re.compile("[" + "".join(map(re.escape, GSM_EXTENDED)) + "]")
 
 GSM7, UCS2 = "GSM-7", "UCS-2"
 LIMITS = {GSM7: (160, 153), UCS2: (70, 67)}  # (one message, each part of a longer one)
@@ -261,8 +263,8 @@ def sms_segments(text: str) -> SegmentCount:
     if not text:
         return SegmentCount(GSM7, 0, 0, 0, LIMITS[GSM7][0])
     characters = len(text)
-    if _GSM.issuperset(text):
-        extended = sum(1 for char in text if char in _GSM_EXTENDED)
+    if _NOT_GSM_BASIC.search(text) is None or _GSM.issuperset(text):
+        extended = sum(map(text.count, GSM_EXTENDED)) if _EXTENDED_RE.search(text) else 0
         units = characters + extended
         single, part = LIMITS[GSM7]
         if units <= single:
@@ -288,11 +290,23 @@ def _squash(text: str) -> str:
 def sms_text(body: str, opt_out_line: str) -> str:
     """The text as sent: the body (trimmed, with \\n line ends) and the opt-out line on a line
     of its own, unless the body already ends with it. An empty body stays empty."""
-    body = (body or "").replace("\r\n", "\n").replace("\r", "\n").strip()
-    line = (opt_out_line or "").strip()
-    if not body or not line or _squash(body).endswith(_squash(line)):
+    body = body or ""
+    if "\r" in body:
+        body = body.replace("\r\n", "\n").replace("\r", "\n")
+    body = body.strip()
+    line, squashed = _opt_out(opt_out_line)
+    if not body or not line:
+        return body
+    # Most messages end with another letter than the line: no need to squash them.
+    if body[-1].lower()[-1:] == squashed[-1] and _squash(body).endswith(squashed):
         return body
     return f"{body}\n{line}"
+
+
+@functools.lru_cache(maxsize=256)
+def _opt_out(opt_out_line: str | None) -> tuple[str, str]:
+    line = (opt_out_line or "").strip()
+    return line, _squash(line)
 
 
 def sms_check(body: str, opt_out_line: str, *, sample_values: Mapping[str, object]) -> SegmentCount:
@@ -436,15 +450,26 @@ def email_check(*, subject: str, preheader: str, body: str, button_text: str, bu
         _button_url_check(button_url)
 
 
-def _on_color(accent: str) -> str:
-    """Text colour readable on the accent: white on dark colours, near-black on light ones."""
-    r, g, b = (int(accent[i:i + 2], 16) / 255 for i in (1, 3, 5))
-
-    def channel(c):
+def _luminance(color: str) -> float:
+    def channel(value: int) -> float:
+        c = value / 255
         return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
 
-    luminance = 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
-    return "#ffffff" if luminance < 0.4 else "#111827"
+    r, g, b = (int(color[i:i + 2], 16) for i in (1, 3, 5))
+    return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
+
+
+def _contrast(a: str, b: str) -> float:
+    light, dark = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+WHITE, INK = "#ffffff", "#111827"
+
+
+def _on_color(accent: str) -> str:
+    """Text colour for the accent's bar and button: white or near-black, whichever reads better."""
+    return WHITE if _contrast(accent, WHITE) >= _contrast(accent, INK) else INK
 
 
 # The parts of a compiled email. Text is a str; a merge field, a link and a slot filled per
@@ -548,9 +573,9 @@ class CompiledEmail:
             "postal_address": postal_address or "",
             "font": FONT,
         }
-        # Links in the text take the accent when it reads on white.
-        link_color = accent if _on_color(accent) == "#ffffff" else "#1f2937"
-        link_style = f'" style="color:{link_color};text-decoration:underline;">'
+        # Links in the text take the accent when it reads on white (WCAG AA, 4.5:1).
+        link_color = accent if _contrast(accent, WHITE) >= 4.5 else "#1f2937"
+        link_style = f'" style="color:{link_color};text-decoration:underline;word-break:break-all;">'
         button_link = [(_LINK, button_url, None)] if has_button else []
         html_slots = {
             "subject": [(_SLOT, "subject_html")],
