@@ -4,6 +4,9 @@ server."""
 
 import json
 import smtplib
+import socket
+import subprocess
+import time
 import urllib.parse
 import urllib.request
 
@@ -14,6 +17,8 @@ from django.utils import timezone
 
 from campaigns.hooks import inbound_url, status_callback_url
 from campaigns.models import Campaign, CampaignRecipient, InboundMessage
+from campaigns.smtp_fake import free_port
+from config import launcher
 from members.sms import sms_route
 from members.sms_twilio import twilio_client
 from members.twilio_fake import DEFAULT_FROM, FakeTwilio
@@ -53,6 +58,43 @@ def test_the_smtp_fake_refuses_when_told(smtp_fake, code):
     smtp_fake.refuse(None)
     assert send_mail("Spring sale", "20% off", "news@greenleaf.example", ["ana@example.com"]) == 1
     assert len(smtp_fake.sent_to("ANA@example.com")) == 1
+
+
+def _wait_listening(port: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def test_make_run_starts_the_mail_server_and_points_email_at_it(monkeypatch, settings):
+    smtp_port, outbox_port = free_port(), free_port()
+    monkeypatch.setattr(launcher, "DEMO_SMTP_PORT", smtp_port)
+    monkeypatch.setattr(launcher, "DEMO_SMTP_OUTBOX_PORT", outbox_port)
+    env = {}
+    command = launcher.demo_email_env(env)
+    assert env == {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(smtp_port)}
+    fake = subprocess.Popen(command, stdout=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait_listening(outbox_port)
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = env["EMAIL_HOST"], int(env["EMAIL_PORT"])
+        send_mail("Spring sale", "20% off", "news@greenleaf.example", ["ana@example.com"])
+        with urllib.request.urlopen(f"http://127.0.0.1:{outbox_port}/messages.json", timeout=5) as answer:
+            [message] = json.load(answer)["messages"]
+    finally:
+        fake.terminate()
+        fake.wait(timeout=10)
+    assert (message["subject"], message["to"]) == ("Spring sale", ["ana@example.com"])
+
+
+def test_make_run_leaves_a_chosen_mail_server_alone():
+    env = {"EMAIL_HOST": "smtp.example.com"}
+    assert launcher.demo_email_env(env) is None
+    assert env == {"EMAIL_HOST": "smtp.example.com"}
 
 
 # --- the Twilio fake -----------------------------------------------------------------------------
