@@ -129,19 +129,28 @@ def twilio_company(*, slug: str, full_path: str, params, signature: str) -> Comp
     """The company a Twilio webhook at `full_path` is for, once its signature is checked
     with the auth token that company's messages go out with. Raises HookRefused."""
     company = Company.objects.filter(slug=slug).first()
+    reason = _twilio_refusal(company, full_path=full_path, params=params, signature=signature)
+    if reason:
+        # Often PUBLIC_BASE_URL differing from the URL set in Twilio: say which was checked.
+        log.warning("Twilio webhook %s refused: %s", public_url(full_path), reason)
+        raise HookRefused(reason)
+    return company
+
+
+def _twilio_refusal(company, *, full_path: str, params, signature: str) -> str:
     if company is None:
-        raise HookRefused("Unknown company.")
+        return "Unknown company."
     try:
         route = sms_route(company)
     except DomainError:  # its stored token no longer decrypts
-        raise HookRefused("No Twilio account.") from None
+        return "No Twilio account."
     if route.provider != "twilio" or not route.auth_token:
-        raise HookRefused("No Twilio account.")
+        return "No Twilio account."
     if not signature:
-        raise HookRefused("Missing signature.")
+        return "Missing signature."
     if not RequestValidator(route.auth_token).validate(public_url(full_path), params, signature):
-        raise HookRefused("Bad signature.")
-    return company
+        return "Bad signature."
+    return ""
 
 
 STOP_WORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"}
