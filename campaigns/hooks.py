@@ -18,6 +18,8 @@ from datetime import datetime
 
 from django.conf import settings
 from django.core import signing
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import transaction as db
 from django.urls import reverse
 from django.utils import timezone
@@ -103,7 +105,12 @@ def tracked_link_url(*, link: CampaignLink, recipient_id: int | None) -> str:
 
 def link_for(*, campaign, url: str) -> CampaignLink:
     """The campaign's tracked link to `url`, made on first use with a new random code. Two
-    workers asking at once get the same row (INSERT ... ON CONFLICT DO NOTHING, then read)."""
+    workers asking at once get the same row (INSERT ... ON CONFLICT DO NOTHING, then read).
+    A URL that is not http(s) is a DomainError: the link could not redirect to it."""
+    try:
+        URLValidator(schemes=["http", "https"])(url)
+    except ValidationError:
+        raise DomainError(f"Not a web address: {url[:100]}", code="invalid_link") from None
     for _ in range(10):
         link = CampaignLink.objects.filter(campaign=campaign, url=url).first()
         if link is not None:
