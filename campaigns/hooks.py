@@ -18,6 +18,8 @@ from datetime import datetime
 
 from django.conf import settings
 from django.core import signing
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import transaction as db
 from django.urls import reverse
 from django.utils import timezone
@@ -103,7 +105,12 @@ def tracked_link_url(*, link: CampaignLink, recipient_id: int | None) -> str:
 
 def link_for(*, campaign, url: str) -> CampaignLink:
     """The campaign's tracked link to `url`, made on first use with a new random code. Two
-    workers asking at once get the same row (INSERT ... ON CONFLICT DO NOTHING, then read)."""
+    workers asking at once get the same row (INSERT ... ON CONFLICT DO NOTHING, then read).
+    A URL that is not http(s) is a DomainError: the link could not redirect to it."""
+    try:
+        URLValidator(schemes=["http", "https"])(url)
+    except ValidationError:
+        raise DomainError(f"Not a web address: {url[:100]}", code="invalid_link") from None
     for _ in range(10):
         link = CampaignLink.objects.filter(campaign=campaign, url=url).first()
         if link is not None:
@@ -129,19 +136,28 @@ def twilio_company(*, slug: str, full_path: str, params, signature: str) -> Comp
     """The company a Twilio webhook at `full_path` is for, once its signature is checked
     with the auth token that company's messages go out with. Raises HookRefused."""
     company = Company.objects.filter(slug=slug).first()
+    reason = _twilio_refusal(company, full_path=full_path, params=params, signature=signature)
+    if reason:
+        # Often PUBLIC_BASE_URL differing from the URL set in Twilio: say which was checked.
+        log.warning("Twilio webhook %s refused: %s", public_url(full_path), reason)
+        raise HookRefused(reason)
+    return company
+
+
+def _twilio_refusal(company, *, full_path: str, params, signature: str) -> str:
     if company is None:
-        raise HookRefused("Unknown company.")
+        return "Unknown company."
     try:
         route = sms_route(company)
     except DomainError:  # its stored token no longer decrypts
-        raise HookRefused("No Twilio account.") from None
+        return "No Twilio account."
     if route.provider != "twilio" or not route.auth_token:
-        raise HookRefused("No Twilio account.")
+        return "No Twilio account."
     if not signature:
-        raise HookRefused("Missing signature.")
+        return "Missing signature."
     if not RequestValidator(route.auth_token).validate(public_url(full_path), params, signature):
-        raise HookRefused("Bad signature.")
-    return company
+        return "Bad signature."
+    return ""
 
 
 STOP_WORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"}

@@ -32,6 +32,9 @@ DATABASE_NAME = "loyalty"
 DEMO_OUTBOUND_ALLOW_HOSTS = "127.0.0.1:8765"
 # `run` sends the demo's text messages through Twilio's API to a local fake on this port.
 DEMO_TWILIO_PORT = 8766
+# ... and its email to a local mail server (campaigns/smtp_fake.py), its outbox on HTTP.
+DEMO_SMTP_PORT = 8025
+DEMO_SMTP_OUTBOX_PORT = 8767
 MANAGE = str(BASE_DIR / "manage.py")
 SERVE_ROLES = ("all", "web", "worker", "beat", "migrate")
 # Each gunicorn worker is a whole Django process (~100 MB): more than this rarely pays.
@@ -190,6 +193,17 @@ def demo_sms_env(env: dict) -> list[str] | None:
             "--port", str(DEMO_TWILIO_PORT)]
 
 
+def demo_email_env(env: dict) -> list[str] | None:
+    """For `run`: unless EMAIL_HOST is set, email goes through Django's SMTP backend to the
+    local mail server (campaigns/smtp_fake.py), which keeps every message for its outbox
+    page; the command that starts it, or None."""
+    if env.get("EMAIL_HOST"):
+        return None
+    env.update(EMAIL_HOST="127.0.0.1", EMAIL_PORT=str(DEMO_SMTP_PORT))
+    return [sys.executable, "-m", "campaigns.smtp_fake", "--host", "127.0.0.1",
+            "--smtp-port", str(DEMO_SMTP_PORT), "--http-port", str(DEMO_SMTP_OUTBOX_PORT)]
+
+
 def cmd_run() -> int:
     stop_on_signals()
     python = sys.executable
@@ -201,10 +215,20 @@ def cmd_run() -> int:
         # (members/twilio_fake.py, port 8766, added by demo_sms_env). Nothing else private.
         env.setdefault("OUTBOUND_ALLOW_HOSTS", DEMO_OUTBOUND_ALLOW_HOSTS)
         twilio_fake = demo_sms_env(env)
+        smtp_fake = demo_email_env(env)
+        # Where the links in messages and Twilio's webhooks point: this demo server.
+        env.setdefault("PUBLIC_BASE_URL", demo_base_url(env))
         subprocess.run([python, MANAGE, "migrate", "--no-input"], env=env, check=True)
         load_demo(env, f"http://{host}:{port}")
+        if smtp_fake:
+            say(f"email goes to a local mail server: see what was sent at "
+                f"http://127.0.0.1:{DEMO_SMTP_OUTBOX_PORT}/messages.json")
+        if twilio_fake:
+            say(f"text messages go to the Twilio fake: http://127.0.0.1:{DEMO_TWILIO_PORT}/fake/messages.json")
+        say(f"links in messages and Twilio's webhooks point at {env['PUBLIC_BASE_URL']}")
         commands = {
             **({"twilio-fake": twilio_fake} if twilio_fake else {}),
+            **({"smtp-fake": smtp_fake} if smtp_fake else {}),
             "web": [python, MANAGE, "runserver", f"{host}:{port}"],
             "worker": [python, "-m", "celery", "-A", "config", "worker", "-l", "info",
                        "--concurrency", "2"],

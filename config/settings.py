@@ -380,6 +380,24 @@ SMS_TIMEOUT_SECONDS = float(os.environ.get("SMS_TIMEOUT_SECONDS", "5"))
 # reply webhooks. `make run` sets it to the demo server.
 PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").strip().rstrip("/")
 
+# Email to customers (campaigns) goes out through an SMTP server: the provider's relay in
+# production (EMAIL_HOST, EMAIL_PORT 587 with EMAIL_USE_TLS=1, or 465 with EMAIL_USE_SSL=1,
+# and its login); `make run` points it at the local fake (campaigns/smtp_fake.py). With
+# EMAIL_HOST unset it is localhost:25, so nothing leaves a development machine.
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "").strip() or "django.core.mail.backends.smtp.EmailBackend"
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "").strip() or "localhost"
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "").strip() or 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "").strip()
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "").strip()
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("Set EMAIL_USE_TLS (STARTTLS, port 587) or EMAIL_USE_SSL (port 465), "
+                               "not both.")
+# Seconds to connect, and again to wait for each answer, before a message counts as not sent.
+EMAIL_TIMEOUT = float(os.environ.get("EMAIL_TIMEOUT", "").strip() or 10)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "").strip() or "Loyalty <no-reply@localhost>"
+
 # The outside APIs the integrations call (integrations/providers/http.py): seconds to
 # connect, and again to wait for an answer. Cova's answers are small pages; Microsoft
 # Graph also streams whole report files.

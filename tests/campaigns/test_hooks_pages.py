@@ -10,6 +10,7 @@ from django.utils import timezone
 from campaigns.hooks import link_for, tracked_link_url, unsubscribe_url
 from campaigns.models import Campaign, CampaignLink, CampaignRecipient, LinkClick
 from loyalty.models import ConsentRecord
+from stores.errors import DomainError
 from tests.factories import PersonaFactory
 
 pytestmark = pytest.mark.django_db
@@ -138,6 +139,9 @@ def test_link_for_makes_one_link_per_url(company):
     assert link_for(campaign=campaign, url="https://greenleaf.example.com/a") == first
     other = link_for(campaign=campaign, url="https://greenleaf.example.com/b")
     assert other != first and len(first.code) == 7 and first.code.isalnum()
+    with pytest.raises(DomainError):
+        link_for(campaign=campaign, url="javascript:alert(1)")
+    assert CampaignLink.objects.filter(campaign=campaign).count() == 2
 
 
 @pytest.mark.django_db(transaction=True)
