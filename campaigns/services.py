@@ -298,7 +298,7 @@ def _out_of_hours_defer(campaign_id: int, rules, now: datetime) -> int:
         return cursor.rowcount
 
 
-def _claim(campaign_id: int, now: datetime, limit: int) -> list[tuple[int, int, str]]:
+def _claim(campaign_id: int, now: datetime, limit: int) -> list[tuple[int, int, str, int]]:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("""
             UPDATE campaigns_campaignrecipient r SET state = 'claimed', claimed_at = %(now)s,
@@ -306,7 +306,7 @@ def _claim(campaign_id: int, now: datetime, limit: int) -> list[tuple[int, int, 
             WHERE r.id IN (SELECT id FROM campaigns_campaignrecipient
                            WHERE campaign_id = %(campaign)s AND state = 'pending' AND due_at <= %(now)s
                            ORDER BY due_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
-            RETURNING r.id, r.persona_id, r."to"
+            RETURNING r.id, r.persona_id, r."to", r.attempts
         """, {"campaign": campaign_id, "now": now, "limit": limit})
         return cursor.fetchall()
 
@@ -474,8 +474,8 @@ def campaign_send_batch(*, campaign_id: int, budget_seconds: float = 20.0, batch
     _out_of_hours_defer(campaign_id, rules, now)
     renderer, sender = Renderer(campaign, rules), _sender(campaign, rules)
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        while time.monotonic() - started < budget_seconds:
-            if Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.SENDING).count() == 0:
+        while True:  # at least one batch, however short the budget
+            if not Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.SENDING).exists():
                 return "stopped", None
             now = timezone.now()
             claimed = _claim(campaign_id, now, batch_size)
@@ -483,15 +483,13 @@ def campaign_send_batch(*, campaign_id: int, budget_seconds: float = 20.0, batch
                 return _what_next(campaign_id, now)
             stop = _recheck(campaign, rules, claimed, now)
             values = _merge_values(campaign, [row[1] for row in claimed])
-            attempts = dict(CampaignRecipient.objects.filter(id__in=[r[0] for r in claimed])
-                            .values_list("id", "attempts"))
             skipped = [(rid, S.SKIPPED, "", stop[pid][0], stop[pid][1], None)
-                       for rid, pid, _to in claimed if pid in stop]
-            todo = [(rid, pid, to, attempts[rid]) for rid, pid, to in claimed if pid not in stop]
-            jobs = [(row, values.get(row[1])) for row in todo]
+                       for rid, pid, _to, _n in claimed if pid in stop]
+            jobs = [(row, values.get(row[1])) for row in claimed if row[1] not in stop]
             results = list(pool.map(lambda job, at=now: _send_one(sender, renderer, *job, at), jobs))
             _outcomes_write(skipped + results, timezone.now())
-    return "more", None
+            if time.monotonic() - started >= budget_seconds:
+                return "more", None
 
 
 def _what_next(campaign_id: int, now: datetime) -> tuple[str, float | None]:
