@@ -368,6 +368,9 @@ class Renderer:
             marked = compose.links_replace(text, {link.url: marker for marker, link in self.markers.items()})
             self.template = compose.compile_template(marked, field="sms_body")
         else:
+            # Every link is made here, before the send threads (which never touch the database).
+            for url in compose.links_find(f"{campaign.email_body}\n{campaign.email_button_url}"):
+                self._link(url)
             self.branding = {"company_name": rules.email_from_name or company.name,
                              "accent_color": company.accent_color, "logo_url": _logo_url(company),
                              "postal_address": rules.postal_address}
@@ -390,7 +393,8 @@ class Renderer:
                        if persona_id else hooks.public_url("/u/preview/"))
 
         def link(url):
-            return hooks.tracked_link_url(link=self._link(url), recipient_id=recipient_id)
+            found = self._links.get(url)
+            return hooks.tracked_link_url(link=found, recipient_id=recipient_id) if found else url
 
         email = compose.email_render(
             template=campaign.email_template, subject=campaign.email_subject,
