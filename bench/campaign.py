@@ -210,6 +210,11 @@ def main() -> None:
     finally:
         fake.terminate()
         if company is not None:
+            with connection.cursor() as cursor:
+                cursor.execute("DELETE FROM campaigns_campaignrecipient r USING campaigns_campaign c "
+                               "WHERE r.campaign_id = c.id AND c.company_id = %s", [company.pk])
+                cursor.execute("DELETE FROM audiences_audiencemember m USING audiences_audience a "
+                               "WHERE m.audience_id = a.id AND a.company_id = %s", [company.pk])
             Campaign.objects.filter(company=company).delete()
             with connection.cursor() as cursor:
                 cursor.execute("DELETE FROM loyalty_persona WHERE company_id = %s", [company.pk])

@@ -38,13 +38,15 @@ def test_killed_sender_resumes_without_duplicates(outbound_allow):
         people = consenting(company, 24)
         campaign = sms_campaign(company, audience_of(company, people))
         env = os.environ | {
-            "DATABASE_URL": database_url(), "REDIS_URL": settings.REDIS_URL, "PYTHONPATH": str(settings.BASE_DIR),
+            "DATABASE_URL": database_url(), "REDIS_URL": settings.REDIS_URL,
+            "PYTHONPATH": str(settings.BASE_DIR),
             "DJANGO_SETTINGS_MODULE": "config.settings", "SMS_PROVIDER": "twilio",
             "TWILIO_ACCOUNT_SID": fake.account_sid, "TWILIO_AUTH_TOKEN": fake.auth_token,
             "TWILIO_FROM": DEFAULT_FROM, "TWILIO_API_BASE": fake.url, "SMS_TIMEOUT_SECONDS": "60",
             "OUTBOUND_ALLOW_HOSTS": fake.url.removeprefix("http://")}
         campaign_send(campaign=campaign, audit=None)
-        proc = subprocess.Popen([sys.executable, "-c", SENDER, str(campaign.pk)], env=env, cwd=settings.BASE_DIR)
+        proc = subprocess.Popen([sys.executable, "-c", SENDER, str(campaign.pk)], env=env,
+                                cwd=settings.BASE_DIR)
         deadline = time.monotonic() + 60
         while len(fake.messages) < 6 and time.monotonic() < deadline:
             time.sleep(0.01)
