@@ -14,11 +14,12 @@ GROUP_COLORS = {"send": BRAND, "holdout": "#c4c9d4"}
 
 
 def _mean_range(group: GroupStats) -> tuple[Decimal, Decimal] | None:
-    """The 95% range of a group's average spending (t with n − 1 degrees of freedom)."""
+    """The 95% range of a group's average spending (t with n − 1 degrees of freedom); no
+    one spends less than nothing, so it starts at 0 at the lowest."""
     if group.n < 2:
         return None
     margin = t_quantile(0.975, group.n - 1) * math.sqrt(group.revenue_var / group.n)
-    return _money(group.revenue_mean - margin), _money(group.revenue_mean + margin)
+    return _money(max(group.revenue_mean - margin, 0.0)), _money(group.revenue_mean + margin)
 
 
 def conversion_chart(report: CampaignReport, currency: str) -> Chart:

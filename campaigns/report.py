@@ -247,6 +247,12 @@ class CampaignReport:
         return window_text(self)
 
     @property
+    def zero_text(self) -> str:
+        from analytics.charts import money
+
+        return money(Decimal("0"), self.currency).replace("0.00", "0")
+
+    @property
     def lift_text(self) -> str:
         return lift_sentence(self, self.currency)
 
@@ -424,6 +430,14 @@ def campaign_report(*, campaign: Campaign, days: int | None = None, now: dt.date
     return report
 
 
+def _conversion_interval(send: GroupStats, holdout: GroupStats) -> Interval:
+    """Welch's interval of the difference in conversion, kept within what a difference of
+    two shares can be (−100 to +100 points)."""
+    c = welch_interval(send.conversion_rate, send.conversion_var, send.n,
+                       holdout.conversion_rate, holdout.conversion_var, holdout.n)
+    return Interval(c.difference, max(c.low, -1.0), min(c.high, 1.0), c.df)
+
+
 def _lift(send: GroupStats, holdout: GroupStats) -> Lift:
     if holdout.n == 0:
         return Lift(reason="No holdout group: lift can't be measured.")
@@ -431,8 +445,7 @@ def _lift(send: GroupStats, holdout: GroupStats) -> Lift:
         return Lift(reason="Each group needs at least two people to measure a lift.")
     revenue = welch_interval(send.revenue_mean, send.revenue_var, send.n,
                              holdout.revenue_mean, holdout.revenue_var, holdout.n)
-    conversion = welch_interval(send.conversion_rate, send.conversion_var, send.n,
-                                holdout.conversion_rate, holdout.conversion_var, holdout.n)
+    conversion = _conversion_interval(send, holdout)
     return Lift(revenue=revenue, conversion=conversion,
                 incremental_revenue=_money(revenue.difference * send.n),
                 incremental_low=_money(revenue.low * send.n),
@@ -595,10 +608,8 @@ def campaigns_list_figures(*, company, campaigns, now: dt.datetime | None = None
                 f.holdout_n, f.holdout_converters = n, converters
     for f in figures.values():
         if f.send_n >= 2 and f.holdout_n >= 2:
-            send = GroupStats("send", f.send_n, f.send_converters)
-            holdout = GroupStats("holdout", f.holdout_n, f.holdout_converters)
-            f.conversion_lift = welch_interval(send.conversion_rate, send.conversion_var, send.n,
-                                               holdout.conversion_rate, holdout.conversion_var, holdout.n)
+            f.conversion_lift = _conversion_interval(GroupStats("send", f.send_n, f.send_converters),
+                                                     GroupStats("holdout", f.holdout_n, f.holdout_converters))
     return figures
 
 
