@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db import connection, connections
+from django.db import connections
 from django.utils import timezone
 
 from loyalty.models import ConsentRecord, Transaction, TransactionStatus
@@ -395,8 +395,8 @@ def report_window(campaign: Campaign, days: int, now: dt.datetime) -> tuple[dt.d
     return start, min(end, now), end <= now
 
 
-def campaign_report(*, campaign: Campaign, days: int | None = None, now: dt.datetime | None = None
-                    ) -> CampaignReport:
+def campaign_report(*, campaign: Campaign, days: int | None = None, now: dt.datetime | None = None,
+                    using: str = "default") -> CampaignReport:
     """The campaign's outcomes, and over [queued_at, queued_at + days) clipped at now, how the
     people picked to receive it bought compared with the holdout."""
     days = campaign.report_days if days is None else days
@@ -412,7 +412,7 @@ def campaign_report(*, campaign: Campaign, days: int | None = None, now: dt.date
     params = {"campaign": campaign.pk, "company": campaign.company_id, "start": start, "end": end,
               "channel": campaign.channel, "stop_counts": campaign.channel == Channel.SMS,
               "completed": TransactionStatus.COMPLETED}
-    with connection.cursor() as cursor:
+    with connections[using].cursor() as cursor:
         cursor.execute(OUTCOMES_SQL.format(**tables), params)
         row = cursor.fetchone()
         (outcomes.queued, outcomes.sent, outcomes.delivered, outcomes.undelivered, outcomes.failed,
@@ -577,7 +577,8 @@ SELECT r.campaign_id, r."group", count(*), count(b.persona_id)
 """
 
 
-def campaigns_list_figures(*, company, campaigns, now: dt.datetime | None = None) -> dict[int, ListFigures]:
+def campaigns_list_figures(*, company, campaigns, now: dt.datetime | None = None,
+                           using: str = "default") -> dict[int, ListFigures]:
     """Sent, delivered, failed, clicks and the conversion lift of each campaign, in three
     queries whatever their number. Campaigns of another company are left out."""
     now = now or timezone.now()
@@ -591,7 +592,7 @@ def campaigns_list_figures(*, company, campaigns, now: dt.datetime | None = None
     params = {"ids": ids, "company": company.pk, "completed": TransactionStatus.COMPLETED,
               "starts": [c.queued_at for c in queued],
               "stops": [min(c.queued_at + dt.timedelta(days=c.report_days), now) for c in queued]}
-    with connection.cursor() as cursor:
+    with connections[using].cursor() as cursor:
         cursor.execute(LIST_COUNTS_SQL.format(**tables), params)
         for campaign_id, sent, delivered, failed in cursor.fetchall():
             f = figures[campaign_id]
