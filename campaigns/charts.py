@@ -99,7 +99,8 @@ def funnel_chart(report: CampaignReport, currency: str) -> Chart:
             }],
             "layout": _layout(currency, height=220,
                               xaxis={"automargin": True, "gridcolor": "#eef0f3", "fixedrange": True,
-                                     "separatethousands": True, "rangemode": "tozero"},
+                                     "separatethousands": True, "rangemode": "tozero",
+                                     **({"dtick": 1} if o.queued < 10 else {})},  # no half people
                               yaxis={"automargin": True, "fixedrange": True}),
         }
     return Chart("funnel", "Delivery", "Queued → sent → delivered → clicked", columns, rows, figure,
