@@ -14,11 +14,12 @@ GROUP_COLORS = {"send": BRAND, "holdout": "#c4c9d4"}
 
 
 def _mean_range(group: GroupStats) -> tuple[Decimal, Decimal] | None:
-    """The 95% range of a group's average spending (t with n − 1 degrees of freedom)."""
+    """The 95% range of a group's average spending (t with n − 1 degrees of freedom); no
+    one spends less than nothing, so it starts at 0 at the lowest."""
     if group.n < 2:
         return None
     margin = t_quantile(0.975, group.n - 1) * math.sqrt(group.revenue_var / group.n)
-    return _money(group.revenue_mean - margin), _money(group.revenue_mean + margin)
+    return _money(max(group.revenue_mean - margin, 0.0)), _money(group.revenue_mean + margin)
 
 
 def conversion_chart(report: CampaignReport, currency: str) -> Chart:
@@ -98,7 +99,8 @@ def funnel_chart(report: CampaignReport, currency: str) -> Chart:
             }],
             "layout": _layout(currency, height=220,
                               xaxis={"automargin": True, "gridcolor": "#eef0f3", "fixedrange": True,
-                                     "separatethousands": True, "rangemode": "tozero"},
+                                     "separatethousands": True, "rangemode": "tozero",
+                                     **({"dtick": 1} if o.queued < 10 else {})},  # no half people
                               yaxis={"automargin": True, "fixedrange": True}),
         }
     return Chart("funnel", "Delivery", "Queued → sent → delivered → clicked", columns, rows, figure,

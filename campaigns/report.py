@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db import connection, connections
+from django.db import connections
 from django.utils import timezone
 
 from loyalty.models import ConsentRecord, Transaction, TransactionStatus
@@ -247,6 +247,12 @@ class CampaignReport:
         return window_text(self)
 
     @property
+    def zero_text(self) -> str:
+        from analytics.charts import money
+
+        return money(Decimal("0"), self.currency).replace("0.00", "0")
+
+    @property
     def lift_text(self) -> str:
         return lift_sentence(self, self.currency)
 
@@ -389,8 +395,8 @@ def report_window(campaign: Campaign, days: int, now: dt.datetime) -> tuple[dt.d
     return start, min(end, now), end <= now
 
 
-def campaign_report(*, campaign: Campaign, days: int | None = None, now: dt.datetime | None = None
-                    ) -> CampaignReport:
+def campaign_report(*, campaign: Campaign, days: int | None = None, now: dt.datetime | None = None,
+                    using: str = "default") -> CampaignReport:
     """The campaign's outcomes, and over [queued_at, queued_at + days) clipped at now, how the
     people picked to receive it bought compared with the holdout."""
     days = campaign.report_days if days is None else days
@@ -406,7 +412,7 @@ def campaign_report(*, campaign: Campaign, days: int | None = None, now: dt.date
     params = {"campaign": campaign.pk, "company": campaign.company_id, "start": start, "end": end,
               "channel": campaign.channel, "stop_counts": campaign.channel == Channel.SMS,
               "completed": TransactionStatus.COMPLETED}
-    with connection.cursor() as cursor:
+    with connections[using].cursor() as cursor:
         cursor.execute(OUTCOMES_SQL.format(**tables), params)
         row = cursor.fetchone()
         (outcomes.queued, outcomes.sent, outcomes.delivered, outcomes.undelivered, outcomes.failed,
@@ -424,6 +430,14 @@ def campaign_report(*, campaign: Campaign, days: int | None = None, now: dt.date
     return report
 
 
+def _conversion_interval(send: GroupStats, holdout: GroupStats) -> Interval:
+    """Welch's interval of the difference in conversion, kept within what a difference of
+    two shares can be (−100 to +100 points)."""
+    c = welch_interval(send.conversion_rate, send.conversion_var, send.n,
+                       holdout.conversion_rate, holdout.conversion_var, holdout.n)
+    return Interval(c.difference, max(c.low, -1.0), min(c.high, 1.0), c.df)
+
+
 def _lift(send: GroupStats, holdout: GroupStats) -> Lift:
     if holdout.n == 0:
         return Lift(reason="No holdout group: lift can't be measured.")
@@ -431,8 +445,7 @@ def _lift(send: GroupStats, holdout: GroupStats) -> Lift:
         return Lift(reason="Each group needs at least two people to measure a lift.")
     revenue = welch_interval(send.revenue_mean, send.revenue_var, send.n,
                              holdout.revenue_mean, holdout.revenue_var, holdout.n)
-    conversion = welch_interval(send.conversion_rate, send.conversion_var, send.n,
-                                holdout.conversion_rate, holdout.conversion_var, holdout.n)
+    conversion = _conversion_interval(send, holdout)
     return Lift(revenue=revenue, conversion=conversion,
                 incremental_revenue=_money(revenue.difference * send.n),
                 incremental_low=_money(revenue.low * send.n),
@@ -564,7 +577,8 @@ SELECT r.campaign_id, r."group", count(*), count(b.persona_id)
 """
 
 
-def campaigns_list_figures(*, company, campaigns, now: dt.datetime | None = None) -> dict[int, ListFigures]:
+def campaigns_list_figures(*, company, campaigns, now: dt.datetime | None = None,
+                           using: str = "default") -> dict[int, ListFigures]:
     """Sent, delivered, failed, clicks and the conversion lift of each campaign, in three
     queries whatever their number. Campaigns of another company are left out."""
     now = now or timezone.now()
@@ -578,7 +592,7 @@ def campaigns_list_figures(*, company, campaigns, now: dt.datetime | None = None
     params = {"ids": ids, "company": company.pk, "completed": TransactionStatus.COMPLETED,
               "starts": [c.queued_at for c in queued],
               "stops": [min(c.queued_at + dt.timedelta(days=c.report_days), now) for c in queued]}
-    with connection.cursor() as cursor:
+    with connections[using].cursor() as cursor:
         cursor.execute(LIST_COUNTS_SQL.format(**tables), params)
         for campaign_id, sent, delivered, failed in cursor.fetchall():
             f = figures[campaign_id]
@@ -595,10 +609,8 @@ def campaigns_list_figures(*, company, campaigns, now: dt.datetime | None = None
                 f.holdout_n, f.holdout_converters = n, converters
     for f in figures.values():
         if f.send_n >= 2 and f.holdout_n >= 2:
-            send = GroupStats("send", f.send_n, f.send_converters)
-            holdout = GroupStats("holdout", f.holdout_n, f.holdout_converters)
-            f.conversion_lift = welch_interval(send.conversion_rate, send.conversion_var, send.n,
-                                               holdout.conversion_rate, holdout.conversion_var, holdout.n)
+            f.conversion_lift = _conversion_interval(GroupStats("send", f.send_n, f.send_converters),
+                                                     GroupStats("holdout", f.holdout_n, f.holdout_converters))
     return figures
 
 

@@ -32,7 +32,8 @@ def report_context(campaign: Campaign, days=None, *, now=None) -> dict:
     """What _report.html needs; `days` as asked for (a bad value: the campaign's own window
     and a message saying so)."""
     days, error = clean_days(days, campaign.report_days)
-    report = campaign_report(campaign=campaign, days=days, now=now)
+    with reads_from_replica() as alias:
+        report = campaign_report(campaign=campaign, days=days, now=now, using=alias)
     return {"campaign": campaign, "report": report, "charts": report_charts(report, report.currency),
             "days": days, "days_error": error}
 

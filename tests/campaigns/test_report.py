@@ -304,3 +304,21 @@ def test_list_figures_in_a_bounded_number_of_queries(company, django_assert_max_
     assert all(figures[c.pk].sent == 3 for c in campaigns)
     with django_assert_max_num_queries(3):
         campaigns_list_figures(company=company, campaigns=campaigns[:2], now=LATER)
+
+
+def test_ranges_stay_within_what_is_possible(company):
+    """Two people a group: the conversion range stops at ±100 points, and no group's average
+    range goes below $0 (nobody spends less than nothing)."""
+    from campaigns.charts import revenue_chart
+
+    campaign = campaign_make(company)
+    sale(recipient_add(campaign).persona, "30", QUEUED_AT + DAY)
+    recipient_add(campaign)
+    recipient_add(campaign, group="holdout")
+    recipient_add(campaign, group="holdout")
+    report = campaign_report(campaign=campaign, now=LATER)
+    assert (report.lift.conversion.low, report.lift.conversion.high) == (-1.0, 1.0)
+    assert report.lift.revenue.low < -100  # a difference may be negative
+    rows = revenue_chart(report, "USD").rows
+    assert rows[0][:4] == ["Recipient", 2, Decimal("30.00"), Decimal("15.00")]
+    assert rows[0][4] == Decimal("0.00") and rows[0][5] > Decimal("100")

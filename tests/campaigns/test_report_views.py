@@ -93,7 +93,7 @@ def test_a_bad_window_keeps_the_default(client, login, marketer_user, campaign, 
     assert "over 7 days" in html
 
 
-def test_the_campaign_page_include_loads_the_scripts(rf, marketer_user, campaign):
+def test_the_campaign_page_include_loads_the_scripts(campaign):
     from django.template.loader import render_to_string
 
     from campaigns.views_report import report_context
@@ -161,3 +161,12 @@ def test_by_role(client, login, company, campaign, role, status):
 def test_signed_out(client, campaign):
     response = partial(client, campaign)
     assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_a_campaign_not_sent_yet(client, login, marketer_user, company):
+    draft = campaign_make(company, name="Draft", queued_at=None, status="draft")
+    response = partial(login(client, marketer_user), draft)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "Not sent yet: there is nothing to compare." in html
+    assert 'data-testid="empty-funnel"' in html and 'data-testid="chart-revenue"' not in html
