@@ -19,6 +19,8 @@ from stores.tenancy import company_view, role_can
 from . import compose, selectors, services
 from .forms import CampaignForm, MessagingSettingsForm, TestSendForm
 from .models import Campaign, Channel
+from .report import campaigns_list_figures
+from .views_report import report_context
 
 PREVIEW_CHOICES = 25
 
@@ -30,12 +32,7 @@ def _can_manage(request) -> bool:
 @company_view("campaigns.view")
 def campaign_list(request):
     campaigns = list(selectors.campaigns_list(company=request.company)[:200])
-    try:
-        from .report import campaigns_list_figures
-
-        figures = campaigns_list_figures(company=request.company, campaigns=campaigns)
-    except ImportError:  # the report module is optional for the list
-        figures = {}
+    figures = campaigns_list_figures(company=request.company, campaigns=campaigns)
     for campaign in campaigns:
         campaign.figures = figures.get(campaign.pk)
     return render(request, "campaigns/list.html",
@@ -149,11 +146,7 @@ def _audience_sample(campaign: Campaign) -> list[Persona]:
 
 
 def _report_context(request, campaign: Campaign) -> dict:
-    try:
-        from .views_report import report_context
-    except ImportError:
-        return {}
-    return report_context(request, campaign)
+    return report_context(campaign, request.GET.get("days"))
 
 
 @xframe_options_sameorigin

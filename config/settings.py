@@ -485,7 +485,10 @@ LOGGING = {
                 # A 403 is the access line alone, not a warning with a traceback as well.
                 "django.request": {"filters": ["forbidden"]},
                 # A failing check is in the /readyz answer; no traceback per probe in the log.
-                "health_check": {"level": "ERROR"}},
+                "health_check": {"level": "ERROR"},
+                # The twilio library logs every request's headers and phone numbers at INFO:
+                # noise, personal data in the log, and CPU a campaign's sending needs.
+                "twilio.http_client": {"level": "WARNING"}},
 }
 # Celery keeps the logging above in its workers (task lines come from stores/taskruns.py).
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

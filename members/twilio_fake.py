@@ -157,6 +157,8 @@ class FakeTwilio(ThreadedFakeServer):
     undeliverable_suffix: str = ""
     # Seconds after the 201 before the first status callback, and between the two.
     callback_delay_seconds: float = 0.2
+    # False: StatusCallback is accepted and ignored (a benchmark measures the sending alone).
+    post_callbacks: bool = True
     # Every status callback posted: (url, form fields, the answer's status or an error text).
     callbacks: list[tuple[str, dict[str, str], int | str]] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
@@ -322,7 +324,7 @@ class FakeTwilio(ThreadedFakeServer):
     def message_created(self, account_sid: str, form: dict[str, str], message: dict) -> None:
         """After the 201 went out: its status callbacks, when asked for."""
         url = form.get("StatusCallback", "")
-        if url:
+        if url and self.post_callbacks:
             self._callback_due(time.monotonic() + self.callback_delay_seconds, url, message,
                                self._token_of(account_sid) or "", "sent")
 
@@ -422,10 +424,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="numbers ending in this are undelivered (ErrorCode 30003); '' none")
     parser.add_argument("--callback-delay", type=float, default=1.0,
                         help="seconds before each status callback")
+    parser.add_argument("--no-callbacks", action="store_true", help="post no status callbacks")
     args = parser.parse_args(argv)
     fake = FakeTwilio(account_sid=args.account_sid, auth_token=args.auth_token,
                       undeliverable_suffix=args.undeliverable_suffix,
-                      callback_delay_seconds=args.callback_delay).start(args.host, args.port)
+                      callback_delay_seconds=args.callback_delay,
+                      post_callbacks=not args.no_callbacks).start(args.host, args.port)
     print(f"Fake Twilio listening on {fake.url} (TWILIO_API_BASE)", flush=True)
     print(f"  account SID: {fake.account_sid}")
     print(f"  outbox:      {fake.url}/fake/messages.json", flush=True)
