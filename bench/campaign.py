@@ -54,10 +54,10 @@ SELECT %(company)s,
        (ARRAY['Olivia','Liam','Emma','Noah','Ava','Mia','Lucas','Zoe','Ethan','Maya'])[1 + i %% 10],
        (ARRAY['Smith','Garcia','Nguyen','Patel','Brown','Lee','Lopez','Kim','Young','Hall'])
            [1 + (i / 10) %% 10],
-       CASE WHEN i %% 500 = 0 THEN '303-555' WHEN i %% 997 = 0 THEN '+13030000001'
+       CASE WHEN i %% 500 = 3 THEN '303-555' WHEN i %% 997 = 0 THEN '+13030000001'
             ELSE '+1303' || lpad(i::text, 7, '0') END,
        'person' || i || '@example.com',
-       CASE WHEN i %% 400 = 0 THEN current_date - 7000
+       CASE WHEN i %% 400 = 7 THEN current_date - 7000
             ELSE date '1950-01-01' + ((i::bigint * 7919) %% 18000)::int END,
        'CO', true, now(), i %% 10 <> 0, i %% 2 = 0, (%(stores)s::bigint[])[1 + i %% 3], %(source)s,
        '{}'::jsonb, (i * 37) %% 5000, (i * 37) %% 5000 + 100, (ARRAY['','Silver','Gold'])[1 + i %% 3], NULL,
@@ -111,7 +111,7 @@ def sender(campaign_id: int, messages: int, env: dict, out) -> None:
 
     sent = 0
     while sent < messages:
-        state, _ = campaign_send_batch(campaign_id=campaign_id, budget_seconds=1, batch_size=200, threads=16)
+        state, _ = campaign_send_batch(campaign_id=campaign_id, budget_seconds=5)
         sent = _sent(campaign_id)
         if state != "more":
             break

@@ -17,6 +17,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -27,6 +28,7 @@ from audiences.models import Audience
 from audiences.services import AudienceRefused, audience_refresh
 from stores.audit import AuditContext, audit_changes, audit_record, audit_snapshot
 from stores.errors import DomainError
+from stores.models import RetailStore
 
 from . import compose, hooks
 from .models import Campaign, CampaignRecipient, Channel, MessagingSettings
@@ -283,18 +285,30 @@ def _interrupted_close(campaign_id: int, now: datetime) -> int:
             .update(state=S.FAILED, error_code=INTERRUPTED[0], error=INTERRUPTED[1]))
 
 
-def _out_of_hours_defer(campaign_id: int, rules, now: datetime) -> int:
+def _zones_out_of_hours(company, rules, now: datetime) -> list[str]:
+    """The time zones a recipient of the company can be in (its own and its stores') where
+    it is outside the allowed hours now."""
+    zones = {company.timezone, *RetailStore.objects.filter(company=company).exclude(timezone="")
+             .values_list("timezone", flat=True)}
+    start, end = rules.send_window_start, rules.send_window_end
+    return sorted(zone for zone in zones if not start <= now.astimezone(ZoneInfo(zone)).time() < end)
+
+
+def _out_of_hours_defer(campaign: Campaign, rules, now: datetime) -> int:
     """Rows due but outside their allowed hours now (the campaign was paused, or sending ran
-    late) wait for their next window."""
+    late) wait for their next window. Nothing to do, and no scan, while it is inside the
+    hours everywhere."""
+    zones = _zones_out_of_hours(campaign.company, rules, now)
+    if not zones:
+        return 0
     with connection.cursor() as cursor:
         cursor.execute(f"""
             UPDATE campaigns_campaignrecipient r
             SET due_at = {_NEXT_ALLOWED.format(now="%(now)s::timestamptz", tz="r.time_zone")}
             WHERE r.campaign_id = %(campaign)s AND r.state = 'pending' AND r.due_at <= %(now)s
-              AND ((%(now)s::timestamptz AT TIME ZONE r.time_zone)::time < %(start)s::time
-                   OR (%(now)s::timestamptz AT TIME ZONE r.time_zone)::time >= %(end)s::time)
-        """, {"campaign": campaign_id, "now": now, "start": rules.send_window_start,
-              "end": rules.send_window_end})
+              AND r.time_zone = ANY(%(zones)s)
+        """, {"campaign": campaign.pk, "now": now, "start": rules.send_window_start,
+              "end": rules.send_window_end, "zones": zones})
         return cursor.rowcount
 
 
@@ -475,7 +489,7 @@ def campaign_send_batch(*, campaign_id: int, budget_seconds: float = 20.0, batch
     rules = messaging_settings(company=campaign.company)
     now = timezone.now()
     _interrupted_close(campaign_id, now)
-    _out_of_hours_defer(campaign_id, rules, now)
+    _out_of_hours_defer(campaign, rules, now)
     renderer, sender = Renderer(campaign, rules), _sender(campaign, rules)
     with ThreadPoolExecutor(max_workers=threads) as pool:
         while True:  # at least one batch, however short the budget

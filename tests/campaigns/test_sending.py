@@ -284,3 +284,27 @@ def test_pause_resume_and_cancel(twilio_server, django_capture_on_commit_callbac
     assert CampaignRecipient.objects.filter(campaign=campaign, state="cancelled").count() == 4
     with pytest.raises(CampaignRefused):
         campaign_resume(campaign=campaign, audit=None)
+
+
+@pytest.mark.django_db
+def test_a_campaign_running_late_waits_for_the_next_morning(twilio_server):
+    import time_machine
+
+    company = CompanyFactory(timezone="America/Denver")
+    open_all_day(company, send_window_start=dt.time(9), send_window_end=dt.time(20))
+    ny_store = RetailStoreFactory(company=company, timezone="America/New_York")
+    denver = PersonaFactory(company=company, sms_opt_in=True)
+    new_york = PersonaFactory(company=company, sms_opt_in=True, favourite_store=ny_store)
+    campaign = sms_campaign(company, audience_of(company, [denver, new_york]), status="scheduled")
+    denver_tz = zoneinfo.ZoneInfo("America/Denver")
+    campaign_queue(campaign_id=campaign.pk, now=dt.datetime(2026, 3, 10, 12, 0, tzinfo=denver_tz))
+    campaign_pause(campaign=campaign, audit=None)
+    # Resumed at 18:30 in Denver: 20:30 in New York, past its hours; Denver's still open.
+    with time_machine.travel(dt.datetime(2026, 3, 10, 18, 30, tzinfo=denver_tz), tick=False):
+        campaign_resume(campaign=campaign, audit=None)
+        state, _wait = campaign_send_batch(campaign_id=campaign.pk)
+    assert state == "wait"
+    assert set(_received(twilio_server)) == {denver.phone}
+    row = CampaignRecipient.objects.get(campaign=campaign, persona=new_york)
+    assert row.state == "pending"
+    assert row.due_at == dt.datetime(2026, 3, 11, 9, 0, tzinfo=zoneinfo.ZoneInfo("America/New_York"))
