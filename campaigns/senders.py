@@ -13,6 +13,7 @@ import threading
 from urllib.parse import urlsplit
 
 import requests
+from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.message import make_msgid
@@ -111,6 +112,12 @@ class EmailSender:
             message.attach_alternative(html, "text/html")
         try:
             message.send()
+        except AnymailRecipientsRefused as exc:
+            raise NotSent("refused", str(exc)[:300], retryable=False) from exc
+        except AnymailAPIError as exc:  # a service's API (EMAIL_BACKEND is one of anymail's)
+            status = exc.status_code
+            raise NotSent(f"http_{status}" if status else "unreachable", str(exc)[:300],
+                          retryable=status is None or status == 429 or status >= 500) from exc
         except smtplib.SMTPRecipientsRefused as exc:
             code, reason = next(iter(exc.recipients.values()), (550, b"refused"))
             raise NotSent(f"smtp_{code}", _text(reason), retryable=400 <= code < 500) from exc
@@ -122,6 +129,9 @@ class EmailSender:
             self._drop()
             raise NotSent("smtp_unreachable", f"The mail server could not be reached: {exc}"[:300],
                           retryable=True) from exc
+        status = getattr(message, "anymail_status", None)
+        if status is not None and status.message_id is not None and not isinstance(status.message_id, set):
+            return str(status.message_id)[:64]  # the service's id for the message
         return message_id.strip("<>")[:64]
 
     def _drop(self):

@@ -1,6 +1,7 @@
 """The one settings module. Everything that differs between machines is read from the
 environment; the defaults are safe for development only."""
 
+import json
 import os
 import re
 from datetime import timedelta
@@ -397,6 +398,13 @@ if EMAIL_USE_TLS and EMAIL_USE_SSL:
 # Seconds to connect, and again to wait for each answer, before a message counts as not sent.
 EMAIL_TIMEOUT = float(os.environ.get("EMAIL_TIMEOUT", "").strip() or 10)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "").strip() or "Loyalty <no-reply@localhost>"
+# An email service's API instead of SMTP, through django-anymail: EMAIL_BACKEND set to its
+# backend (e.g. anymail.backends.sendgrid.EmailBackend) and ANYMAIL to its settings as JSON
+# (e.g. {"SENDGRID_API_KEY": "..."}).
+try:
+    ANYMAIL = json.loads(os.environ.get("ANYMAIL", "").strip() or "{}")
+except ValueError as exc:
+    raise ImproperlyConfigured(f"ANYMAIL must be a JSON object of django-anymail settings: {exc}") from None
 
 # The outside APIs the integrations call (integrations/providers/http.py): seconds to
 # connect, and again to wait for an answer. Cova's answers are small pages; Microsoft

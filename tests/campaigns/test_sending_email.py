@@ -86,3 +86,20 @@ def test_smtp_away_is_retried_and_sends_when_back(smtp_fake, settings):
     assert _run(campaign) == "done"
     row.refresh_from_db()
     assert row.state == "sent" and len(smtp_fake.sent_to(persona.email)) == 1
+
+
+@pytest.mark.django_db
+def test_an_email_service_through_anymail_takes_the_same_path(settings):
+    from django.core import mail
+
+    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
+    company = CompanyFactory()
+    open_all_day(company)
+    [persona] = consenting(company, 1)
+    campaign = email_campaign(company, audience_of(company, [persona]))
+    campaign_send(campaign=campaign, audit=None)
+    assert _run(campaign) == "done"
+    [message] = mail.outbox
+    assert message.to == [persona.email] and message.extra_headers["List-Unsubscribe-Post"]
+    row = CampaignRecipient.objects.get(campaign=campaign)
+    assert row.state == "sent" and row.provider_id == str(message.anymail_status.message_id)
