@@ -6,6 +6,17 @@ from audiences.models import Audience
 from .models import Campaign, MessagingSettings
 
 
+class AudienceSelect(forms.Select):
+    """Each audience's size on its option, for the live cost estimate."""
+
+    def create_option(self, name, value, *args, **kwargs):
+        option = super().create_option(name, value, *args, **kwargs)
+        instance = getattr(value, "instance", None)
+        if instance is not None:
+            option["attrs"]["data-size"] = instance.size
+        return option
+
+
 class CampaignForm(forms.ModelForm):
     email_button_url = forms.URLField(label="Button link", max_length=500, required=False,
                                       assume_scheme="https")
@@ -21,6 +32,7 @@ class CampaignForm(forms.ModelForm):
                   "scheduled_at", "report_days"]
         widgets = {
             "channel": forms.RadioSelect,
+            "audience": AudienceSelect(attrs={"data-audience-select": ""}),
             "sms_body": forms.Textarea(attrs={"rows": 5, "data-sms-body": "", "maxlength": 1600}),
             "email_body": forms.Textarea(attrs={"rows": 10}),
             "holdout_percent": forms.NumberInput(attrs={"min": 0, "max": 50}),

@@ -21,6 +21,7 @@ from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import transaction as db
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from twilio.request_validator import RequestValidator
@@ -46,9 +47,11 @@ def public_url(path: str) -> str:
     return settings.PUBLIC_BASE_URL.rstrip("/") + path
 
 
-def status_callback_url(company) -> str:
-    """Where Twilio posts the delivery status of the company's messages (StatusCallback)."""
-    return public_url(reverse("campaigns_public:twilio_status", args=[company.slug]))
+def status_callback_url(company, recipient_id: int | None = None) -> str:
+    """Where Twilio posts the delivery status of the company's messages (StatusCallback),
+    naming the campaign recipient the message is for when there is one."""
+    url = public_url(reverse("campaigns_public:twilio_status", args=[company.slug]))
+    return f"{url}?r={base36(recipient_id)}" if recipient_id else url
 
 
 def inbound_url(company) -> str:
@@ -238,10 +241,12 @@ ERROR_TEXT = {
 }
 
 
-def delivery_status_record(*, company, params, now: datetime | None = None) -> int:
-    """Twilio's status callback for one message: its recipient (by MessageSid, in this
-    company's campaigns only) moves forward to the status. The rows changed (0 or 1).
-    One UPDATE guarded by the current state, so callbacks racing each other are safe."""
+def delivery_status_record(*, company, params, recipient_ref: str = "", now: datetime | None = None) -> int:
+    """Twilio's status callback for one message: its recipient moves forward to the status.
+    The recipient is the one the callback URL names (?r=<base 36 id>, set per message: a
+    callback may come before the sender has stored the message's sid) or else the one with
+    that MessageSid; in this company's campaigns only. The rows changed (0 or 1). One UPDATE
+    guarded by the current state, so callbacks racing each other are safe."""
     sid = params.get("MessageSid") or ""
     state = STATE_OF_STATUS.get((params.get("MessageStatus") or "").lower())
     if not sid or state is None:
@@ -251,10 +256,23 @@ def delivery_status_record(*, company, params, now: datetime | None = None) -> i
     if state in (CampaignRecipient.State.UNDELIVERED, CampaignRecipient.State.FAILED):
         changes |= {"error_code": code,
                     "error": ERROR_TEXT.get(code, f"Twilio error {code}" if code else "Not delivered")}
-    return (CampaignRecipient.objects
-            .filter(provider_id=sid, campaign__in=Campaign.objects.filter(company=company),
-                    state__in=MAY_FOLLOW[state])
-            .update(**changes))
+    rows = CampaignRecipient.objects.filter(campaign__in=Campaign.objects.filter(company=company),
+                                            state__in=MAY_FOLLOW[state])
+    recipient_id = _base36_int(recipient_ref)
+    if recipient_id is not None:
+        rows = rows.filter(Q(provider_id="") | Q(provider_id=sid), pk=recipient_id)
+        changes["provider_id"] = sid[:64]
+    else:
+        rows = rows.filter(provider_id=sid)
+    return rows.update(**changes)
+
+
+def _base36_int(value: str) -> int | None:
+    try:
+        number = int(value or "", 36)
+    except ValueError:
+        return None
+    return number if 0 < number < 2**63 else None
 
 
 # --- unsubscribe and clicks -----------------------------------------------------------------------

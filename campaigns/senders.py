@@ -23,6 +23,8 @@ from members.sms import sms_route
 from members.sms_twilio import MESSAGING_SERVICE_SID, twilio_client
 from stores.errors import DomainError
 
+from . import hooks
+
 # Twilio errors that may pass: too many requests, its own trouble, queue overflow.
 TWILIO_RETRYABLE = {"20429", "20500", "20503", "30001", "timeout", "unreachable", "request_failed"}
 
@@ -34,13 +36,14 @@ class NotSent(Exception):
 
 
 class SmsSender:
-    def __init__(self, company, *, status_callback: str = ""):
+    def __init__(self, company, *, status_callbacks: bool = True):
+        self.company = company
         try:
             self.route = sms_route(company)
             self.unreadable = None
         except DomainError as exc:  # the company's stored token no longer decrypts
             self.route, self.unreadable = None, exc
-        self.status_callback = status_callback
+        self.status_callbacks = status_callbacks
         self._local = threading.local()
 
     @property
@@ -56,7 +59,7 @@ class SmsSender:
                 timeout=settings.SMS_TIMEOUT_SECONDS)
         return client
 
-    def send(self, *, to: str, body: str, **_) -> str:
+    def send(self, *, to: str, body: str, recipient_id: int | None = None, **_) -> str:
         if self.unreadable is not None:
             raise NotSent(self.unreadable.code, self.unreadable.message, retryable=False)
         route = self.route
@@ -67,7 +70,9 @@ class SmsSender:
                           retryable=False)
         sender = ({"messaging_service_sid": route.sender} if MESSAGING_SERVICE_SID.match(route.sender)
                   else {"from_": route.sender})
-        extra = {"status_callback": self.status_callback} if self.status_callback else {}
+        # The callback names the recipient: it may come back before the sid is stored.
+        extra = ({"status_callback": hooks.status_callback_url(self.company, recipient_id)}
+                 if self.status_callbacks else {})
         try:
             return self._client().messages.create(to=to, body=body, **sender, **extra).sid or ""
         except TwilioRestException as exc:
@@ -103,7 +108,7 @@ class EmailSender:
             connection = self._local.connection = get_connection(fail_silently=False)
         return connection
 
-    def send(self, *, to: str, body: str, subject: str = "", html: str = "", headers=None) -> str:
+    def send(self, *, to: str, body: str, subject: str = "", html: str = "", headers=None, **_) -> str:
         message_id = make_msgid(domain=urlsplit(settings.PUBLIC_BASE_URL).hostname or "localhost")
         message = EmailMultiAlternatives(subject=subject, body=body, from_email=self.from_email, to=[to],
                                          headers={**(headers or {}), "Message-ID": message_id},

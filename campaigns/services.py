@@ -434,7 +434,7 @@ def _logo_url(company) -> str:
 
 def _sender(campaign: Campaign, rules):
     if campaign.channel == Channel.SMS:
-        return SmsSender(campaign.company, status_callback=hooks.status_callback_url(campaign.company))
+        return SmsSender(campaign.company)
     name = rules.email_from_name or campaign.company.name
     address = settings.DEFAULT_FROM_EMAIL
     sender = f'"{name}" <{address}>' if "<" not in address else address
@@ -446,15 +446,22 @@ def _outcomes_write(results: list[tuple], now: datetime) -> None:
     if not results:
         return
     with connection.cursor() as cursor:
+        # A status callback may have moved a sent message on already (it names its
+        # recipient): the row keeps that state and gets its sent time.
         cursor.execute("""
             UPDATE campaigns_campaignrecipient r
-            SET state = v.state, provider_id = v.provider_id, error_code = v.error_code, error = v.error,
+            SET state = CASE WHEN r.state = 'claimed' THEN v.state ELSE r.state END,
+                provider_id = CASE WHEN r.provider_id = '' THEN v.provider_id ELSE r.provider_id END,
+                error_code = CASE WHEN r.state = 'claimed' THEN v.error_code ELSE r.error_code END,
+                error = CASE WHEN r.state = 'claimed' THEN v.error ELSE r.error END,
                 due_at = COALESCE(v.due_at, r.due_at),
                 sent_at = CASE WHEN v.state = 'sent' THEN %(now)s ELSE r.sent_at END
             FROM unnest(%(ids)s::bigint[], %(states)s::text[], %(pids)s::text[], %(codes)s::text[],
                         %(errors)s::text[], %(dues)s::timestamptz[])
                  AS v(id, state, provider_id, error_code, error, due_at)
-            WHERE r.id = v.id AND r.state = 'claimed'
+            WHERE r.id = v.id AND (r.state = 'claimed'
+                                   OR (v.state = 'sent' AND r.sent_at IS NULL
+                                       AND r.state IN ('sent', 'delivered', 'undelivered', 'failed')))
         """, {"ids": [r[0] for r in results], "states": [r[1] for r in results],
               "pids": [r[2] for r in results], "codes": [r[3] for r in results],
               "errors": [r[4] for r in results], "dues": [r[5] for r in results], "now": now})
@@ -466,7 +473,7 @@ def _send_one(sender, renderer: Renderer, row, values: dict | None, now: datetim
         return (recipient_id, S.SKIPPED, "", "erased", "The customer's data was erased.", None)
     try:
         message = renderer.render(recipient_id, persona_id, values)
-        provider_id = sender.send(to=to, **message)
+        provider_id = sender.send(to=to, recipient_id=recipient_id, **message)
     except NotSent as exc:
         if exc.retryable and attempts < MAX_ATTEMPTS:
             retry_at = now + timedelta(seconds=RETRY_BASE_SECONDS * 2 ** (attempts - 1))

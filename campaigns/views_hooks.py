@@ -47,7 +47,7 @@ def twilio_status(request, slug):
         company = _signed_company(request, slug)
     except hooks.HookRefused as exc:
         return _refused(exc)
-    hooks.delivery_status_record(company=company, params=request.POST)
+    hooks.delivery_status_record(company=company, params=request.POST, recipient_ref=request.GET.get("r", ""))
     return HttpResponse("", content_type="text/plain; charset=utf-8")  # an unknown sid too
 
 

@@ -308,3 +308,50 @@ def test_a_campaign_running_late_waits_for_the_next_morning(twilio_server):
     row = CampaignRecipient.objects.get(campaign=campaign, persona=new_york)
     assert row.state == "pending"
     assert row.due_at == dt.datetime(2026, 3, 11, 9, 0, tzinfo=zoneinfo.ZoneInfo("America/New_York"))
+
+
+@pytest.mark.django_db
+def test_a_status_callback_before_the_sid_is_stored_is_kept(twilio_server):
+    from campaigns import hooks
+    from campaigns.services import _claim, _outcomes_write
+
+    company = CompanyFactory()
+    open_all_day(company)
+    [persona] = consenting(company, 1)
+    campaign = sms_campaign(company, audience_of(company, [persona]))
+    campaign_send(campaign=campaign, audit=None)
+    [(recipient_id, _persona, _to, _attempts)] = _claim(campaign.pk, timezone.now(), 10)
+    # Twilio answered and its "delivered" callback comes before the sender writes the sid.
+    url = hooks.status_callback_url(company, recipient_id)
+    assert url.endswith(f"?r={hooks.base36(recipient_id)}")
+    changed = hooks.delivery_status_record(company=company, recipient_ref=hooks.base36(recipient_id),
+                                           params={"MessageSid": "SM" + "a" * 32, "MessageStatus": "delivered"})
+    assert changed == 1
+    _outcomes_write([(recipient_id, "sent", "SM" + "a" * 32, "", "", None)], timezone.now())
+    row = CampaignRecipient.objects.get(pk=recipient_id)
+    assert row.state == "delivered" and row.sent_at and row.provider_id == "SM" + "a" * 32
+    # Another company's callback naming this recipient changes nothing.
+    other = CompanyFactory()
+    assert hooks.delivery_status_record(company=other, recipient_ref=hooks.base36(recipient_id),
+                                        params={"MessageSid": "SM" + "b" * 32, "MessageStatus": "failed"}) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fast_status_callbacks_reach_every_message(twilio_server, live_server, settings):
+    settings.PUBLIC_BASE_URL = live_server.url
+    twilio_server.callback_delay_seconds = 0
+    company = CompanyFactory()
+    open_all_day(company)
+    campaign = sms_campaign(company, audience_of(company, consenting(company, 12)))
+    campaign_send(campaign=campaign, audit=None)
+    _send_all(campaign)
+    twilio_server.callbacks_wait(24)
+    import time
+
+    for _ in range(100):
+        if CampaignRecipient.objects.filter(campaign=campaign, state="delivered").count() == 12:
+            break
+        time.sleep(0.05)
+    rows = CampaignRecipient.objects.filter(campaign=campaign)
+    assert rows.filter(state="delivered").count() == 12
+    assert not rows.filter(sent_at__isnull=True).exists()
