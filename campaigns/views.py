@@ -153,11 +153,13 @@ def _report_context(request, campaign: Campaign) -> dict:
         from .views_report import report_context
     except ImportError:
         return {}
-    return report_context(request, campaign)
+    context = report_context(campaign, request.GET.get("days"))
+    context["report_template"] = "campaigns/_report.html"
+    return context
 
 
 @xframe_options_sameorigin
-@csp_replace({"default-src": ["'none'"], "style-src": ["'unsafe-inline'"],
+@csp_replace({"default-src": ["'none'"], "script-src": None, "style-src": ["'unsafe-inline'"],
               "style-src-attr": ["'unsafe-inline'"],
               "img-src": ["'self'", "data:", "https:", "http:"], "frame-ancestors": ["'self'"],
               "sandbox": [""], "form-action": ["'none'"]})
