@@ -46,7 +46,7 @@ def _form_context(request, form, campaign=None) -> dict:
     rules = selectors.messaging_settings(company=request.company)
     return {"form": form, "campaign": campaign, "opt_out_line": rules.opt_out_line,
             "segment_price": rules.sms_segment_price, "sample_values": compose.SAMPLE_VALUES,
-            "recipients": campaign.audience.size if campaign and campaign.audience else 0}
+            "recipients": campaign.audience.size if campaign and campaign.audience else None}
 
 
 def _save(request, form, campaign=None):

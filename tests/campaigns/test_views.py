@@ -479,3 +479,11 @@ def test_another_companys_campaign_is_404_at_every_url(marketer, company, other_
     assert (theirs.name, theirs.status, sent.status) == ("SecretZebra", "draft", "sent")
     assert not AuditEvent.objects.filter(company=other_company).exists()
     assert not AuditEvent.objects.filter(company=company, kind__startswith="campaign.").exists()
+
+
+def test_the_new_form_counts_no_cost_before_there_is_an_audience(marketer, company, audience):
+    new = marketer.get(reverse("campaign_new")).content.decode()
+    assert 'data-recipients=""' in new  # not "about $0.00 for 0 recipients"
+    campaign = sms_campaign(company, audience)
+    edit = marketer.get(reverse("campaign_edit", args=[campaign.pk])).content.decode()
+    assert 'data-recipients="3"' in edit
