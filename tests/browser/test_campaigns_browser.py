@@ -41,6 +41,7 @@ def shop(company, settings, live_server, twilio_server):
 
 def shot(page, name):
     SHOTS.mkdir(parents=True, exist_ok=True)
+    page.evaluate("window.scrollTo(0, 0)")  # the sticky header stays on top of the page
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
@@ -61,6 +62,8 @@ def test_marketer_sends_an_sms_campaign_and_a_stop_reply_withdraws_consent(
     page.get_by_label("Audience").select_option(label="Weekend regulars")
     counter = page.locator("[data-sms-counter-text]")
     expect(counter).to_have_text(re.compile(r"^0 characters"))
+    warning = page.locator("[data-sms-counter-warning]")
+    expect(warning).to_be_hidden()
     message = page.get_by_label("Message")
     message.press_sequentially("Hi {first_name}, double points")
     expect(counter).to_contain_text("1 segment")
@@ -73,9 +76,10 @@ def test_marketer_sends_an_sms_campaign_and_a_stop_reply_withdraws_consent(
     expect(counter).to_contain_text("2 segments")
     message.press_sequentially(" 🎉")
     expect(counter).to_contain_text("UCS-2")
-    expect(page.locator("[data-sms-counter-warning]")).to_be_visible()
+    expect(warning).to_be_visible()
     message.fill("Hi {first_name}, double points all weekend at Green Leaf!")
     expect(counter).to_contain_text("GSM-7 · 1 segment")
+    expect(warning).to_be_hidden()
     page.get_by_label("Holdout (%)").fill("10")
     shot(page, "1-compose")
     page.get_by_role("button", name="Save and review").click()
@@ -141,3 +145,22 @@ def test_marketer_sends_an_sms_campaign_and_a_stop_reply_withdraws_consent(
     expect(page.get_by_test_id("sent-counts")).to_have_text(
         "20 in the audience when sent → 18 recipients, 2 held out.")
     shot(page, "3-sent")
+
+
+def test_email_campaign_review_shows_the_email_in_its_frame(page, live_server, company, shop):
+    audience = Campaign._meta.get_field("audience").related_model.objects.get(company=company)
+    campaign = Campaign.objects.create(
+        company=company, name="Spring newsletter", channel="email", audience=audience, holdout_percent=0,
+        email_subject="Spring at Green Leaf, {first_name}", email_template="offer",
+        email_body="Hello {first_name},\n\nNew arrivals this week.", email_button_text="See them",
+        email_button_url="https://example.com/new")
+    log_in(page, live_server, shop.username)
+    page.goto(f"{live_server.url}/campaigns/{campaign.pk}/")
+
+    expect(page.get_by_test_id("email-subject")).to_have_text("Spring at Green Leaf, Maria")
+    frame = page.frame_locator("[data-testid=email-preview]")
+    expect(frame.get_by_text("Hello Maria,")).to_be_visible()
+    expect(frame.get_by_role("link", name="See them")).to_be_visible()
+    box = page.get_by_test_id("email-preview").bounding_box()
+    assert box["height"] >= 500 and box["width"] >= 500, box  # the email can be read in place
+    shot(page, "4-email-review")
