@@ -1,4 +1,5 @@
 from django import forms
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.utils import timezone
 
 from audiences.models import Audience
@@ -51,8 +52,16 @@ class CampaignForm(forms.ModelForm):
         self.fields["audience"].queryset = Audience.objects.filter(company=company).order_by("name")
         self.fields["audience"].required = True
         self.fields["audience"].empty_label = "Pick an audience"
-        self.fields["holdout_percent"].max_value = 50
-        self.fields["report_days"].min_value = 1
+        # The model's check constraints, as field errors: a field's min/max set after its
+        # construction would only change the widget, not what it accepts.
+        self._range("holdout_percent", 0, 50)
+        self._range("report_days", 1, 90)
+
+    def _range(self, name: str, low: int, high: int) -> None:
+        field = self.fields[name]
+        field.min_value, field.max_value = low, high
+        field.validators += [MinValueValidator(low), MaxValueValidator(high)]
+        field.widget.attrs.update(min=low, max=high)
 
     def clean_scheduled_at(self):
         value = self.cleaned_data.get("scheduled_at")

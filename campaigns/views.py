@@ -43,7 +43,7 @@ def _form_context(request, form, campaign=None) -> dict:
     rules = selectors.messaging_settings(company=request.company)
     return {"form": form, "campaign": campaign, "opt_out_line": rules.opt_out_line,
             "segment_price": rules.sms_segment_price, "sample_values": compose.SAMPLE_VALUES,
-            "recipients": campaign.audience.size if campaign and campaign.audience else ""}
+            "recipients": campaign.audience.size if campaign and campaign.audience else None}
 
 
 def _save(request, form, campaign=None):
@@ -150,7 +150,7 @@ def _report_context(request, campaign: Campaign) -> dict:
 
 
 @xframe_options_sameorigin
-@csp_replace({"default-src": ["'none'"], "style-src": ["'unsafe-inline'"],
+@csp_replace({"default-src": ["'none'"], "script-src": None, "style-src": ["'unsafe-inline'"],
               "style-src-attr": ["'unsafe-inline'"],
               "img-src": ["'self'", "data:", "https:", "http:"], "frame-ancestors": ["'self'"],
               "sandbox": [""], "form-action": ["'none'"]})

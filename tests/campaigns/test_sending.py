@@ -324,16 +324,18 @@ def test_a_status_callback_before_the_sid_is_stored_is_kept(twilio_server):
     # Twilio answered and its "delivered" callback comes before the sender writes the sid.
     url = hooks.status_callback_url(company, recipient_id)
     assert url.endswith(f"?r={hooks.base36(recipient_id)}")
+    delivered = {"MessageSid": "SM" + "a" * 32, "MessageStatus": "delivered"}
     changed = hooks.delivery_status_record(company=company, recipient_ref=hooks.base36(recipient_id),
-                                           params={"MessageSid": "SM" + "a" * 32, "MessageStatus": "delivered"})
+                                           params=delivered)
     assert changed == 1
     _outcomes_write([(recipient_id, "sent", "SM" + "a" * 32, "", "", None)], timezone.now())
     row = CampaignRecipient.objects.get(pk=recipient_id)
     assert row.state == "delivered" and row.sent_at and row.provider_id == "SM" + "a" * 32
     # Another company's callback naming this recipient changes nothing.
     other = CompanyFactory()
+    failed = {"MessageSid": "SM" + "b" * 32, "MessageStatus": "failed"}
     assert hooks.delivery_status_record(company=other, recipient_ref=hooks.base36(recipient_id),
-                                        params={"MessageSid": "SM" + "b" * 32, "MessageStatus": "failed"}) == 0
+                                        params=failed) == 0
 
 
 @pytest.mark.django_db(transaction=True)

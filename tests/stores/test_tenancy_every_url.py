@@ -14,7 +14,8 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.urls.converters import IntConverter
 from django.utils import timezone
 
-from audiences.models import Audience
+from audiences.models import Audience, AudienceMember
+from campaigns.models import Campaign, CampaignRecipient
 from integrations.models import Connection, CovaCredential, ImportedFile, SyncRun
 from integrations.services.connections import connection_create
 from integrations.services.cova import cova_connection_create, cova_credential_save
@@ -45,6 +46,7 @@ MARKER = "SecretZebra"
 # BY_URL_PREFIX takes that object instead (the Cova pages want a Cova connection).
 KINDS = {
     "audience_id": "audience",
+    "campaign_id": "campaign",
     "connection_id": "connection",
     "credential_id": "cova_credential",
     "delivery_id": "webhook_delivery",
@@ -151,7 +153,20 @@ def foreign(other_company, reports_root, fake_dns) -> dict[str, Model]:
         "webhook_delivery": WebhookDelivery.objects.create(endpoint=endpoint, event="points.changed",
                                                            payload={"note": MARKER}),
         "queue_entry": queue_check_in(store=store, phone="3035550142", first_name=MARKER),
+        "campaign": _campaign(other_company, persona),
     }
+
+
+def _campaign(company, persona) -> Campaign:
+    """A draft text message, ready to send, to an audience of one consenting persona."""
+    persona.sms_opt_in = True
+    persona.save(update_fields=["sms_opt_in"])
+    audience = Audience.objects.create(company=company, name=f"{MARKER} texters", kind=Audience.Kind.STATIC,
+                                       size=1)
+    AudienceMember.objects.create(audience=audience, persona=persona, added_at=timezone.now())
+    return Campaign.objects.create(company=company, name=f"{MARKER} campaign", channel="sms",
+                                   audience=audience, sms_body=f"{MARKER}: double points today",
+                                   holdout_percent=0)
 
 
 def the_state(company, foreign: dict[str, Model]) -> dict:
@@ -167,6 +182,8 @@ def the_state(company, foreign: dict[str, Model]) -> dict:
             "cova credentials": CovaCredential.objects.filter(connection__company=company).count(),
             "webhook deliveries": WebhookDelivery.objects.filter(endpoint__company=company).count(),
             "queue entries": QueueEntry.objects.filter(company=company).count(),
+            "campaigns": Campaign.objects.filter(company=company).count(),
+            "campaign recipients": CampaignRecipient.objects.filter(campaign__company=company).count(),
         },
     }
 
@@ -192,7 +209,8 @@ def test_every_int_kwarg_has_a_foreign_object():
 def test_the_urls_of_today_are_all_found():
     names = {name for name, *_ in PATTERNS}
     assert {"persona_detail", "queue_entry_action", "members:reward_confirm", "cova_credential_edit",
-            "webhook_delivery_resend", "api_audience_refresh", "imported_file_purge"} <= names
+            "webhook_delivery_resend", "api_audience_refresh", "imported_file_purge", "campaign_detail",
+            "campaign_send", "campaign_email_preview", "campaign_outcomes_csv"} <= names
     assert not any(route.startswith("admin/") for _, route, *_ in PATTERNS)
 
 
