@@ -176,7 +176,7 @@ def test_stop_mid_campaign_stops_the_rest(twilio_server):
     people = consenting(company, 6)
     campaign = sms_campaign(company, audience_of(company, people))
     campaign_send(campaign=campaign, audit=None)
-    campaign_send_batch(campaign_id=campaign.pk, batch_size=2, budget_seconds=0.01)  # one batch of two
+    campaign_send_batch(campaign_id=campaign.pk, batch_size=2, budget_seconds=0)  # one batch of two
     sent = set(_received(twilio_server))
     assert len(sent) == 2
     stopper = next(p for p in people if p.phone not in sent)
@@ -253,11 +253,11 @@ def test_provider_trouble_is_retried_later_and_a_refusal_is_final(twilio_server)
     campaign = sms_campaign(company, audience_of(company, people))
     campaign_send(campaign=campaign, audit=None)
     twilio_server.fail_next(1, status=503, code=20503, message="Service unavailable")
-    campaign_send_batch(campaign_id=campaign.pk, batch_size=1, budget_seconds=0.01, threads=1)
+    campaign_send_batch(campaign_id=campaign.pk, batch_size=1, budget_seconds=0, threads=1)
     row = CampaignRecipient.objects.filter(campaign=campaign).exclude(attempts=0).get()
     assert row.state == "pending" and row.error_code == "20503" and row.due_at > timezone.now()
     twilio_server.fail_next(1, status=400, code=21211, message="Invalid 'To' Phone Number")
-    campaign_send_batch(campaign_id=campaign.pk, batch_size=1, budget_seconds=0.01, threads=1)
+    campaign_send_batch(campaign_id=campaign.pk, batch_size=1, budget_seconds=0, threads=1)
     other = CampaignRecipient.objects.exclude(pk=row.pk).get(campaign=campaign)
     assert other.state == "failed" and other.error_code == "21211" and "Invalid" in other.error
     # The retry comes when due, and goes.
@@ -277,7 +277,7 @@ def test_pause_resume_and_cancel(twilio_server, django_capture_on_commit_callbac
     assert campaign_send_batch(campaign_id=campaign.pk) == ("stopped", None)
     assert not twilio_server.messages
     campaign_resume(campaign=campaign, audit=None)
-    campaign_send_batch(campaign_id=campaign.pk, batch_size=2, budget_seconds=0.01)
+    campaign_send_batch(campaign_id=campaign.pk, batch_size=2, budget_seconds=0)
     campaign_cancel(campaign=campaign, audit=None)
     assert campaign_send_batch(campaign_id=campaign.pk) == ("stopped", None)
     assert len(twilio_server.messages) == 2
