@@ -1,53 +1,14 @@
-/* Analytics: draws the Plotly charts the server describes, switches a chart to its table
-   and back, and keeps the filter bar tidy. The numbers all come from the server. */
+/* Analytics: keeps the filter bar tidy (the charts are chart-cards.js's). */
 (function () {
   "use strict";
-
-  var views = {}; // chart key -> "chart" or "table", kept while the filters change
-  var config = { displayModeBar: false, responsive: true };
 
   function results() {
     return document.getElementById("analytics-results");
   }
 
-  function draw(root) {
-    if (!root || !window.Plotly) return;
-    root.querySelectorAll("[data-figure]").forEach(function (el) {
-      var source = document.getElementById(el.dataset.figure);
-      if (!source) return;
-      var figure = JSON.parse(source.textContent);
-      window.Plotly.newPlot(el, figure.data, figure.layout, config);
-    });
-    root.querySelectorAll(".chart-card").forEach(function (card) {
-      show(card, views[card.dataset.chart] || "chart");
-    });
-  }
-
-  function purge(root) {
-    if (!root || !window.Plotly) return;
-    root.querySelectorAll(".js-plotly-plot").forEach(function (el) { window.Plotly.purge(el); });
-  }
-
-  function show(card, view) {
-    card.querySelector(".chart-view").hidden = view !== "chart";
-    card.querySelector(".table-view").hidden = view !== "table";
-    card.querySelectorAll("[data-view]").forEach(function (button) {
-      button.setAttribute("aria-pressed", String(button.dataset.view === view));
-    });
-    var plot = card.querySelector(".js-plotly-plot");
-    if (view === "chart" && plot) window.Plotly.Plots.resize(plot); // drawn while hidden
-  }
-
   document.addEventListener("click", function (event) {
     var picker = document.querySelector(".store-picker[open]");
     if (picker && !picker.contains(event.target)) picker.open = false; // a click elsewhere closes it
-    var button = event.target.closest(".chart-card [data-view]");
-    if (button) {
-      var card = button.closest(".chart-card");
-      views[card.dataset.chart] = button.dataset.view;
-      show(card, button.dataset.view);
-      return;
-    }
     if (event.target.closest("[data-clear-stores]")) {
       var form = document.getElementById("analytics-filters");
       form.querySelectorAll("input[name=store]").forEach(function (box) { box.checked = false; });
@@ -95,10 +56,6 @@
     });
   });
 
-  document.addEventListener("htmx:beforeSwap", function (event) {
-    if (event.detail.target && event.detail.target.id === "analytics-results") purge(event.detail.target);
-  });
-  document.addEventListener("htmx:afterSettle", function () { draw(results()); });
   // Back and forward restore the page as it was saved, with the filter controls as first
   // drawn: set them from the URL, which is the view.
   function syncFilters() {
@@ -117,12 +74,7 @@
     storeSummary();
   }
 
-  document.addEventListener("htmx:historyRestore", function () {
-    syncFilters();
-    draw(results());
-  });
-  document.addEventListener("DOMContentLoaded", function () {
-    storeSummary();
-    draw(results());
-  });
+  // Charts are drawn by chart-cards.js (the results are a [data-chart-root]).
+  document.addEventListener("htmx:historyRestore", syncFilters);
+  document.addEventListener("DOMContentLoaded", storeSummary);
 })();

@@ -99,7 +99,7 @@ def test_the_campaign_page_include_loads_the_scripts(campaign):
     from campaigns.views_report import report_context
 
     html = render_to_string("campaigns/_report.html", report_context(campaign))
-    assert "js/campaign-report.js" in html and "plotly-cartesian.min.js" in html
+    assert "js/chart-cards.js" in html and "plotly-cartesian.min.js" in html
     assert 'id="campaign-report"' in html
 
 

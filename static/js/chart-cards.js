@@ -1,14 +1,12 @@
-/* A campaign's results: draws the Plotly charts the server describes (as the Analytics page
-   does) and switches a chart to its table and back. The numbers all come from the server. */
+/* Chart cards (analytics/_chart.html), wherever a page has them: draws the Plotly figures
+   the server describes inside each [data-chart-root] and switches a card between its chart
+   and its table. The numbers all come from the server. Used by Analytics and a campaign's
+   report; window.chartCards.draw(root) redraws after a page changes a root itself. */
 (function () {
   "use strict";
 
-  var views = {}; // chart key -> "chart" or "table", kept while the window changes
+  var views = {}; // chart key -> "chart" or "table", kept while the root is replaced
   var config = { displayModeBar: false, responsive: true };
-
-  function report() {
-    return document.getElementById("campaign-report");
-  }
 
   function show(card, view) {
     card.querySelector(".chart-view").hidden = view !== "chart";
@@ -40,17 +38,25 @@
     root.querySelectorAll(".js-plotly-plot").forEach(function (el) { window.Plotly.purge(el); });
   }
 
+  function drawAll() {
+    document.querySelectorAll("[data-chart-root]").forEach(draw);
+  }
+
   document.addEventListener("click", function (event) {
-    var button = event.target.closest("#campaign-report .chart-card [data-view]");
+    var button = event.target.closest("[data-chart-root] .chart-card [data-view]");
     if (!button) return;
     var card = button.closest(".chart-card");
     views[card.dataset.chart] = button.dataset.view;
     show(card, button.dataset.view);
   });
-
   document.addEventListener("htmx:beforeSwap", function (event) {
-    if (event.detail.target && event.detail.target.id === "campaign-report") purge(event.detail.target);
+    var target = event.detail.target;
+    if (target && target.matches("[data-chart-root]")) purge(target);
   });
-  document.addEventListener("htmx:afterSettle", function () { draw(report()); });
-  document.addEventListener("DOMContentLoaded", function () { draw(report()); });
+  document.addEventListener("htmx:afterSettle", drawAll);
+  document.addEventListener("htmx:historyRestore", drawAll);
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", drawAll);
+  else drawAll();
+
+  window.chartCards = { draw: draw, purge: purge, show: show };
 })();
