@@ -141,7 +141,10 @@ def campaign_send(*, campaign: Campaign, audit: AuditContext | None, now: dateti
     with transaction.atomic():
         locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
         if locked.status != Campaign.Status.DRAFT:
-            raise CampaignRefused(f"This campaign is already {locked.get_status_display().lower()}.")
+            # Scheduled for now or earlier: another click is queueing it this moment.
+            queueing = locked.status == Campaign.Status.SCHEDULED and locked.scheduled_at <= now
+            status = "sending" if queueing else locked.get_status_display().lower()
+            raise CampaignRefused(f"This campaign is already {status}.")
         if locked.audience_id is None:
             raise DomainError("Pick an audience to send to.", code="invalid_audience",
                               extra={"field": "audience"})
