@@ -13,8 +13,9 @@ static audience, and an SMS campaign to it with a 10% holdout and a tracked link
 - send: M messages (default 20,000) by `campaign_send_batch` in P worker processes (the
   send loop of the Celery task: claim, recheck consent, merge fields, tracked links, the
   `twilio` library's Messages API call, the outcome written back) to the Twilio fake run
-  as its own process; the baseline is the same number of bare POSTs to the fake from the
-  same number of threads with a plain `requests` session (send_ratio = send_rate / raw_rate).
+  as its own process; the baseline is as many bare POSTs to the fake, as many at once, on
+  one aiohttp session (the transport the twilio library's asyncio client uses), in the same
+  run (send_ratio = send_rate / raw_rate).
 
 Peak RSS is the largest of this process and the sending processes. The company is removed
 at the end. Last line:
@@ -31,7 +32,6 @@ import socket
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -124,22 +124,30 @@ def _sent(campaign_id: int) -> int:
     return CampaignRecipient.objects.filter(campaign_id=campaign_id, state="sent").count()
 
 
-def raw_rate(url: str, account: str, token: str, messages: int, threads: int) -> float:
-    import requests
+def raw_rate(url: str, account: str, token: str, messages: int, in_flight: int) -> float:
+    """Bare POSTs of the same form to the fake, `in_flight` at once, on one aiohttp session
+    (the transport of the twilio library's asyncio client): the HTTP exchange alone."""
+    import asyncio
 
-    local = __import__("threading").local()
+    import aiohttp
 
-    def post(i):
-        session = getattr(local, "s", None) or requests.Session()
-        local.s = session
-        session.post(f"{url}/2010-04-01/Accounts/{account}/Messages.json", auth=(account, token),
-                     data={"To": f"+1720{i:07d}", "From": "+13035550100", "Body": "Hi"},
-                     timeout=5).raise_for_status()
+    async def run() -> float:
+        limit = asyncio.Semaphore(in_flight)
+        auth = aiohttp.BasicAuth(account, token)
+        async with aiohttp.ClientSession() as session:
+            async def post(i):
+                async with limit:
+                    data = {"To": f"+1720{i:07d}", "From": "+13035550100", "Body": "Hi"}
+                    async with session.post(f"{url}/2010-04-01/Accounts/{account}/Messages.json", data=data,
+                                            auth=auth) as answer:
+                        answer.raise_for_status()
+                        await answer.read()
 
-    started = time.perf_counter()
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(post, range(messages)))
-    return messages / (time.perf_counter() - started)
+            started = time.perf_counter()
+            await asyncio.gather(*(post(i) for i in range(messages)))
+            return messages / (time.perf_counter() - started)
+
+    return asyncio.run(run())
 
 
 def main() -> None:
@@ -150,7 +158,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from campaigns.models import Campaign
-    from campaigns.services import campaign_send, messaging_settings_update
+    from campaigns.services import SEND_THREADS, campaign_send, messaging_settings_update
     from members.twilio_fake import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DEFAULT_FROM
 
     port = free_port()
@@ -203,7 +211,7 @@ def main() -> None:
         send_rate = sent / elapsed
         child_rss = max([out.get() for _ in procs] or [0])
         raw = raw_rate(url, DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, min(sent, 10_000) or 1000,
-                       16 * args.processes)
+                       SEND_THREADS * args.processes)
         print(f"sent={sent} in {elapsed:.1f}s", flush=True)
         peak = max(rss_mb(), child_rss)
         print(f"recipients={campaign.recipient_count} queue_s={queue_s:.2f} send_rate={send_rate:.0f} "

@@ -13,7 +13,9 @@ marked failed ("interrupted") after a lease instead of being sent again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -38,8 +40,8 @@ from .senders import EmailSender, NotSent, SmsSender
 log = logging.getLogger(__name__)
 
 # Claimed at a time: small, so a worker that dies leaves few messages in doubt.
-BATCH_SIZE = 64
-SEND_THREADS = 16
+BATCH_SIZE = 100
+SEND_THREADS = 32  # messages in flight at once
 MAX_ATTEMPTS = 4
 RETRY_BASE_SECONDS = 30
 # A claimed row with no outcome after this long belongs to a worker that died.
@@ -142,7 +144,7 @@ def campaign_send(*, campaign: Campaign, audit: AuditContext | None, now: dateti
         locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
         if locked.status != Campaign.Status.DRAFT:
             # Scheduled for now or earlier: another click is queueing it this moment.
-            queueing = locked.status == Campaign.Status.SCHEDULED and locked.scheduled_at <= now
+            queueing = locked.status == Campaign.Status.SCHEDULED and locked.scheduled_at <= timezone.now()
             status = "sending" if queueing else locked.get_status_display().lower()
             raise CampaignRefused(f"This campaign is already {status}.")
         if locked.audience_id is None:
@@ -470,28 +472,76 @@ def _outcomes_write(results: list[tuple], now: datetime) -> None:
               "errors": [r[4] for r in results], "dues": [r[5] for r in results], "now": now})
 
 
+def _outcome(row, now: datetime, *, provider_id: str = "", error: Exception | None = None) -> tuple:
+    """What became of one message, as _outcomes_write takes it."""
+    recipient_id, _persona_id, _to, attempts = row
+    if error is None:
+        return (recipient_id, S.SENT, provider_id or "", "", "", None)
+    if isinstance(error, NotSent):
+        if error.retryable and attempts < MAX_ATTEMPTS:
+            retry_at = now + timedelta(seconds=RETRY_BASE_SECONDS * 2 ** (attempts - 1))
+            return (recipient_id, S.PENDING, "", error.code, error.detail, retry_at)
+        return (recipient_id, S.FAILED, "", error.code, error.detail, None)
+    log.error("campaign message to recipient %s failed", recipient_id, exc_info=error)
+    return (recipient_id, S.FAILED, "", "error", str(error)[:300], None)
+
+
+ERASED = ("erased", "The customer's data was erased.")
+
+
 def _send_one(sender, renderer: Renderer, row, values: dict | None, now: datetime) -> tuple:
-    recipient_id, persona_id, to, attempts = row
+    recipient_id, persona_id, to, _attempts = row
     if values is None:  # the persona was erased since the campaign was queued
-        return (recipient_id, S.SKIPPED, "", "erased", "The customer's data was erased.", None)
+        return (recipient_id, S.SKIPPED, "", *ERASED, None)
     try:
         message = renderer.render(recipient_id, persona_id, values)
         provider_id = sender.send(to=to, recipient_id=recipient_id, **message)
-    except NotSent as exc:
-        if exc.retryable and attempts < MAX_ATTEMPTS:
-            retry_at = now + timedelta(seconds=RETRY_BASE_SECONDS * 2 ** (attempts - 1))
-            return (recipient_id, S.PENDING, "", exc.code, exc.detail, retry_at)
-        return (recipient_id, S.FAILED, "", exc.code, exc.detail, None)
     except Exception as exc:  # noqa: BLE001 - one bad message does not stop the campaign
-        log.exception("campaign %s: message to recipient %s failed", renderer.campaign.pk, recipient_id)
-        return (recipient_id, S.FAILED, "", "error", str(exc)[:300], None)
-    return (recipient_id, S.SENT, provider_id or "", "", "", None)
+        return _outcome(row, now, error=exc)
+    return _outcome(row, now, provider_id=provider_id)
+
+
+async def _send_many_async(sender, renderer: Renderer, jobs: list, now: datetime, in_flight: int) -> list:
+    """The batch's messages with up to `in_flight` at once, on the sender's asyncio client."""
+    limit = asyncio.Semaphore(in_flight)
+
+    async def one(row, values):
+        recipient_id, persona_id, to, _attempts = row
+        if values is None:
+            return (recipient_id, S.SKIPPED, "", *ERASED, None)
+        async with limit:
+            try:
+                message = renderer.render(recipient_id, persona_id, values)
+                provider_id = await sender.send_async(to=to, recipient_id=recipient_id, **message)
+            except Exception as exc:  # noqa: BLE001 - one bad message does not stop the campaign
+                return _outcome(row, now, error=exc)
+        return _outcome(row, now, provider_id=provider_id)
+
+    return await asyncio.gather(*(one(row, values) for row, values in jobs))
+
+
+class _LoopThread:
+    """An asyncio event loop on a thread of its own; `run(coroutine)` waits for its result."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="campaign-send", daemon=True)
+        self.thread.start()
+
+    def run(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
 
 
 def campaign_send_batch(*, campaign_id: int, budget_seconds: float = 20.0, batch_size: int = BATCH_SIZE,
                         threads: int = SEND_THREADS) -> tuple[str, float | None]:
     """Send the campaign's due messages for up to `budget_seconds`; what is left and when
-    to come back: ("more", None), ("wait", seconds), ("done", None) or ("stopped", None)."""
+    to come back: ("more", None), ("wait", seconds), ("done", None) or ("stopped", None).
+    `threads`: messages in flight at once (Twilio's asyncio client; email, a thread pool)."""
     started = time.monotonic()
     campaign = Campaign.objects.select_related("company").get(pk=campaign_id)
     if campaign.status != Campaign.Status.SENDING:
@@ -501,7 +551,12 @@ def campaign_send_batch(*, campaign_id: int, budget_seconds: float = 20.0, batch
     _interrupted_close(campaign_id, now)
     _out_of_hours_defer(campaign, rules, now)
     renderer, sender = Renderer(campaign, rules), _sender(campaign, rules)
-    with ThreadPoolExecutor(max_workers=threads) as pool:
+    use_async = getattr(sender, "sends_async", False)
+    # The asyncio client runs on a loop of its own thread: the caller's thread may have a
+    # loop running already (an async worker, a test's browser driver).
+    loop = _LoopThread() if use_async else None
+    pool = None if use_async else ThreadPoolExecutor(max_workers=threads)
+    try:
         while True:  # at least one batch, however short the budget
             if not Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.SENDING).exists():
                 return "stopped", None
@@ -514,10 +569,19 @@ def campaign_send_batch(*, campaign_id: int, budget_seconds: float = 20.0, batch
             skipped = [(rid, S.SKIPPED, "", stop[pid][0], stop[pid][1], None)
                        for rid, pid, _to, _n in claimed if pid in stop]
             jobs = [(row, values.get(row[1])) for row in claimed if row[1] not in stop]
-            results = list(pool.map(lambda job, at=now: _send_one(sender, renderer, *job, at), jobs))
+            if use_async:
+                results = loop.run(_send_many_async(sender, renderer, jobs, now, threads))
+            else:
+                results = list(pool.map(lambda job, at=now: _send_one(sender, renderer, *job, at), jobs))
             _outcomes_write(skipped + results, timezone.now())
             if time.monotonic() - started >= budget_seconds:
                 return "more", None
+    finally:
+        if loop is not None:
+            loop.run(sender.aclose())
+            loop.close()
+        if pool is not None:
+            pool.shutdown()
 
 
 def _what_next(campaign_id: int, now: datetime) -> tuple[str, float | None]:

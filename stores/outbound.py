@@ -198,3 +198,28 @@ def outbound_socket_check(sock: socket.socket, *, host: str, port: int, url: str
         sock.close()
         shown_host = f"[{host}]" if ":" in host else host
         raise _refused(url or f"{shown_host}:{port}", address, "The address")
+
+
+# -- aiohttp (the twilio library's asynchronous client) --------------------------------------
+
+def outbound_aiohttp_session(url: str):
+    """An aiohttp ClientSession for calls to `url`'s host on a merchant's behalf, held to the
+    same rules as outbound_session: `url` itself is checked (an address in it never reaches
+    a resolver), and every name the session resolves must resolve to public addresses only
+    (it connects to the addresses checked), unless its exact host:port is allow-listed. No
+    proxy variables or .netrc (trust_env off). Make it inside the event loop that uses it."""
+    import aiohttp
+
+    outbound_url_check(url)
+
+    class GuardedResolver(aiohttp.ThreadedResolver):
+        async def resolve(self, host, port=0, family=socket.AF_INET):
+            answers = await super().resolve(host, port, family)
+            if not host_allowed(host, port):
+                for answer in answers:
+                    if not address_is_public(answer["host"]):
+                        raise _refused(f"{host}:{port}", answer["host"], "The address")
+            return answers
+
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=GuardedResolver(), limit=100),
+                                 trust_env=False)

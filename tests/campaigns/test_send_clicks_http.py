@@ -19,16 +19,19 @@ def test_twenty_send_clicks_at_once_queue_the_campaign_once(live_server):
     open_all_day(company)
     marketer = MembershipFactory(company=company, role=Role.MARKETER).user
     campaign = sms_campaign(company, audience_of(company, consenting(company, 25)), holdout=20)
-    client = Client()
-    client.force_login(marketer)
-    session_id = client.cookies["sessionid"].value
-    page = requests.get(f"{live_server.url}/campaigns/{campaign.pk}/", cookies={"sessionid": session_id},
+    # Twenty tabs (sessions) of the same marketer: each shows its own message.
+    sessions = []
+    for _ in range(20):
+        client = Client()
+        client.force_login(marketer)
+        sessions.append(client.cookies["sessionid"].value)
+    page = requests.get(f"{live_server.url}/campaigns/{campaign.pk}/", cookies={"sessionid": sessions[0]},
                         timeout=30)
     assert page.status_code == 200 and "will receive" in page.text
     token = page.cookies["csrftoken"]
     barrier, answers = threading.Barrier(20), []
 
-    def click():
+    def click(session_id):
         with requests.Session() as session:
             session.cookies.update({"sessionid": session_id, "csrftoken": token})
             barrier.wait()
@@ -36,7 +39,7 @@ def test_twenty_send_clicks_at_once_queue_the_campaign_once(live_server):
                                   data={"csrfmiddlewaretoken": token}, timeout=60)
             answers.append(answer)
 
-    threads = [threading.Thread(target=click) for _ in range(20)]
+    threads = [threading.Thread(target=click, args=(session_id,)) for session_id in sessions]
     [t.start() for t in threads]
     [t.join() for t in threads]
     assert [a.status_code for a in answers] == [200] * 20  # each lands back on the campaign page
