@@ -359,3 +359,19 @@ def test_fast_status_callbacks_reach_every_message(twilio_server, live_server, s
     rows = CampaignRecipient.objects.filter(campaign=campaign)
     assert rows.filter(state="delivered").count() == 12
     assert not rows.filter(sent_at__isnull=True).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("api_base", ["http://10.1.2.3:8766", "http://localhost:8766"])
+def test_twilio_at_a_private_address_is_refused_not_called(settings, api_base):
+    settings.SMS_PROVIDER, settings.TWILIO_API_BASE = "twilio", api_base
+    settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN = "AC" + "1" * 32, "t" * 32
+    settings.TWILIO_FROM = "+13035550100"
+    company = CompanyFactory()
+    open_all_day(company)
+    campaign = sms_campaign(company, audience_of(company, consenting(company, 1)))
+    campaign_send(campaign=campaign, audit=None)
+    campaign_send_batch(campaign_id=campaign.pk, budget_seconds=0)
+    row = CampaignRecipient.objects.get(campaign=campaign)
+    assert row.state == "failed" and row.error_code == "outbound_refused", row.error
+    assert "private or local address" in row.error
