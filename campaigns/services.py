@@ -14,6 +14,7 @@ marked failed ("interrupted") after a lease instead of being sent again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -39,9 +40,10 @@ from .senders import EmailSender, NotSent, SmsSender
 
 log = logging.getLogger(__name__)
 
-# Claimed at a time: small, so a worker that dies leaves few messages in doubt.
-BATCH_SIZE = 100
-SEND_THREADS = 32  # messages in flight at once
+# Claimed at a time: a few seconds' sending, so a worker that dies leaves few messages in
+# doubt (and those Twilio took come back through their status callbacks).
+BATCH_SIZE = 250
+SEND_THREADS = 50  # messages in flight at once
 MAX_ATTEMPTS = 4
 RETRY_BASE_SECONDS = 30
 # A claimed row with no outcome after this long belongs to a worker that died.
@@ -528,8 +530,11 @@ class _LoopThread:
         self.thread = threading.Thread(target=self.loop.run_forever, name="campaign-send", daemon=True)
         self.thread.start()
 
+    def submit(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
     def run(self, coroutine):
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+        return self.submit(coroutine).result()
 
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -556,28 +561,44 @@ def campaign_send_batch(*, campaign_id: int, budget_seconds: float = 20.0, batch
     # loop running already (an async worker, a test's browser driver).
     loop = _LoopThread() if use_async else None
     pool = None if use_async else ThreadPoolExecutor(max_workers=threads)
+    in_flight = None
     try:
+        # Twilio's batches are sent while the next one is claimed and prepared (the database
+        # work overlaps the sending); a batch's outcomes are written when it is done.
+        in_flight = None  # (future of the outcomes, the batch's skipped rows)
         while True:  # at least one batch, however short the budget
             if not Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.SENDING).exists():
                 return "stopped", None
             now = timezone.now()
             claimed = _claim(campaign_id, now, batch_size)
+            if claimed:
+                stop = _recheck(campaign, rules, claimed, now)
+                values = _merge_values(campaign, [row[1] for row in claimed])
+                skipped = [(rid, S.SKIPPED, "", stop[pid][0], stop[pid][1], None)
+                           for rid, pid, _to, _n in claimed if pid in stop]
+                jobs = [(row, values.get(row[1])) for row in claimed if row[1] not in stop]
+                if use_async:
+                    sending = loop.submit(_send_many_async(sender, renderer, jobs, now, threads))
+                else:
+                    results = list(pool.map(lambda job, at=now: _send_one(sender, renderer, *job, at), jobs))
+                    _outcomes_write(skipped + results, timezone.now())
+            if in_flight is not None:
+                _outcomes_write(in_flight[1] + in_flight[0].result(), timezone.now())
+                in_flight = None
+            if claimed and use_async:
+                in_flight = (sending, skipped)
             if not claimed:
                 return _what_next(campaign_id, now)
-            stop = _recheck(campaign, rules, claimed, now)
-            values = _merge_values(campaign, [row[1] for row in claimed])
-            skipped = [(rid, S.SKIPPED, "", stop[pid][0], stop[pid][1], None)
-                       for rid, pid, _to, _n in claimed if pid in stop]
-            jobs = [(row, values.get(row[1])) for row in claimed if row[1] not in stop]
-            if use_async:
-                results = loop.run(_send_many_async(sender, renderer, jobs, now, threads))
-            else:
-                results = list(pool.map(lambda job, at=now: _send_one(sender, renderer, *job, at), jobs))
-            _outcomes_write(skipped + results, timezone.now())
             if time.monotonic() - started >= budget_seconds:
+                if in_flight is not None:
+                    _outcomes_write(in_flight[1] + in_flight[0].result(), timezone.now())
+                    in_flight = None
                 return "more", None
     finally:
         if loop is not None:
+            if in_flight is not None:  # an error in the loop above: the batch sent still counts
+                with contextlib.suppress(Exception):
+                    _outcomes_write(in_flight[1] + in_flight[0].result(), timezone.now())
             loop.run(sender.aclose())
             loop.close()
         if pool is not None:
