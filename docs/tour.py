@@ -83,6 +83,12 @@ def take(base: str) -> None:
         page.goto(f"{base}/settings/integrations/")
         shoot(page, "6-integrations")
 
+        page.goto(f"{base}/campaigns/")
+        page.get_by_role("link", name="Double points weekend").click()
+        page.wait_for_url("**/campaigns/*/")
+        page.locator("[data-testid=campaign-report]").scroll_into_view_if_needed()
+        shoot(page, "7-campaign-report")
+
         # The queue as the tablet at the counter shows it.
         tablet = browser.new_context(viewport=TABLET, storage_state=desktop.storage_state())
         counter = tablet.new_page()
