@@ -86,7 +86,9 @@ def take(base: str) -> None:
         page.goto(f"{base}/campaigns/")
         page.get_by_role("link", name="Double points weekend").click()
         page.wait_for_url("**/campaigns/*/")
-        page.locator("[data-testid=campaign-report]").scroll_into_view_if_needed()
+        page.wait_for_load_state("networkidle")
+        page.get_by_role("heading", name="Did it make a difference?").evaluate(
+            "heading => window.scrollTo(0, heading.getBoundingClientRect().top + window.scrollY - 90)")
         shoot(page, "7-campaign-report")
 
         # The queue as the tablet at the counter shows it.
