@@ -106,6 +106,15 @@ def tracked_link_url(*, link: CampaignLink, recipient_id: int | None) -> str:
     return public_url(reverse("campaigns_public:link", args=[link.code, base36(recipient_id)]))
 
 
+def tracked_link_maker(link: CampaignLink):
+    """tracked_link_url for one link, made once: a function of the recipient id that only
+    joins strings (the send loop makes one per message)."""
+    preview = tracked_link_url(link=link, recipient_id=None)
+    if tracked_link_url(link=link, recipient_id=35) != f"{preview}z/":  # the URL's shape changed
+        return lambda recipient_id: tracked_link_url(link=link, recipient_id=recipient_id)
+    return lambda recipient_id: preview if recipient_id is None else f"{preview}{base36(recipient_id)}/"
+
+
 def link_for(*, campaign, url: str) -> CampaignLink:
     """The campaign's tracked link to `url`, made on first use with a new random code. Two
     workers asking at once get the same row (INSERT ... ON CONFLICT DO NOTHING, then read).

@@ -48,7 +48,13 @@ class SmsSender:
         except DomainError as exc:  # the company's stored token no longer decrypts
             self.route, self.unreadable = None, exc
         self.status_callbacks = status_callbacks
+        self._callback_base = hooks.status_callback_url(company) if status_callbacks else ""
         self._local = threading.local()
+
+    def _callback_url(self, recipient_id: int | None) -> str:
+        """hooks.status_callback_url, its path reversed once per sender."""
+        base = self._callback_base
+        return f"{base}?r={hooks.base36(recipient_id)}" if recipient_id else base
 
     @property
     def provider(self) -> str:
@@ -75,8 +81,7 @@ class SmsSender:
         sender = ({"messaging_service_sid": route.sender} if MESSAGING_SERVICE_SID.match(route.sender)
                   else {"from_": route.sender})
         # The callback names the recipient: it may come back before the sid is stored.
-        extra = ({"status_callback": hooks.status_callback_url(self.company, recipient_id)}
-                 if self.status_callbacks else {})
+        extra = ({"status_callback": self._callback_url(recipient_id)} if self.status_callbacks else {})
         try:
             return self._client().messages.create(to=to, body=body, **sender, **extra).sid or ""
         except TwilioRestException as exc:
@@ -127,8 +132,7 @@ class SmsSender:
                           retryable=False)
         sender = ({"messaging_service_sid": route.sender} if MESSAGING_SERVICE_SID.match(route.sender)
                   else {"from_": route.sender})
-        extra = ({"status_callback": hooks.status_callback_url(self.company, recipient_id)}
-                 if self.status_callbacks else {})
+        extra = ({"status_callback": self._callback_url(recipient_id)} if self.status_callbacks else {})
         try:
             client = await self._async_client()
             message = await client.messages.create_async(to=to, body=body, **sender, **extra)

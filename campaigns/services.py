@@ -385,8 +385,9 @@ class Renderer:
         if campaign.channel == Channel.SMS:
             text = compose.sms_text(campaign.sms_body, rules.opt_out_line)
             # Each link becomes a marker no one types; the recipient's tracked link replaces it.
-            self.markers = {f"\x00{i}\x00": self._link(url) for i, url in enumerate(compose.links_find(text))}
-            marked = compose.links_replace(text, {link.url: marker for marker, link in self.markers.items()})
+            links = {f"\x00{i}\x00": self._link(url) for i, url in enumerate(compose.links_find(text))}
+            marked = compose.links_replace(text, {link.url: marker for marker, link in links.items()})
+            self.markers = {marker: hooks.tracked_link_maker(link) for marker, link in links.items()}
             self.template = compose.compile_template(marked, field="sms_body")
         else:
             # Every link is made here, before the send threads (which never touch the database).
@@ -406,8 +407,8 @@ class Renderer:
         campaign = self.campaign
         if campaign.channel == Channel.SMS:
             body = self.template.render(values)
-            for marker, link in self.markers.items():
-                body = body.replace(marker, hooks.tracked_link_url(link=link, recipient_id=recipient_id))
+            for marker, tracked in self.markers.items():
+                body = body.replace(marker, tracked(recipient_id))
             return {"body": body}
         unsubscribe = (hooks.unsubscribe_url(company=campaign.company, persona_id=persona_id,
                                              recipient_id=recipient_id)
