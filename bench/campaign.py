@@ -10,7 +10,7 @@ static audience, and an SMS campaign to it with a 10% holdout and a tracked link
   the frequency cap; the holdout drawn; one row per member written), timed; the baseline
   is a bare INSERT … SELECT of the same number of rows into a table of the same shape in
   the same run (queue_ratio = baseline / queue: 1.0 would be the cost of writing the rows);
-- send: M messages (default 20,000) by `campaign_send_batch` in P worker processes (the
+- send: M messages (default 50,000) by `campaign_send_batch` in P worker processes (the
   send loop of the Celery task: claim, recheck consent, merge fields, tracked links, the
   `twilio` library's Messages API call, the outcome written back) to the Twilio fake run
   as its own process; the baseline is as many bare POSTs to the fake, as many at once, on
@@ -153,7 +153,7 @@ def raw_rate(url: str, account: str, token: str, messages: int, in_flight: int) 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--personas", type=int, default=1_000_000)
-    parser.add_argument("--send", type=int, default=20_000, help="messages to send through the fake")
+    parser.add_argument("--send", type=int, default=50_000, help="messages to send through the fake")
     parser.add_argument("--processes", type=int, default=2, help="sending processes")
     args = parser.parse_args()
 
@@ -200,9 +200,9 @@ def main() -> None:
         context = multiprocessing.get_context("fork")
         out = context.Queue()
         connection.close()
-        share = args.send // args.processes
+        # Every process sends until M messages are out in all, as workers on one campaign do.
         started = time.perf_counter()
-        procs = [context.Process(target=sender, args=(campaign.pk, share * (i + 1), env, out))
+        procs = [context.Process(target=sender, args=(campaign.pk, args.send, env, out))
                  for i in range(args.processes)]
         [p.start() for p in procs]
         [p.join() for p in procs]

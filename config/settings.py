@@ -494,9 +494,10 @@ LOGGING = {
                 "django.request": {"filters": ["forbidden"]},
                 # A failing check is in the /readyz answer; no traceback per probe in the log.
                 "health_check": {"level": "ERROR"},
-                # The twilio library logs every request's headers and phone numbers at INFO:
-                # noise, personal data in the log, and CPU a campaign's sending needs.
-                "twilio.http_client": {"level": "WARNING"}},
+                # The twilio library's clients (twilio.http_client, twilio.async_http_client)
+                # log every request's headers and phone numbers at INFO: noise, personal
+                # data in the log, and CPU a campaign's sending needs.
+                "twilio": {"level": "WARNING"}},
 }
 # Celery keeps the logging above in its workers (task lines come from stores/taskruns.py).
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -375,3 +375,16 @@ def test_twilio_at_a_private_address_is_refused_not_called(settings, api_base):
     row = CampaignRecipient.objects.get(campaign=campaign)
     assert row.state == "failed" and row.error_code == "outbound_refused", row.error
     assert "private or local address" in row.error
+
+
+@pytest.mark.django_db
+def test_sending_leaves_the_twilio_library_quiet(twilio_server, caplog):
+    # Its clients log every request at INFO (URLs, headers): at a campaign's rate, a log
+    # line storm that also took much of the sending CPU.
+    company = CompanyFactory()
+    open_all_day(company)
+    campaign = sms_campaign(company, audience_of(company, consenting(company, 3)))
+    campaign_send(campaign=campaign, audit=None)
+    _send_all(campaign)
+    assert len(twilio_server.messages) == 3
+    assert not [r for r in caplog.records if r.name.startswith("twilio") and r.levelno < 30]
