@@ -39,6 +39,14 @@ class NotSent(Exception):
         self.code, self.detail, self.retryable = str(code)[:32], detail[:300], retryable
 
 
+class TimedAsyncTwilioHttpClient(AsyncTwilioHttpClient):
+    """The library's asyncio client with its timeout applied: it passes timeout=None to
+    aiohttp, which means none at all, when the caller gives none."""
+
+    async def request(self, *args, timeout=None, **kwargs):
+        return await super().request(*args, timeout=self.timeout if timeout is None else timeout, **kwargs)
+
+
 class SmsSender:
     def __init__(self, company, *, status_callbacks: bool = True):
         self.company = company
@@ -69,40 +77,32 @@ class SmsSender:
                 timeout=settings.SMS_TIMEOUT_SECONDS)
         return client
 
-    def send(self, *, to: str, body: str, recipient_id: int | None = None, **_) -> str:
+    def _message_args(self, recipient_id: int | None) -> dict:
+        """From, and the status callback naming the recipient (it may come back before the
+        sid is stored). Raises NotSent when the account cannot send."""
+        route = self.route
         if self.unreadable is not None:
             raise NotSent(self.unreadable.code, self.unreadable.message, retryable=False)
-        route = self.route
-        if route.provider == "outbox":
-            return ""  # the platform records, nothing leaves the machine
         if not (route.account_sid and route.auth_token and route.sender):
             raise NotSent("not_configured", "The Twilio account SID, auth token or sender is missing.",
                           retryable=False)
-        sender = ({"messaging_service_sid": route.sender} if MESSAGING_SERVICE_SID.match(route.sender)
-                  else {"from_": route.sender})
-        # The callback names the recipient: it may come back before the sid is stored.
-        extra = ({"status_callback": self._callback_url(recipient_id)} if self.status_callbacks else {})
-        try:
-            return self._client().messages.create(to=to, body=body, **sender, **extra).sid or ""
-        except TwilioRestException as exc:
-            code = str(exc.code or f"http_{exc.status}")
-            detail = (exc.msg or "").removeprefix("Unable to create record:").strip() or f"HTTP {exc.status}"
-            raise NotSent(code, detail, retryable=code in TWILIO_RETRYABLE or exc.status >= 500) from exc
-        except TwilioServiceException as exc:
-            code = str(exc.code or f"http_{exc.status}")
-            raise NotSent(code, exc.detail or exc.title or f"HTTP {exc.status}",
-                          retryable=code in TWILIO_RETRYABLE or (exc.status or 0) >= 500) from exc
-        except requests.Timeout as exc:
-            waited = settings.SMS_TIMEOUT_SECONDS
-            raise NotSent("timeout", f"Twilio did not answer within {waited:g} seconds.",
-                          retryable=True) from exc
-        except requests.ConnectionError as exc:
-            raise NotSent("unreachable", "Twilio could not be reached.", retryable=True) from exc
-        except requests.RequestException as exc:
-            raise NotSent("request_failed", str(exc)[:200], retryable=True) from exc
-        except DomainError as exc:  # OutboundRefused: the API base is a private address
-            raise NotSent(exc.code, exc.message, retryable=False) from exc
+        args = ({"messaging_service_sid": route.sender} if MESSAGING_SERVICE_SID.match(route.sender)
+                else {"from_": route.sender})
+        if self.status_callbacks:
+            args["status_callback"] = self._callback_url(recipient_id)
+        return args
 
+    def send(self, *, to: str, body: str, recipient_id: int | None = None, **_) -> str:
+        if self.route is not None and self.route.provider == "outbox":
+            return ""  # the platform records, nothing leaves the machine
+        args = self._message_args(recipient_id)
+        try:
+            return self._client().messages.create(to=to, body=body, **args).sid or ""
+        except Exception as exc:
+            mapped = _not_sent(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
 
     # -- the asynchronous path: the same library's asyncio client, many messages in flight
     # from one thread (about three times the messages a second of a thread pool)
@@ -115,9 +115,10 @@ class SmsSender:
         client = getattr(self, "_aclient", None)
         if client is None:
             route = self.route
-            http = AsyncTwilioHttpClient(pool_connections=False, timeout=settings.SMS_TIMEOUT_SECONDS)
+            http = TimedAsyncTwilioHttpClient(pool_connections=False, timeout=settings.SMS_TIMEOUT_SECONDS)
             # The guarded session (private addresses refused unless allow-listed), kept open.
-            http.session = outbound_aiohttp_session(route.api_base or TWILIO_API_BASE)
+            http.session = outbound_aiohttp_session(route.api_base or TWILIO_API_BASE,
+                                                    timeout=settings.SMS_TIMEOUT_SECONDS)
             client = Client(route.account_sid, route.auth_token, account_sid=route.account_sid,
                             http_client=http)
             client.region = client.edge = None
@@ -126,34 +127,15 @@ class SmsSender:
         return client
 
     async def send_async(self, *, to: str, body: str, recipient_id: int | None = None, **_) -> str:
-        route = self.route
-        if not (route.account_sid and route.auth_token and route.sender):
-            raise NotSent("not_configured", "The Twilio account SID, auth token or sender is missing.",
-                          retryable=False)
-        sender = ({"messaging_service_sid": route.sender} if MESSAGING_SERVICE_SID.match(route.sender)
-                  else {"from_": route.sender})
-        extra = ({"status_callback": self._callback_url(recipient_id)} if self.status_callbacks else {})
+        args = self._message_args(recipient_id)
         try:
             client = await self._async_client()
-            message = await client.messages.create_async(to=to, body=body, **sender, **extra)
-        except TwilioRestException as exc:
-            code = str(exc.code or f"http_{exc.status}")
-            detail = (exc.msg or "").removeprefix("Unable to create record:").strip() or f"HTTP {exc.status}"
-            raise NotSent(code, detail, retryable=code in TWILIO_RETRYABLE or exc.status >= 500) from exc
-        except TwilioServiceException as exc:
-            code = str(exc.code or f"http_{exc.status}")
-            raise NotSent(code, exc.detail or exc.title or f"HTTP {exc.status}",
-                          retryable=code in TWILIO_RETRYABLE or (exc.status or 0) >= 500) from exc
-        except TimeoutError as exc:
-            waited = settings.SMS_TIMEOUT_SECONDS
-            raise NotSent("timeout", f"Twilio did not answer within {waited:g} seconds.",
-                          retryable=True) from exc
-        except aiohttp.ClientConnectionError as exc:
-            raise NotSent("unreachable", "Twilio could not be reached.", retryable=True) from exc
-        except aiohttp.ClientError as exc:
-            raise NotSent("request_failed", str(exc)[:200], retryable=True) from exc
-        except DomainError as exc:  # OutboundRefused: the API base is a private address
-            raise NotSent(exc.code, exc.message, retryable=False) from exc
+            message = await client.messages.create_async(to=to, body=body, **args)
+        except Exception as exc:
+            mapped = _not_sent(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
         return message.sid or ""
 
     async def aclose(self) -> None:
@@ -161,6 +143,29 @@ class SmsSender:
         if http is not None:
             await http.close()
             self._aclient = self._ahttp = None
+
+
+def _not_sent(exc: Exception) -> Exception:
+    """Twilio's answer or the network's trouble, from either client, as NotSent: whether
+    trying again may help, and the reason for the page. Anything else comes back as is."""
+    if isinstance(exc, TwilioRestException):
+        code = str(exc.code or f"http_{exc.status}")
+        detail = (exc.msg or "").removeprefix("Unable to create record:").strip() or f"HTTP {exc.status}"
+        return NotSent(code, detail, retryable=code in TWILIO_RETRYABLE or exc.status >= 500)
+    if isinstance(exc, TwilioServiceException):  # the newer (RFC 9457) error shape
+        code = str(exc.code or f"http_{exc.status}")
+        return NotSent(code, exc.detail or exc.title or f"HTTP {exc.status}",
+                       retryable=code in TWILIO_RETRYABLE or (exc.status or 0) >= 500)
+    if isinstance(exc, requests.Timeout | TimeoutError):
+        return NotSent("timeout", f"Twilio did not answer within {settings.SMS_TIMEOUT_SECONDS:g} seconds.",
+                       retryable=True)
+    if isinstance(exc, requests.ConnectionError | aiohttp.ClientConnectionError):
+        return NotSent("unreachable", "Twilio could not be reached.", retryable=True)
+    if isinstance(exc, requests.RequestException | aiohttp.ClientError):
+        return NotSent("request_failed", str(exc)[:200], retryable=True)
+    if isinstance(exc, DomainError):  # OutboundRefused: the API base is a private address
+        return NotSent(exc.code, exc.message, retryable=False)
+    return exc
 
 
 class EmailSender:

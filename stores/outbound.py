@@ -202,12 +202,13 @@ def outbound_socket_check(sock: socket.socket, *, host: str, port: int, url: str
 
 # -- aiohttp (the twilio library's asynchronous client) --------------------------------------
 
-def outbound_aiohttp_session(url: str):
+def outbound_aiohttp_session(url: str, *, timeout: float = 30):
     """An aiohttp ClientSession for calls to `url`'s host on a merchant's behalf, held to the
     same rules as outbound_session: `url` itself is checked (an address in it never reaches
     a resolver), and every name the session resolves must resolve to public addresses only
     (it connects to the addresses checked), unless its exact host:port is allow-listed. No
-    proxy variables or .netrc (trust_env off). Make it inside the event loop that uses it."""
+    proxy variables or .netrc (trust_env off). `timeout`: seconds for each whole request.
+    Make it inside the event loop that uses it."""
     import aiohttp
 
     outbound_url_check(url)
@@ -222,4 +223,4 @@ def outbound_aiohttp_session(url: str):
             return answers
 
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=GuardedResolver(), limit=100),
-                                 trust_env=False)
+                                 timeout=aiohttp.ClientTimeout(total=timeout), trust_env=False)

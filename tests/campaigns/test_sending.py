@@ -388,3 +388,16 @@ def test_sending_leaves_the_twilio_library_quiet(twilio_server, caplog):
     _send_all(campaign)
     assert len(twilio_server.messages) == 3
     assert not [r for r in caplog.records if r.name.startswith("twilio") and r.levelno < 30]
+
+
+@pytest.mark.django_db
+def test_twilio_too_slow_is_a_timeout_tried_again_later(twilio_server):
+    company = CompanyFactory()
+    open_all_day(company)
+    campaign = sms_campaign(company, audience_of(company, consenting(company, 1)))
+    campaign_send(campaign=campaign, audit=None)
+    twilio_server.delay_seconds = 1.5  # the client waits 1 s (SMS_TIMEOUT_SECONDS)
+    campaign_send_batch(campaign_id=campaign.pk, budget_seconds=0)
+    row = CampaignRecipient.objects.get(campaign=campaign)
+    assert row.state == "pending" and row.error_code == "timeout" and row.due_at > timezone.now()
+    assert "did not answer within 1 seconds" in row.error
