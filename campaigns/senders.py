@@ -64,10 +64,6 @@ class SmsSender:
         base = self._callback_base
         return f"{base}?r={hooks.base36(recipient_id)}" if recipient_id else base
 
-    @property
-    def provider(self) -> str:
-        return self.route.provider if self.route else "twilio"
-
     def _client(self):
         client = getattr(self._local, "client", None)
         if client is None:
@@ -169,8 +165,6 @@ def _not_sent(exc: Exception) -> Exception:
 
 
 class EmailSender:
-    provider = "email"
-
     def __init__(self, company, *, from_email: str):
         self.from_email = from_email
         self._local = threading.local()

@@ -107,9 +107,9 @@ def campaign_save(*, company, audit: AuditContext | None, campaign: Campaign | N
 @transaction.atomic
 def campaign_delete(*, campaign: Campaign, audit: AuditContext | None) -> None:
     campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
-    if campaign.status not in (Campaign.Status.DRAFT, Campaign.Status.SCHEDULED, Campaign.Status.CANCELLED):
-        raise CampaignRefused("A campaign that has sent messages is kept, for its report.")
-    if campaign.recipients.exclude(state__in=[S.CANCELLED, S.HELD_OUT]).exists():
+    # Cancelled before anything went out is deletable; anything sent is kept for its report.
+    if (campaign.status not in (Campaign.Status.DRAFT, Campaign.Status.SCHEDULED, Campaign.Status.CANCELLED)
+            or campaign.recipients.exclude(state__in=[S.CANCELLED, S.HELD_OUT]).exists()):
         raise CampaignRefused("A campaign that has sent messages is kept, for its report.")
     audit_record(audit=audit, company=campaign.company_id, kind="campaign.deleted", obj=campaign)
     campaign.delete()

@@ -64,15 +64,12 @@ def test_each_exclusion_rule_keeps_its_persona_out(twilio_server):
     no_phone = PersonaFactory(company=company, sms_opt_in=True, phone="")
     same_phone = PersonaFactory(company=company, sms_opt_in=True, phone=ok[0].phone)
     capped = PersonaFactory(company=company, sms_opt_in=True)
-    earlier = sms_campaign(company, audience_of(company, [capped], name="Earlier"), name="Earlier",
-                           status="sent", queued_at=timezone.now())
     for days in (1, 3):
         other = Campaign.objects.create(company=company, name=f"Earlier {days}", channel="sms", status="sent",
                                         queued_at=timezone.now(), sms_body="Hi")
         CampaignRecipient.objects.create(campaign=other, persona=capped, group="send", to=capped.phone,
                                          time_zone="UTC", due_at=timezone.now(), state="delivered",
                                          sent_at=timezone.now() - dt.timedelta(days=days))
-    assert earlier  # a campaign to the same persona with nothing sent does not count
     everyone = [*ok, no_consent, withdrawn, under_age, michigan_19, bad_phone, no_phone, same_phone, capped]
     campaign = sms_campaign(company, audience_of(company, everyone))
 
